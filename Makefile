@@ -1,0 +1,34 @@
+# StationWatch — the two commands: `make demo` and `make test`. Both install what is missing
+# (Debian packages when run as root or with password-less sudo, a virtual environment, the
+# package) and are safe to run twice.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# Debian packages the running system needs, as "command:package" pairs.
+RUNTIME_PKGS := mosquitto:mosquitto influxd:influxdb
+TEST_PKGS    := chromium:chromium
+
+.PHONY: demo test deps test-deps venv clean
+
+demo: deps venv
+	$(BIN)/stationwatch demo --config docs/examples/city-station.yaml
+
+test: deps test-deps venv
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+deps:
+	@PKGS="$(RUNTIME_PKGS)" sh apt-install.sh
+
+test-deps:
+	@PKGS="$(TEST_PKGS)" sh apt-install.sh
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || PKGS="_:python3-venv" sh apt-install.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) .demo *.egg-info

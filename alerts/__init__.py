@@ -1,0 +1,1 @@
+"""Alert rules, the durable alert lifecycle, notifications, and the HTTP API."""

@@ -1,0 +1,137 @@
+"""The ``stationwatch`` command. Each sub-command imports what it needs only when it runs."""
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="StationWatch 救助管理站安全监测 — building-safety monitoring for relief stations.")
+
+ConfigArg = Annotated[Path, typer.Option("--config", "-c", help="organisation config (YAML) / 组织配置文件")]
+BrokerOpt = Annotated[str, typer.Option("--broker", help="MQTT broker host:port")]
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _load(path: Path):
+    from stationwatch.broker.config import ConfigError, load_config
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+def _stop_event() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so long-running services stop cleanly."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+@app.command("check-config")
+def check_config(file: Path) -> None:
+    """Validate a config file; print every problem with its field path. / 检查配置文件。"""
+    cfg = _load(file)
+    typer.echo(f"OK / 配置正确: {file}: {len(cfg.sites)} site(s), {len(cfg.gateways)} gateway(s), "
+               f"{len(cfg.sensors)} sensor(s), {len(cfg.cameras)} camera(s)")
+
+
+@app.command()
+def simulate(config: ConfigArg,
+             broker: BrokerOpt = "127.0.0.1:1883",
+             scenario: Annotated[Optional[str], typer.Option(help="fire | heating-failure | night-exit | camera-offline | gateway-power-loss")] = None,
+             gateway: Annotated[Optional[str], typer.Option(help="gateway id (default: the first one)")] = None,
+             speed: Annotated[float, typer.Option(help="time compression: simulated seconds per real second")] = 1.0,
+             standalone: Annotated[bool, typer.Option(help="run an own simulated gateway instead of commanding the running one")] = False,
+             verbose: bool = False) -> None:
+    """Run a simulated gateway, or play a scenario on the one already running. / 模拟网关与场景。"""
+    _setup_logging(verbose)
+    from stationwatch.broker.mqtt import BrokerAddress
+    from stationwatch.gateway import simulator
+    cfg = _load(config)
+    address = BrokerAddress.parse(broker)
+    try:
+        gw = simulator.pick_gateway(cfg, gateway)
+        if scenario is not None:
+            simulator.check_scenario(scenario)
+        if scenario is not None and not standalone:
+            simulator.request_scenario(cfg, address, gw, scenario)
+            typer.echo(f"scenario '{scenario}' started on gateway {gw.id} / 场景已启动")
+            return
+        simulator.run_gateway(cfg, gw, address, stop=_stop_event(), speed=speed, scenario=scenario,
+                              config_version=simulator.config_version(config))
+    except simulator.SimulationError as exc:
+        typer.echo(f"error / 错误: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def ingest(config: ConfigArg,
+           broker: BrokerOpt = "127.0.0.1:1883",
+           influx: Annotated[str, typer.Option(help="InfluxDB 1.x URL")] = "http://127.0.0.1:8086",
+           database: Annotated[str, typer.Option(help="InfluxDB database")] = "stationwatch",
+           quarantine: Annotated[Path, typer.Option(help="SQLite file for refused messages")] = Path("quarantine.db"),
+           verbose: bool = False) -> None:
+    """Store readings, events and heartbeats from MQTT in InfluxDB. / 数据入库。"""
+    _setup_logging(verbose)
+    from stationwatch.broker.ingest import run_ingest
+    from stationwatch.broker.mqtt import BrokerAddress
+    cfg = _load(config)
+    run_ingest(cfg, BrokerAddress.parse(broker), influx, database, quarantine, stop=_stop_event())
+
+
+@app.command()
+def alerts(config: ConfigArg,
+           broker: BrokerOpt = "127.0.0.1:1883",
+           db: Annotated[Path, typer.Option(help="SQLite alert store")] = Path("alerts.db"),
+           verbose: bool = False) -> None:
+    """Run the alert rules on the live MQTT stream and send notifications. / 告警引擎。"""
+    _setup_logging(verbose)
+    from stationwatch.alerts.engine import run_engine
+    from stationwatch.broker.mqtt import BrokerAddress
+    cfg = _load(config)
+    run_engine(cfg, BrokerAddress.parse(broker), db, stop=_stop_event())
+
+
+@app.command()
+def serve(config: ConfigArg,
+          db: Annotated[Path, typer.Option(help="SQLite alert store")] = Path("alerts.db"),
+          host: str = "127.0.0.1",
+          port: int = 8080) -> None:
+    """HTTP API and duty board. / 接口与值班看板。"""
+    import uvicorn
+
+    from stationwatch.alerts.api import create_app
+    cfg = _load(config)
+    uvicorn.run(create_app(cfg, db), host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo(config: Annotated[Path, typer.Option("--config", "-c")] = Path("docs/examples/city-station.yaml"),
+         workdir: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path(".demo"),
+         port: Annotated[int, typer.Option(help="port of the API and duty board (0: a free one)")] = 8080,
+         speed: Annotated[float, typer.Option(help="time compression of the simulated station")] = 60.0) -> None:
+    """Run the whole system: Mosquitto, InfluxDB, simulated station, ingest, alerts, API. / 一键演示。"""
+    _setup_logging()
+    from stationwatch.broker.demo import run_demo
+    _load(config)
+    sys.exit(run_demo(config, workdir, port, speed, stop=_stop_event()))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

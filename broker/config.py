@@ -1,0 +1,250 @@
+"""The organisation config: bureaus → sites → rooms/zones → gateways, sensors and cameras, plus
+rules and contacts. One YAML file, validated by pydantic at load and cross-checked afterwards;
+every problem is reported with the path of the field at fault (``sensors[3].room``).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from stationwatch.sensors.kinds import KINDS, SensorConfig
+
+Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Bureau(_Model):
+    id: Ident
+    name: str
+    level: Literal["county", "city", "province"]
+    parent: str | None = None
+
+
+RoomKind = Literal["dormitory", "minors_dormitory", "medical_observation", "kitchen", "boiler_room",
+                   "storeroom", "exit", "corridor", "office", "public", "canteen", "bathroom"]
+SLEEPING_KINDS = {"dormitory", "minors_dormitory", "medical_observation"}
+
+
+class Room(_Model):
+    id: Ident
+    name: str
+    kind: RoomKind
+    zone: str | None = None  # fire-alarm zone; defaults to the room itself
+    sleeping: bool | None = None  # people sleep here; defaults from the kind
+
+    @property
+    def fire_zone(self) -> str:
+        return self.zone or self.id
+
+    @property
+    def people_sleep(self) -> bool:
+        return self.sleeping if self.sleeping is not None else self.kind in SLEEPING_KINDS
+
+
+class Site(_Model):
+    id: Ident
+    name: str
+    kind: Literal["station", "foster_care", "hospital"] = "station"
+    bureau: str
+    address: str | None = None
+    rooms: Annotated[list[Room], Field(min_length=1)]
+
+    def room(self, room_id: str) -> Room | None:
+        return next((r for r in self.rooms if r.id == room_id), None)
+
+
+class Gateway(_Model):
+    id: Ident
+    name: str
+    site: str
+
+
+class Camera(_Model):
+    id: Ident
+    name: str
+    gateway: str
+    room: str
+    probe: str  # rtsp://…, http://…, tcp://host:port
+    heartbeat_s: Annotated[float, Field(gt=0, le=3600)] = 60.0  # GB/T 28181 §9.6.1
+    misses: Annotated[int, Field(ge=1, le=20)] = 3
+
+
+class Contact(_Model):
+    id: Ident
+    name: str
+    role: Literal["staff", "leader", "bureau", "inspector", "admin"]
+    sites: list[str] = []
+    bureau: str | None = None
+    phone: str | None = None
+    channels: list[str] = []  # apprise URLs: json://…, wecombot://…, dingtalk://…, mailto://…
+
+
+class RuleSettings(_Model):
+    """Defaults from DESIGN.md §5; each can be changed per deployment."""
+    fire_confirm_detectors: Annotated[int, Field(ge=1, le=4)] = 2  # GB 50116 §4.1.6
+    heat_static_c: Annotated[float, Field(ge=40, le=100)] = 54.0  # GB 4716
+    sensor_stale_s: Annotated[float, Field(gt=0)] = 100.0  # GB 50166 §4.3.2
+    night_start: Annotated[str, Field(pattern=r"^\d\d:\d\d$")] = "22:00"
+    night_end: Annotated[str, Field(pattern=r"^\d\d:\d\d$")] = "06:00"
+    sleeping_room_min_c: float = 18.0  # GB/T 33833 §5.1
+    any_room_min_c: float = 5.0
+    summer_max_c: float = 32.0
+
+
+class AlertRouting(_Model):
+    """Who is told. Issue-level escalation (levels, deadlines) builds on this."""
+    notify: list[str] = []  # contact ids told of every alert at once
+
+
+class StationConfig(_Model):
+    version: Literal[1] = 1
+    name: str
+    bureaus: Annotated[list[Bureau], Field(min_length=1)]
+    sites: Annotated[list[Site], Field(min_length=1)]
+    gateways: Annotated[list[Gateway], Field(min_length=1)]
+    sensors: list[SensorConfig] = []
+    cameras: list[Camera] = []
+    contacts: list[Contact] = []
+    rules: RuleSettings = RuleSettings()
+    routing: AlertRouting = AlertRouting()
+
+    # ---- look-ups used by every service
+    def site(self, site_id: str) -> Site | None:
+        return next((s for s in self.sites if s.id == site_id), None)
+
+    def gateway(self, gateway_id: str) -> Gateway | None:
+        return next((g for g in self.gateways if g.id == gateway_id), None)
+
+    def sensor(self, sensor_id: str):
+        return next((s for s in self.sensors if s.id == sensor_id), None)
+
+    def site_of(self, device) -> Site:
+        return self.site(self.gateway(device.gateway).site)
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    """The config cannot be used; ``problems`` lists every fault with its field path."""
+
+    def __init__(self, source: str, problems: list[ConfigProblem]):
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) / 配置有 {len(problems)} 处错误:\n{lines}")
+
+
+def _loc_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in KINDS and out.endswith("]"):
+            continue  # pydantic names the union member; the user only needs the list index
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _duplicates(ids: list[str]) -> set[str]:
+    return {i for i, n in Counter(ids).items() if n > 1}
+
+
+def cross_check(cfg: StationConfig) -> list[ConfigProblem]:
+    """Checks that need the whole file: references exist, ids are unique, devices sit in their site."""
+    problems: list[ConfigProblem] = []
+    add = lambda path, msg: problems.append(ConfigProblem(path, msg))  # noqa: E731
+
+    bureau_ids = {b.id for b in cfg.bureaus}
+    site_ids = {s.id for s in cfg.sites}
+    gateway_ids = {g.id for g in cfg.gateways}
+    contact_ids = {c.id for c in cfg.contacts}
+    for section in ("bureaus", "sites", "gateways", "contacts"):
+        dup = _duplicates([x.id for x in getattr(cfg, section)])
+        for i, item in enumerate(getattr(cfg, section)):
+            if item.id in dup:
+                add(f"{section}[{i}].id", f"duplicate id '{item.id}' / 编号重复")
+    # sensors and cameras share one device namespace: a device id appears once in the topic tree
+    devices = [("sensors", i, d) for i, d in enumerate(cfg.sensors)] + \
+              [("cameras", i, d) for i, d in enumerate(cfg.cameras)]
+    dup = _duplicates([d.id for _, _, d in devices])
+    for section, i, d in devices:
+        if d.id in dup:
+            add(f"{section}[{i}].id", f"duplicate device id '{d.id}' / 设备编号重复")
+
+    for i, b in enumerate(cfg.bureaus):
+        if b.parent is not None and b.parent not in bureau_ids:
+            add(f"bureaus[{i}].parent", f"no bureau '{b.parent}' / 上级民政局不存在")
+    for i, s in enumerate(cfg.sites):
+        if s.bureau not in bureau_ids:
+            add(f"sites[{i}].bureau", f"no bureau '{s.bureau}' / 民政局不存在")
+        dup_rooms = _duplicates([r.id for r in s.rooms])
+        for j, r in enumerate(s.rooms):
+            if r.id in dup_rooms:
+                add(f"sites[{i}].rooms[{j}].id", f"duplicate room id '{r.id}' in site '{s.id}' / 房间编号重复")
+    for i, g in enumerate(cfg.gateways):
+        if g.site not in site_ids:
+            add(f"gateways[{i}].site", f"no site '{g.site}' / 站点不存在")
+
+    for section, i, d in devices:
+        gw = cfg.gateway(d.gateway)
+        if gw is None:
+            add(f"{section}[{i}].gateway", f"no gateway '{d.gateway}' / 网关不存在")
+            continue
+        site = cfg.site(gw.site)
+        if site is not None and site.room(d.room) is None:
+            add(f"{section}[{i}].room",
+                f"no room '{d.room}' in site '{site.id}' / 站点 '{site.id}' 没有房间 '{d.room}'")
+    for i, c in enumerate(cfg.contacts):
+        for j, s in enumerate(c.sites):
+            if s not in site_ids:
+                add(f"contacts[{i}].sites[{j}]", f"no site '{s}' / 站点不存在")
+        if c.bureau is not None and c.bureau not in bureau_ids:
+            add(f"contacts[{i}].bureau", f"no bureau '{c.bureau}' / 民政局不存在")
+    for j, cid in enumerate(cfg.routing.notify):
+        if cid not in contact_ids:
+            add(f"routing.notify[{j}]", f"no contact '{cid}' / 联系人不存在")
+    return problems
+
+
+def parse_config(data: object, source: str = "<config>") -> StationConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(source, [ConfigProblem("(top level)", "expected a mapping / 应为键值映射")])
+    try:
+        cfg = StationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [ConfigProblem(_loc_path(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+    problems = cross_check(cfg)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def load_config(path: str | Path) -> StationConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [ConfigProblem("(file)", f"cannot read: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(str(path), [ConfigProblem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    return parse_config(data, str(path))

@@ -1,0 +1,122 @@
+"""The one adapter around paho-mqtt. Everything else sees :class:`~stationwatch.broker.contract.Message`
+objects or plain callbacks; no other module imports paho.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from .contract import DELIVERY, Kind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "BrokerAddress":
+        """``host:port`` or ``mqtt://user:pass@host:port``."""
+        from urllib.parse import urlsplit
+        u = urlsplit(text if "://" in text else f"mqtt://{text}")
+        return cls(u.hostname or "127.0.0.1", u.port or 1883, u.username, u.password)
+
+
+RawHandler = Callable[[str, bytes, "paho.MQTTMessage"], None]
+
+
+class MqttLink:
+    """A connected paho client running its network loop in a thread.
+
+    ``on_connect`` is called on every (re)connection, so subscriptions and birth messages are
+    re-established after the broker comes back.
+    """
+
+    def __init__(self, address: BrokerAddress, client_id: str, *, clean_start: bool = True,
+                 will: tuple[str, bytes] | None = None, manual_ack: bool = False,
+                 on_connect: Callable[["MqttLink"], None] | None = None,
+                 on_message: RawHandler | None = None):
+        self.address = address
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  clean_session=clean_start, protocol=paho.MQTTv311)
+        if address.username:
+            self.client.username_pw_set(address.username, address.password)
+        if will is not None:
+            self.client.will_set(will[0], will[1], qos=DELIVERY[Kind.STATUS].qos, retain=True)
+        self.client.manual_ack_set(manual_ack)
+        self.client.max_inflight_messages_set(100)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(0.2, 5)
+        self._user_connect = on_connect
+        self._user_message = on_message
+        self.connected = threading.Event()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+
+    def start(self, wait: float | None = 10.0) -> "MqttLink":
+        self.client.connect_async(self.address.host, self.address.port, keepalive=30)
+        self.client.loop_start()
+        if wait and not self.connected.wait(wait):
+            self.stop()
+            raise ConnectionError(f"no MQTT connection to {self.address.host}:{self.address.port} within {wait:.0f} s")
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def drop(self) -> None:
+        """Lose the connection without a DISCONNECT packet, as a power cut would: the broker
+        then publishes the last will."""
+        self.client.loop_stop()
+        sock = self.client.socket()
+        if sock is not None:
+            import socket as _s
+            try:
+                sock.shutdown(_s.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self.connected.clear()
+
+    def subscribe(self, topic_filter: str, qos: int = 1) -> None:
+        self.client.subscribe(topic_filter, qos)
+
+    def publish(self, topic: str, payload: bytes, kind: Kind):
+        d = DELIVERY[kind]
+        return self.client.publish(topic, payload, qos=d.qos, retain=d.retain)
+
+    def ack(self, mid: int, qos: int) -> None:
+        self.client.ack(mid, qos)
+
+    # paho callbacks --------------------------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.warning("MQTT connection refused: %s", reason_code)
+            return
+        self.connected.set()
+        if self._user_connect:
+            self._user_connect(self)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.connected.clear()
+        if reason_code.value != 0:
+            log.warning("MQTT connection lost (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, msg):
+        if self._user_message is None:
+            return
+        try:
+            self._user_message(msg.topic, msg.payload, msg)
+        except Exception:  # a handler bug must not kill the network loop
+            log.exception("handler failed on topic %s", msg.topic)

@@ -1,0 +1,1 @@
+"""What duty officers look at: the duty board page (and Grafana provisioning)."""
