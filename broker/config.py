@@ -177,6 +177,10 @@ def _loc_path(loc: tuple) -> str:
     return out or "(top level)"
 
 
+# the discriminated union reports a bad `kind` at the list item; point at the field itself
+_TAG_FIELD = {"union_tag_invalid": ".kind", "union_tag_not_found": ".kind"}
+
+
 def _duplicates(ids: list[str]) -> set[str]:
     return {i for i, n in Counter(ids).items() if n > 1}
 
@@ -244,7 +248,8 @@ def parse_config(data: object, source: str = "<config>") -> StationConfig:
     try:
         cfg = StationConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, [ConfigProblem(_loc_path(e["loc"]), e["msg"]) for e in exc.errors()]) from None
+        raise ConfigError(source, [ConfigProblem(_loc_path(e["loc"]) + _TAG_FIELD.get(e["type"], ""), e["msg"])
+                                   for e in exc.errors()]) from None
     problems = cross_check(cfg)
     if problems:
         raise ConfigError(source, problems)

@@ -1,0 +1,139 @@
+"""Writing points to InfluxDB. One small interface (:class:`PointWriter`) so the v1 backend
+(Debian's InfluxDB 1.6.7, tested for real) and a v2/v3 backend can stand behind the same ingest.
+
+The schema (docs/influxdb-schema.md): a point's identity is measurement + tags + gateway
+timestamp, so a replayed message overwrites the point it already wrote instead of duplicating it.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+from urllib.parse import urlsplit
+
+from .contract import Event, Heartbeat, Kind, Message, Reading, Status
+
+log = logging.getLogger(__name__)
+
+# Retention (GB 50440: alarm and audit records ≥ 1 year).
+RAW_POLICY = "raw"          # every reading, 30 days
+RECORDS_POLICY = "records"  # events and gateway status: alarm records, 400 days
+TREND_POLICY = "trend"      # 1-minute means of readings, 400 days (continuous query)
+POLICIES = {RAW_POLICY: "30d", RECORDS_POLICY: "400d", TREND_POLICY: "400d"}
+
+
+@dataclass
+class Point:
+    measurement: str
+    tags: dict[str, str]
+    fields: dict[str, object]
+    time_ms: int
+    policy: str = RAW_POLICY
+
+    def as_v1(self) -> dict:
+        return {"measurement": self.measurement, "tags": self.tags, "fields": self.fields, "time": self.time_ms}
+
+
+class PointWriter(Protocol):
+    def ensure_schema(self) -> None: ...
+    def write(self, points: list[Point]) -> None:
+        """Write all points or raise; after a raise none may be assumed written."""
+    def close(self) -> None: ...
+
+
+def _common(msg: Message, device) -> dict[str, str]:
+    tags = {"site": msg.site, "gateway": msg.gateway}
+    if device is not None:
+        tags["room"] = device.room
+    return tags
+
+
+def _reading(msg: Message, device) -> Point:
+    b: Reading = msg.body
+    fields: dict[str, object] = {"quality": b.quality, "seq": b.seq, "historical": b.historical}
+    if b.value is not None:
+        fields["value"] = float(b.value)
+    return Point("reading", {**_common(msg, device), "sensor": msg.device, "kind": device.kind}, fields, _ms(b.ts))
+
+
+def _event(msg: Message, device) -> Point:
+    b: Event = msg.body
+    fields: dict[str, object] = {"state": b.state, "seq": b.seq, "historical": b.historical, "drill": b.drill}
+    if b.value is not None:
+        fields["value"] = float(b.value)
+    kind = getattr(device, "kind", "camera")
+    return Point("event", {**_common(msg, device), "device": msg.device, "kind": kind}, fields, _ms(b.ts), RECORDS_POLICY)
+
+
+def _heartbeat(msg: Message, device) -> Point:
+    b: Heartbeat = msg.body
+    fields: dict[str, object] = {"online": b.online, "seq": b.seq, "historical": b.historical}
+    if b.latency_ms is not None:
+        fields["latency_ms"] = float(b.latency_ms)
+    return Point("heartbeat", {**_common(msg, device), "camera": msg.device}, fields, _ms(b.ts))
+
+
+def _status(msg: Message, device) -> Point:
+    b: Status = msg.body
+    fields = {"state": b.state, "reason": b.reason or "", "config_version": b.config_version or ""}
+    return Point("gateway_status", _common(msg, None), fields, _ms(b.ts), RECORDS_POLICY)
+
+
+TO_POINT = {Kind.READING: _reading, Kind.EVENT: _event, Kind.HEARTBEAT: _heartbeat, Kind.STATUS: _status}
+
+
+def to_point(msg: Message, device) -> Point | None:
+    """The point a message is stored as; None for classes that are not stored (commands)."""
+    convert = TO_POINT.get(msg.kind)
+    return convert(msg, device) if convert else None
+
+
+def _ms(ts: float) -> int:
+    return int(round(ts * 1000))
+
+
+@dataclass
+class InfluxV1Writer:
+    """InfluxDB 1.x through its HTTP v1 API (``/write``, InfluxQL ``/query``) via the ``influxdb`` client."""
+    url: str
+    database: str
+    timeout: float = 10.0
+    _client: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        from influxdb import InfluxDBClient
+        u = urlsplit(self.url)
+        self._client = InfluxDBClient(host=u.hostname or "127.0.0.1", port=u.port or 8086,
+                                      username=u.username, password=u.password,
+                                      database=self.database, ssl=u.scheme == "https",
+                                      timeout=self.timeout, retries=1)
+
+    def ensure_schema(self) -> None:
+        c = self._client
+        c.query(f'CREATE DATABASE "{self.database}"', method="POST")
+        existing = {p["name"] for p in c.get_list_retention_policies(self.database)}
+        for name, duration in POLICIES.items():
+            if name not in existing:
+                c.create_retention_policy(name, duration, "1", database=self.database, default=name == RAW_POLICY)
+        cq = (f'CREATE CONTINUOUS QUERY "reading_1m" ON "{self.database}" BEGIN '
+              f'SELECT mean("value") AS "value", min("value") AS "min", max("value") AS "max" '
+              f'INTO "{self.database}"."{TREND_POLICY}"."reading_1m" FROM "{self.database}"."{RAW_POLICY}"."reading" '
+              f'GROUP BY time(1m), * END')
+        try:
+            c.query(cq, method="POST")
+        except Exception as exc:  # exists already with the same text: fine
+            if "already exists" not in str(exc):
+                raise
+
+    def write(self, points: list[Point]) -> None:
+        by_policy: dict[str, list[dict]] = {}
+        for p in points:
+            by_policy.setdefault(p.policy, []).append(p.as_v1())
+        for policy, batch in by_policy.items():
+            self._client.write_points(batch, time_precision="ms", retention_policy=policy, batch_size=5000)
+
+    def query(self, influxql: str):
+        return self._client.query(influxql, epoch="ms")
+
+    def close(self) -> None:
+        self._client.close()
