@@ -14,6 +14,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="StationWatch 救助管理站安全监测 — building-safety monitoring for relief stations.")
 
 ConfigArg = Annotated[Path, typer.Option("--config", "-c", help="organisation config (YAML) / 组织配置文件")]
+DEFAULT_CONFIG = "docs/examples/city-station.yaml"
 BrokerOpt = Annotated[str, typer.Option("--broker", help="MQTT broker host:port")]
 
 
@@ -48,8 +49,8 @@ def check_config(file: Path) -> None:
 
 
 @app.command()
-def simulate(config: ConfigArg,
-             broker: BrokerOpt = "127.0.0.1:1883",
+def simulate(config: Annotated[Optional[Path], typer.Option("--config", "-c", help="organisation config (default: the running demo's)")] = None,
+             broker: Annotated[Optional[str], typer.Option(help="MQTT broker host:port (default: the running demo's, else 127.0.0.1:1883)")] = None,
              scenario: Annotated[Optional[str], typer.Option(help="fire | heating-failure | night-exit | camera-offline | gateway-power-loss")] = None,
              gateway: Annotated[Optional[str], typer.Option(help="gateway id (default: the first one)")] = None,
              speed: Annotated[float, typer.Option(help="time compression: simulated seconds per real second")] = 1.0,
@@ -58,9 +59,12 @@ def simulate(config: ConfigArg,
     """Run a simulated gateway, or play a scenario on the one already running. / 模拟网关与场景。"""
     _setup_logging(verbose)
     from stationwatch.broker.mqtt import BrokerAddress
+    from stationwatch.broker.demo import demo_endpoints
     from stationwatch.gateway import simulator
+    running = demo_endpoints() or {}
+    config = config or Path(running.get("config", DEFAULT_CONFIG))
     cfg = _load(config)
-    address = BrokerAddress.parse(broker)
+    address = BrokerAddress.parse(broker or running.get("broker", "127.0.0.1:1883"))
     try:
         gw = simulator.pick_gateway(cfg, gateway)
         if scenario is not None:
@@ -118,7 +122,7 @@ def serve(config: ConfigArg,
 
 
 @app.command()
-def demo(config: Annotated[Path, typer.Option("--config", "-c")] = Path("docs/examples/city-station.yaml"),
+def demo(config: Annotated[Path, typer.Option("--config", "-c")] = Path(DEFAULT_CONFIG),
          workdir: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path(".demo"),
          port: Annotated[int, typer.Option(help="port of the API and duty board (0: a free one)")] = 8080,
          speed: Annotated[float, typer.Option(help="time compression of the simulated station")] = 60.0) -> None:
