@@ -75,8 +75,9 @@ def _heartbeat(msg: Message, device) -> Point:
 
 def _status(msg: Message, device) -> Point:
     b: Status = msg.body
-    fields = {"state": b.state, "reason": b.reason or "", "config_version": b.config_version or ""}
-    return Point("gateway_status", _common(msg, None), fields, _ms(b.ts), RECORDS_POLICY)
+    # state is a tag: a will carries the connect time as its ts, and must not overwrite the birth
+    fields = {"reason": b.reason or "", "config_version": b.config_version or "", "online": b.state == "online"}
+    return Point("gateway_status", {**_common(msg, None), "state": b.state}, fields, _ms(b.ts), RECORDS_POLICY)
 
 
 TO_POINT = {Kind.READING: _reading, Kind.EVENT: _event, Kind.HEARTBEAT: _heartbeat, Kind.STATUS: _status}
