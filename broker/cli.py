@@ -133,6 +133,46 @@ def demo(config: Annotated[Path, typer.Option("--config", "-c")] = Path(DEFAULT_
     sys.exit(run_demo(config, workdir, port, speed, stop=_stop_event()))
 
 
+broker_app = typer.Typer(no_args_is_help=True, help="Broker accounts, ACL, TLS. / 消息服务器账号与证书。")
+app.add_typer(broker_app, name="broker")
+
+
+@broker_app.command("generate")
+def broker_generate(config: ConfigArg,
+                    out: Annotated[Path, typer.Option(help="where to write passwd, acl, secrets.json, mosquitto.conf")] = Path("/etc/stationwatch/broker"),
+                    tls_dir: Annotated[Optional[Path], typer.Option(help="certificates from `broker certs` (default: OUT/tls)")] = None,
+                    data_dir: Annotated[Path, typer.Option(help="Mosquitto persistence directory")] = Path("/var/lib/stationwatch/mosquitto"),
+                    port: Annotated[int, typer.Option(help="plain listener on the loopback, for the services")] = 1883,
+                    tls_port: Annotated[int, typer.Option(help="TLS listener for the gateways")] = 8883,
+                    tls_host: Annotated[str, typer.Option(help="address the TLS listener binds")] = "0.0.0.0",
+                    user: Annotated[str, typer.Option(help="the user Mosquitto runs as")] = "mosquitto") -> None:
+    """Per-gateway passwords, service accounts and ACL from the config, and the Mosquitto config."""
+    from stationwatch.broker.accounts import write_accounts
+    from stationwatch.broker.stack import _render
+    cfg = _load(config)
+    accounts = write_accounts(cfg, out)
+    tls_dir = tls_dir or out / "tls"
+    (out / "mosquitto.conf").write_text(_render(
+        "mosquitto-secure.conf.tmpl", out_dir=out.resolve(), tls_dir=tls_dir.resolve(), data_dir=data_dir,
+        host="127.0.0.1", port=port, tls_host=tls_host, tls_port=tls_port, user=user))
+    typer.echo(f"{len(accounts)} account(s) → {out}/passwd, {out}/acl; passwords in {out}/secrets.json (0600); "
+               f"config {out}/mosquitto.conf")
+
+
+@broker_app.command("certs")
+def broker_certs(out: Annotated[Path, typer.Option(help="certificate directory")] = Path("/etc/stationwatch/broker/tls"),
+                 host: Annotated[list[str], typer.Option(help="host name or address gateways use (repeatable)")] = ["localhost", "127.0.0.1"],
+                 days: int = 825) -> None:
+    """A deployment CA and the broker's server certificate (openssl). / 生成 TLS 证书。"""
+    from stationwatch.broker.tls import CertError, make_certs
+    try:
+        paths = make_certs(out, host, days)
+    except CertError as exc:
+        typer.echo(f"error / 错误: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"CA {paths['ca.crt']} (give it to the gateways); server certificate {paths['server.crt']}")
+
+
 def main() -> None:
     app()
 

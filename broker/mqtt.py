@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,13 +23,20 @@ class BrokerAddress:
     port: int = 1883
     username: str | None = None
     password: str | None = None
+    ca_file: str | None = None  # set: connect with TLS, verifying the broker against this CA
 
     @classmethod
-    def parse(cls, text: str) -> "BrokerAddress":
-        """``host:port`` or ``mqtt://user:pass@host:port``."""
-        from urllib.parse import urlsplit
+    def parse(cls, text: str, ca_file: str | None = None) -> "BrokerAddress":
+        """``host:port``, ``mqtt://user:pass@host:port`` or ``mqtts://…`` (TLS, port 8883 by default)."""
+        from urllib.parse import unquote, urlsplit
         u = urlsplit(text if "://" in text else f"mqtt://{text}")
-        return cls(u.hostname or "127.0.0.1", u.port or 1883, u.username, u.password)
+        tls = u.scheme == "mqtts" or ca_file is not None
+        return cls(u.hostname or "127.0.0.1", u.port or (8883 if tls else 1883),
+                   unquote(u.username) if u.username else None, unquote(u.password) if u.password else None,
+                   ca_file if tls else None)
+
+    def __repr__(self) -> str:  # never print a password into a log
+        return f"BrokerAddress({self.host}:{self.port}, user={self.username!r}, tls={self.ca_file is not None})"
 
 
 RawHandler = Callable[[str, bytes, "paho.MQTTMessage"], None]
@@ -50,6 +58,8 @@ class MqttLink:
                                   clean_session=clean_start, protocol=paho.MQTTv311)
         if address.username:
             self.client.username_pw_set(address.username, address.password)
+        if address.ca_file:
+            self.client.tls_set(ca_certs=address.ca_file)
         if will is not None:
             self.client.will_set(will[0], will[1], qos=DELIVERY[Kind.STATUS].qos, retain=True)
         self.client.manual_ack_set(manual_ack)
@@ -59,14 +69,28 @@ class MqttLink:
         self._user_connect = on_connect
         self._user_message = on_message
         self.connected = threading.Event()
+        self.refused: str | None = None
+        self._refused = threading.Event()
+        self._subacks: dict[int, list] = {}
+        self._suback_cv = threading.Condition()
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
     def start(self, wait: float | None = 10.0) -> "MqttLink":
+        """Connect in the background; with ``wait``, block until connected, refused or timed out."""
         self.client.connect_async(self.address.host, self.address.port, keepalive=30)
         self.client.loop_start()
-        if wait and not self.connected.wait(wait):
+        if not wait:
+            return self
+        deadline = time.monotonic() + wait
+        while not self.connected.is_set() and time.monotonic() < deadline:
+            if self._refused.wait(0.05):
+                self.stop()
+                raise ConnectionRefusedError(f"MQTT broker {self.address.host}:{self.address.port} refused "
+                                             f"the connection: {self.refused} (check username and password)")
+        if not self.connected.is_set():
             self.stop()
             raise ConnectionError(f"no MQTT connection to {self.address.host}:{self.address.port} within {wait:.0f} s")
         return self
@@ -89,8 +113,16 @@ class MqttLink:
             sock.close()
         self.connected.clear()
 
-    def subscribe(self, topic_filter: str, qos: int = 1) -> None:
-        self.client.subscribe(topic_filter, qos)
+    def subscribe(self, topic_filter: str, qos: int = 1) -> int:
+        return self.client.subscribe(topic_filter, qos)[1]
+
+    def subscribe_wait(self, topic_filter: str, qos: int = 1, timeout: float = 10.0) -> list[int]:
+        """Subscribe and return the broker's granted QoS per filter (128 = refused)."""
+        mid = self.subscribe(topic_filter, qos)
+        with self._suback_cv:
+            if not self._suback_cv.wait_for(lambda: mid in self._subacks, timeout):
+                raise TimeoutError(f"no SUBACK for {topic_filter} within {timeout:.0f} s")
+            return self._subacks.pop(mid)
 
     def publish(self, topic: str, payload: bytes, kind: Kind):
         d = DELIVERY[kind]
@@ -103,10 +135,17 @@ class MqttLink:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             log.warning("MQTT connection refused: %s", reason_code)
+            self.refused = str(reason_code)
+            self._refused.set()
             return
         self.connected.set()
         if self._user_connect:
             self._user_connect(self)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        with self._suback_cv:
+            self._subacks[mid] = [rc.value for rc in reason_codes]
+            self._suback_cv.notify_all()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()

@@ -81,14 +81,26 @@ class LocalService:
         self.stop()
 
 
+@dataclass
 class LocalMosquitto(LocalService):
+    """Mosquitto with the development config; with ``secure_dir`` (the output of
+    `stationwatch broker generate`) the production one: passwords, ACL and a TLS listener."""
+    secure_dir: Path | None = None
+    tls_dir: Path | None = None
+    tls_port: int = 0
+
     def start(self):
         binary = _need("mosquitto", "mosquitto")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port(self.host)
         conf = self.data_dir / "mosquitto.conf"
-        conf.write_text(_render("mosquitto.conf.tmpl", host=self.host, port=self.port,
-                                data_dir=self.data_dir, user=getpass.getuser()))
+        values = dict(host=self.host, port=self.port, data_dir=self.data_dir, user=getpass.getuser())
+        if self.secure_dir is None:
+            conf.write_text(_render("mosquitto.conf.tmpl", **values))
+        else:
+            self.tls_port = self.tls_port or free_port(self.host)
+            conf.write_text(_render("mosquitto-secure.conf.tmpl", **values, out_dir=self.secure_dir,
+                                    tls_port=self.tls_port, tls_host=self.host, tls_dir=self.tls_dir))
         log = self.data_dir / "mosquitto.log"
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=open(self.data_dir / "mosquitto.stderr", "ab"))
@@ -96,6 +108,7 @@ class LocalMosquitto(LocalService):
         return self
 
 
+@dataclass
 class LocalInfluxDB(LocalService):
     rpc_port: int = 0
 
