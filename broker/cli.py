@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -86,13 +87,28 @@ def ingest(config: ConfigArg,
            influx: Annotated[str, typer.Option(help="InfluxDB 1.x URL")] = "http://127.0.0.1:8086",
            database: Annotated[str, typer.Option(help="InfluxDB database")] = "stationwatch",
            quarantine: Annotated[Path, typer.Option(help="SQLite file for refused messages")] = Path("quarantine.db"),
+           influx_api: Annotated[str, typer.Option(help="v1 (InfluxDB 1.x) or v2 (InfluxDB 2.x/3.x: --database is the bucket)")] = "v1",
+           org: Annotated[str, typer.Option(help="v2: organisation")] = "",
+           shared: Annotated[Optional[str], typer.Option(help="MQTT shared-subscription group, to run several ingest processes")] = None,
+           instance: Annotated[str, typer.Option(help="name of this process within the group")] = "",
+           metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus /metrics on this port (0: free)")] = None,
+           ca_file: Annotated[Optional[Path], typer.Option(help="CA certificate: connect to the broker with TLS")] = None,
            verbose: bool = False) -> None:
     """Store readings, events and heartbeats from MQTT in InfluxDB. / 数据入库。"""
     _setup_logging(verbose)
-    from stationwatch.broker.ingest import run_ingest
+    from stationwatch.broker.ingest import IngestOptions, run_ingest
     from stationwatch.broker.mqtt import BrokerAddress
     cfg = _load(config)
-    run_ingest(cfg, BrokerAddress.parse(broker), influx, database, quarantine, stop=_stop_event())
+    address = BrokerAddress.parse(broker, str(ca_file) if ca_file else None)
+    options = IngestOptions(shared_group=shared, instance=instance or (str(os.getpid()) if shared else ""),
+                            metrics_port=metrics_port)
+    from stationwatch.broker.influx import make_writer
+    try:
+        writer = make_writer(influx, database, influx_api, org, os.environ.get("STATIONWATCH_INFLUX_TOKEN", ""))
+    except ValueError as exc:
+        typer.echo(f"error / 错误: {exc}", err=True)
+        raise typer.Exit(2) from None
+    run_ingest(cfg, address, influx, database, quarantine, stop=_stop_event(), writer=writer, options=options)
 
 
 @app.command()

@@ -138,3 +138,76 @@ class InfluxV1Writer:
 
     def close(self) -> None:
         self._client.close()
+
+
+def line_protocol(point: Point) -> str:
+    """One point as InfluxDB line protocol (millisecond precision)."""
+    def esc_key(text: str) -> str:
+        return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+    def field_value(value: object) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int):
+            return f"{value}i"
+        if isinstance(value, float):
+            return repr(value)
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    tags = "".join(f",{esc_key(k)}={esc_key(v)}" for k, v in sorted(point.tags.items()) if v != "")
+    fields = ",".join(f"{esc_key(k)}={field_value(v)}" for k, v in point.fields.items())
+    measurement = point.measurement.replace(",", "\\,").replace(" ", "\\ ")
+    return f"{measurement}{tags} {fields} {point.time_ms}"
+
+
+@dataclass
+class InfluxV2Writer:
+    """InfluxDB 2.x/3.x through the v2 write API (``POST /api/v2/write``) via ``influxdb-client``.
+
+    Buckets play the part of retention policies: each point goes to ``{bucket}`` for raw data or
+    ``{bucket}-{policy}`` for the long-kept records and trends. Buckets, their retention and the
+    downsampling task are created by the operator (docs/influxdb-schema.md); this writer only
+    writes. Not runnable here (Debian ships 1.6.7); see docs/influxdb-schema.md for what is verified.
+    """
+    url: str
+    org: str
+    bucket: str
+    token: str
+    timeout_ms: int = 10_000
+    _client: object = field(default=None, repr=False)
+    _api: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        from influxdb_client import InfluxDBClient
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        self._client = InfluxDBClient(url=self.url, token=self.token, org=self.org, timeout=self.timeout_ms)
+        self._api = self._client.write_api(write_options=SYNCHRONOUS)
+
+    def bucket_for(self, policy: str) -> str:
+        return self.bucket if policy == RAW_POLICY else f"{self.bucket}-{policy}"
+
+    def ensure_schema(self) -> None:
+        """Nothing to create from here: buckets belong to the operator. Checks the server answers."""
+        if not self._client.ping():
+            raise ConnectionError(f"InfluxDB at {self.url} does not answer /ping")
+
+    def write(self, points: list[Point]) -> None:
+        from influxdb_client import WritePrecision
+        by_bucket: dict[str, list[str]] = {}
+        for p in points:
+            by_bucket.setdefault(self.bucket_for(p.policy), []).append(line_protocol(p))
+        for bucket, lines in by_bucket.items():
+            self._api.write(bucket=bucket, org=self.org, record=lines, write_precision=WritePrecision.MS)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def make_writer(url: str, database: str, api: str = "v1", org: str = "", token: str = "") -> PointWriter:
+    """The writer for an InfluxDB generation: ``v1`` (database + retention policies) or ``v2``
+    (org + buckets named after ``database``)."""
+    if api == "v1":
+        return InfluxV1Writer(url, database)
+    if api == "v2":
+        return InfluxV2Writer(url, org, database, token)
+    raise ValueError(f"unknown InfluxDB API '{api}' (v1 or v2)")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .contract import ContractError, Inventory, parse, subscription
 from .influx import InfluxV1Writer, Point, PointWriter, to_point
+from .metrics import MetricsServer, prometheus_text
 from .mqtt import BrokerAddress, MqttLink
 from .quarantine import Quarantine
 
@@ -33,7 +34,14 @@ class IngestStats:
     write_errors: int = 0
     batches: int = 0
     last_batch: int = 0
+    lag_s: float = 0.0
     started: float = field(default_factory=time.time)
+
+    def values(self, queue_depth: int) -> dict[str, float]:
+        return {"received_total": self.received, "written_total": self.written,
+                "quarantined_total": self.quarantined, "write_errors_total": self.write_errors,
+                "batches_total": self.batches, "last_batch_size": self.last_batch, "lag_seconds": self.lag_s,
+                "queue_depth": queue_depth, "uptime_seconds": time.time() - self.started}
 
 
 @dataclass
@@ -56,6 +64,11 @@ class Ingest:
         self.flush_s = flush_s
         self.stats = IngestStats()
         self._queue: queue.Queue[_Pending] = queue.Queue()
+        self.metrics_port: int | None = None
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
 
     # called on the MQTT network thread: never blocks, never raises
     def receive(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> None:
@@ -111,41 +124,78 @@ class Ingest:
         self.stats.written += len(points)
         self.stats.batches += 1
         self.stats.last_batch = len(points)
+        if points:
+            self.stats.lag_s = max(0.0, time.time() - max(p.time_ms for p in points) / 1000)
         for p in batch:
             if p.qos > 0:
                 self.ack(p.mid, p.qos)
 
 
+@dataclass
+class IngestOptions:
+    shared_group: str | None = None  # several ingest processes share the stream ($share/GROUP/…)
+    instance: str = ""               # distinguishes the processes of one group (client id, metrics tag)
+    metrics_port: int | None = None  # serve /metrics here (0: a free port)
+    metrics_every_s: float = 10.0    # write the `pipeline` measurement this often
+
+
 def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quarantine_path: Path,
-               stop: threading.Event, writer: PointWriter | None = None) -> Ingest:
+               stop: threading.Event, writer: PointWriter | None = None,
+               options: IngestOptions | None = None, ready: threading.Event | None = None) -> Ingest:
+    options = options or IngestOptions()
     writer = writer or InfluxV1Writer(influx_url, database)
     _ensure_schema(writer, stop)
     quarantine = Quarantine(quarantine_path, "ingest")
     holder: dict[str, MqttLink] = {}
     ingest = Ingest(cfg, writer, quarantine, ack=lambda mid, qos: holder["link"].ack(mid, qos))
+    client_id = CLIENT_ID + (f"-{options.instance}" if options.instance else "")
+    topic_filter = subscription() if not options.shared_group else f"$share/{options.shared_group}/{subscription()}"
 
     def on_connect(link: MqttLink) -> None:
-        link.subscribe(subscription(), qos=1)
+        link.subscribe(topic_filter, qos=1)
+        if ready is not None:
+            ready.set()
 
-    link = MqttLink(address, CLIENT_ID, clean_start=False, manual_ack=True, on_connect=on_connect,
+    link = MqttLink(address, client_id, clean_start=False, manual_ack=True, on_connect=on_connect,
                     on_message=lambda t, p, m: ingest.receive(t, p, m.mid, m.qos))
     holder["link"] = link
     link.start(wait=None)
-    log.info("ingest: MQTT %s:%d → InfluxDB %s/%s", address.host, address.port, influx_url, database)
+    log.info("ingest %s: MQTT %s:%d %s → InfluxDB %s/%s", client_id, address.host, address.port,
+             topic_filter, influx_url, database)
+    metrics = None
+    if options.metrics_port is not None:
+        metrics = MetricsServer(lambda: prometheus_text("ingest", ingest.stats.values(ingest.backlog),
+                                                        {"quarantined_by_reason_total": dict(quarantine.counts)}),
+                                port=options.metrics_port)
+        log.info("ingest: metrics at http://127.0.0.1:%d/metrics", metrics.port)
+        ingest.metrics_port = metrics.port
     writer_thread = threading.Thread(target=ingest.run, args=(stop,), name="influx-writer", daemon=True)
     writer_thread.start()
     last_report = time.monotonic()
-    while not stop.wait(1.0):
-        if time.monotonic() - last_report >= 30:
+    while not stop.wait(options.metrics_every_s):
+        _write_pipeline(writer, ingest, client_id)
+        if time.monotonic() - last_report >= 60:
             last_report = time.monotonic()
             s = ingest.stats
             log.info("ingest: received %d, written %d, quarantined %d, write errors %d",
                      s.received, s.written, s.quarantined, s.write_errors)
     writer_thread.join(timeout=10)
     link.stop()
+    if metrics is not None:
+        metrics.close()
     writer.close()
     quarantine.close()
     return ingest
+
+
+def _write_pipeline(writer: PointWriter, ingest: Ingest, client_id: str) -> None:
+    """The pipeline's own figures as a point, best effort: a failure here must not stop ingest."""
+    fields = {k: float(v) for k, v in ingest.stats.values(ingest.backlog).items()}
+    point = Point("pipeline", {"service": "ingest", "instance": client_id}, fields, int(time.time() * 1000))
+    try:
+        writer.write([point])
+    except Exception as exc:
+        log.debug("pipeline metrics not written: %s", exc)
 
 
 def _db_unavailable() -> tuple[type[BaseException], ...]:
