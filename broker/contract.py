@@ -163,6 +163,8 @@ def parse(topic_name: str, payload: bytes) -> Message:
         data = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ContractError("not_json", str(exc)[:200]) from None
+    except RecursionError:  # "[[[[…" thousands deep: Python's parser gives up
+        raise ContractError("not_json", "nested too deeply") from None
     if not isinstance(data, dict):
         raise ContractError("bad_schema", "payload must be a JSON object")
     if data.get("v") != SCHEMA_VERSION:

@@ -78,10 +78,18 @@ class Ingest:
             device = self.inventory.check(msg)
             point = to_point(msg, device)
         except ContractError as exc:
-            self.stats.quarantined += 1
-            self.quarantine.add(topic, payload, exc.reason, exc.detail)
-            point = None
+            point = self._refuse(topic, payload, exc.reason, exc.detail)
+        except Exception as exc:  # a bug in validation must cost one message, not the service
+            log.exception("unexpected error validating a message on %r", topic[:200])
+            point = self._refuse(topic, payload, "internal_error", repr(exc))
         self._queue.put(_Pending(point, mid, qos))
+
+    def _refuse(self, topic: str, payload: bytes, reason: str, detail: str) -> None:
+        self.stats.quarantined += 1
+        try:
+            self.quarantine.add(topic, payload, reason, detail)
+        except Exception:  # the quarantine's disk is full or broken: still count, still ack
+            log.exception("could not keep a refused message in the quarantine")
 
     def run(self, stop: threading.Event) -> None:
         """The writer loop: gather a batch, write it (retrying with backoff), then ack it."""

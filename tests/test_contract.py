@@ -77,3 +77,9 @@ def test_subscriptions_cover_the_topics_they_name():
     assert subscription() == "sw/v1/+/+/#"
     assert subscription(Kind.STATUS) == "sw/v1/+/+/status"
     assert subscription(Kind.EVENT, site="sl-station") == "sw/v1/sl-station/+/event/+"
+
+
+def test_deeply_nested_json_is_refused_not_a_crash():
+    with pytest.raises(ContractError) as info:
+        parse("sw/v1/s/g/reading/x", b"[" * 3000)
+    assert info.value.reason == "not_json"
