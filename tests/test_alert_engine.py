@@ -1,0 +1,171 @@
+"""The alert engine end to end: over the real Mosquitto (persistent session, quarantine of bad
+input) and notifications through apprise to real HTTP receivers (delivery records, failover)."""
+from __future__ import annotations
+
+import threading
+import uuid
+
+import pytest
+import yaml
+
+from stationwatch.alerts.engine import AlertEngine, run_engine
+from stationwatch.alerts.notify import Notifier
+from stationwatch.alerts.store import Store
+from stationwatch.broker.config import parse_config
+from stationwatch.broker.contract import Kind, topic
+from stationwatch.broker.mqtt import MqttLink
+from support import Receiver, wait_for
+from test_alert_rules import GW, SITE, T0, Wire
+
+
+def city_config_with(path, channels: list[str] | None = None, notify: list[str] | None = None):
+    """The example city config with the duty officer's channels replaced (None: nobody notified)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if channels is None:
+        data["routing"]["notify"] = []
+    else:
+        data["contacts"][0]["channels"] = channels
+    if notify is not None:
+        data["routing"]["notify"] = notify
+    return parse_config(data)
+
+
+class RunningEngine:
+    """run_engine in a thread, as `stationwatch alerts` runs it."""
+
+    def __init__(self, cfg, address, db_path, client_id: str):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=run_engine, args=(cfg, address, db_path, self.stop),
+                                       kwargs={"client_id": client_id, "tick_s": 0.1, "beat_s": 0.1}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "run_engine did not stop when asked"
+
+
+@pytest.fixture
+def publisher(broker_address):
+    link = MqttLink(broker_address, f"test-pub-{uuid.uuid4().hex[:8]}").start()
+    yield link
+    link.publish(topic(SITE, GW, Kind.STATUS), b"", Kind.STATUS).wait_for_publish(5)  # drop the retained birth
+    link.stop()
+
+
+def send(link: MqttLink, message: tuple[str, bytes], kind: Kind = Kind.EVENT) -> None:
+    link.publish(*message, kind).wait_for_publish(5)
+
+
+def wait_subscribed(store: Store, link: MqttLink, wire: Wire) -> None:
+    """The retained birth reaches the engine once its subscription stands."""
+    send(link, wire.status("online"), Kind.STATUS)
+    wait_for(lambda: any(g["state"] == "online" for g in store.gateways()), 15, what="engine subscribed")
+
+
+def test_engine_quarantines_bad_messages_and_keeps_raising_alerts(city_config_path, broker_address, publisher,
+                                                                  tmp_path):
+    cfg, db, wire = city_config_with(city_config_path), tmp_path / "alerts.db", Wire()
+    store = Store(db)
+    with RunningEngine(cfg, broker_address, db, f"alerts-{uuid.uuid4().hex[:8]}"):
+        wait_subscribed(store, publisher, wire)
+        event_topic = topic(SITE, GW, Kind.EVENT, "smk-dorm-f1a")
+        send(publisher, (event_topic, b"\xff not json"))
+        send(publisher, (event_topic, b'{"v": 1, "ts": 1736920800, "seq": 1, "state": 7}'))
+        send(publisher, wire.event("smk-nowhere", "alarm"))
+        send(publisher, wire.event("smk-dorm-f1a", "alarm"))
+        send(publisher, wire.event("smk-dorm-f1b", "alarm", ts=T0 + 2))
+        fire = wait_for(lambda: [a for a in store.alerts() if a.rule == "fire" and a.severity == "critical"],
+                        15, what="confirmed fire in the store")[0]
+        assert fire.subject == f"{SITE}/z-dorm-west"
+        beat = wait_for(lambda: (b := store.last_beat()) and b[1]["quarantined"] == 3 and b,
+                        10, what="quarantine counted in the engine heartbeat")
+        assert beat[1]["quarantine"] == {"not_json": 1, "bad_schema": 1, "unknown_device": 1}
+        assert beat[1]["connected"] is True
+    assert (tmp_path / "alerts.quarantine.db").exists()
+
+
+def test_messages_sent_while_the_engine_is_down_wait_in_its_persistent_session(city_config_path, broker_address,
+                                                                                 publisher, tmp_path):
+    cfg, db, wire = city_config_with(city_config_path), tmp_path / "alerts.db", Wire()
+    store, client_id = Store(db), f"alerts-{uuid.uuid4().hex[:8]}"
+    with RunningEngine(cfg, broker_address, db, client_id):
+        wait_subscribed(store, publisher, wire)
+    send(publisher, wire.event("boiler-fault", "alarm"))  # nobody is listening right now
+    with RunningEngine(cfg, broker_address, db, client_id):
+        wait_for(lambda: [a for a in store.alerts() if a.rule == "boiler_fault"], 15,
+                 what="queued boiler fault evaluated after the restart")
+
+
+def test_new_alert_and_escalation_notify_the_duty_officer_in_chinese_first(city_config_path, receiver, tmp_path):
+    url = f"json://duty:s3cret@127.0.0.1:{receiver.port}/stationwatch/duty"
+    cfg, wire = city_config_with(city_config_path, [url]), Wire()
+    engine = AlertEngine(cfg, tmp_path / "alerts.db", notifier=Notifier(cfg, backoff_s=(0.05,)))
+    try:
+        [fire] = engine.handle(*wire.event("smk-minors-a", "alarm"))
+        first = wait_for(receiver.received, 10, what="first notice")[0]
+        assert first["path"] == "/stationwatch/duty"
+        message = first["json"]["message"]
+        assert message.index("火灾预警") < message.index("Fire pre-alarm")  # Chinese first, English below
+        for text in ("示例市救助管理站", "未成年人宿舍", "2025-01-15 14:00:00", f"#{fire.id}", "预警（需人工复核）"):
+            assert text in message
+        engine.handle(*wire.event("smk-minors-b", "alarm", ts=T0 + 4))
+        second = wait_for(lambda: receiver.received()[1:], 10, what="escalation notice")[0]["json"]
+        assert "告警升级" in second["message"] and "严重" in second["title"]
+        deliveries = wait_for(lambda: [d for d in engine.store.deliveries(fire.id) if d["state"] == "sent"][1:]
+                              and engine.store.deliveries(fire.id), 10, what="deliveries recorded")
+        assert [(d["state"], d["attempts"], d["severity"]) for d in deliveries] == \
+            [("sent", 1, "pre_alarm"), ("sent", 1, "critical")]
+        assert "s3cret" not in deliveries[0]["channel"] and "127.0.0.1" in deliveries[0]["channel"]
+    finally:
+        engine.close()
+
+
+def test_failing_channel_is_retried_then_the_next_channel_of_the_contact_is_used(city_config_path, receiver,
+                                                                                 tmp_path):
+    receiver.status = 500
+    with Receiver() as backup:
+        channels = [f"json://127.0.0.1:{receiver.port}/wecom", f"json://127.0.0.1:{backup.port}/sms"]
+        cfg, wire = city_config_with(city_config_path, channels), Wire()
+        engine = AlertEngine(cfg, tmp_path / "alerts.db", notifier=Notifier(cfg, attempts=3, backoff_s=(0.05, 0.1)))
+        try:
+            [boiler] = engine.handle(*wire.event("boiler-fault", "alarm"))
+            wait_for(backup.received, 15, what="notice through the second channel")
+            assert len(receiver.received()) == 3  # three tries on the broken channel first
+            failed, sent = wait_for(lambda: (d := engine.store.deliveries(boiler.id))[-1]["state"] == "sent" and d,
+                                    10, what="delivery records")
+            assert (failed["state"], failed["attempts"], sent["state"], sent["attempts"]) == ("failed", 3, "sent", 1)
+            assert "500" in failed["last_error"]
+            assert "/sms" in sent["channel"]
+        finally:
+            engine.close()
+
+
+def test_a_broken_notification_channel_never_blocks_the_engine(city_config_path, tmp_path):
+    cfg, wire = city_config_with(city_config_path, ["not-a-channel://x"]), Wire()
+    engine = AlertEngine(cfg, tmp_path / "alerts.db", notifier=Notifier(cfg, backoff_s=(0.05,)))
+    try:
+        engine.handle(*wire.event("boiler-fault", "alarm"))
+        engine.handle(*wire.event("smk-store", "alarm"))
+        assert {a.rule for a in engine.store.alerts()} == {"boiler_fault", "fire"}
+        records = wait_for(lambda: [d for d in engine.store.deliveries() if d["state"] == "failed"][1:]
+                           and engine.store.deliveries(), 10, what="failed deliveries recorded")
+        assert all("not understood" in d["last_error"] for d in records)
+    finally:
+        engine.close()
+
+
+def test_a_contact_without_any_channel_shows_as_a_failed_delivery(city_config_path, receiver, tmp_path):
+    cfg = city_config_with(city_config_path, [f"json://127.0.0.1:{receiver.port}/duty"],
+                           notify=["duty-staff", "leader-on-shift"])
+    engine = AlertEngine(cfg, tmp_path / "alerts.db", notifier=Notifier(cfg, backoff_s=(0.05,)))
+    try:
+        [alert] = engine.handle(*Wire().status("offline", "will"))
+        records = wait_for(lambda: (d := engine.store.deliveries(alert.id))[1:] and d, 10, what="both contacts tried")
+        assert [(d["contact"], d["state"]) for d in records] == [("duty-staff", "sent"), ("leader-on-shift", "failed")]
+        assert "no channel" in records[1]["last_error"]
+    finally:
+        engine.close()

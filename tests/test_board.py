@@ -1,0 +1,80 @@
+"""The duty board as a person sees it: rendered by headless Chromium against the real API served
+by uvicorn on a free port, over a real SQLite store."""
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from stationwatch.alerts.api import create_app
+from stationwatch.alerts.engine import AlertEngine
+from stationwatch.broker.stack import free_port
+from support import wait_for
+from test_alert_rules import T0, Wire
+
+CHROMIUM = Path("/usr/bin/chromium")
+EMPTY_SHOWN = re.compile(r'<div id="empty"[^>]*class="show"')  # the "当前无告警" state is visible
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed "
+                                                                "(Debian package 'chromium'; `make test-deps`)")
+
+
+class Served:
+    """create_app(cfg, db) under uvicorn in a thread."""
+
+    def __init__(self, cfg, db: Path):
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(create_app(cfg, db), host="127.0.0.1", port=self.port,
+                                                    log_level="warning", lifespan="on"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def __enter__(self):
+        self.thread.start()
+        wait_for(lambda: self.server.started, 10, what="uvicorn started")
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+def rendered(url: str, profile: Path) -> str:
+    """The DOM after the page's scripts ran (fetches included), as Chromium dumps it."""
+    result = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--virtual-time-budget=5000", "--dump-dom", url],
+        capture_output=True, text=True, timeout=90)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_board_shows_the_active_alert_in_chinese_with_its_severity_and_place(city_config, tmp_path):
+    db, wire = tmp_path / "alerts.db", Wire()
+    engine = AlertEngine(city_config, db, clock=lambda: T0)
+    [fire] = engine.handle(*wire.event("smk-med-obs", "alarm"))
+    engine.beat(connected=True)
+    try:
+        with Served(city_config, db) as served:
+            dom = rendered(served.url, tmp_path / "chromium")
+    finally:
+        engine.close()
+    assert fire.title_zh in dom
+    assert f'id="alert-{fire.id}"' in dom and "alert pre_alarm" in dom
+    assert "医疗观察室" in dom and "示例市救助管理站" in dom and "开始于 2025-01-15 14:00:00" in dom
+    assert "告警引擎运行中" in dom  # the health corner saw the engine's heartbeat
+    assert not EMPTY_SHOWN.search(dom)
+
+
+def test_board_says_no_active_alerts_and_that_the_engine_is_not_running(city_config, tmp_path):
+    with Served(city_config, tmp_path / "alerts.db") as served:
+        dom = rendered(served.url, tmp_path / "chromium")
+    assert EMPTY_SHOWN.search(dom) and "当前无告警" in dom
+    assert "告警引擎未运行" in dom and 'id="health" title="告警引擎无心跳' in dom
