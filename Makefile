@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 RUNTIME_PKGS := mosquitto:mosquitto influxd:influxdb
 TEST_PKGS    := chromium:chromium
 
-.PHONY: demo test deps test-deps venv clean
+.PHONY: demo test bench deps test-deps venv clean
 
 demo: deps venv
 	$(BIN)/stationwatch demo --config docs/examples/city-station.yaml
@@ -16,10 +16,16 @@ demo: deps venv
 test: deps test-deps venv
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+bench: deps venv
+	$(BIN)/python tests/benchmarks/bench_ingest.py
+
 deps:
 	@PKGS="$(RUNTIME_PKGS)" sh apt-install.sh
 
-test-deps:
+test-bench: deps venv
+	$(BIN)/python tests/benchmarks/bench_ingest.py
+
+deps:
 	@PKGS="$(TEST_PKGS)" sh apt-install.sh
 
 venv: $(VENV)/.installed

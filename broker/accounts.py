@@ -98,3 +98,12 @@ def _private_write(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.chmod(path, 0o600)
+
+
+def bridge_conf(name: str, remote_host: str, remote_port: int, username: str | None = None,
+                password: str | None = None, ca_file: str | None = None) -> str:
+    """The bridge section a city server includes to forward escalations to its province."""
+    from .stack import _render
+    auth = f"remote_username {username}\nremote_password {password}" if username else "# no remote account"
+    tls = f"bridge_cafile {ca_file}\nbridge_insecure false" if ca_file else "# plain connection (use TLS between servers)"
+    return _render("bridge.conf.tmpl", name=name, remote_host=remote_host, remote_port=remote_port, auth=auth, tls=tls)

@@ -175,6 +175,24 @@ def broker_generate(config: ConfigArg,
                f"config {out}/mosquitto.conf")
 
 
+@broker_app.command("bridge")
+def broker_bridge(name: Annotated[str, typer.Option(help="bridge name, e.g. the city id")],
+                  province_host: Annotated[str, typer.Option(help="province server host")],
+                  province_port: Annotated[int, typer.Option(help="province server TLS port")] = 8883,
+                  username: Annotated[Optional[str], typer.Option(help="account on the province broker")] = None,
+                  ca_file: Annotated[Optional[Path], typer.Option(help="the province deployment CA")] = None,
+                  out: Annotated[Path, typer.Option(help="file to write")] = Path("bridge.conf")) -> None:
+    """Bridge to the province: forwards escalated events and gateway status. / 生成省级桥接配置。
+    The password is read from STATIONWATCH_BRIDGE_PASSWORD."""
+    from stationwatch.broker.accounts import bridge_conf
+    text = bridge_conf(name, province_host, province_port, username, os.environ.get("STATIONWATCH_BRIDGE_PASSWORD"),
+                       str(ca_file) if ca_file else None)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    typer.echo(f"bridge → {province_host}:{province_port} written to {out}; include it from mosquitto.conf")
+
+
 @broker_app.command("certs")
 def broker_certs(out: Annotated[Path, typer.Option(help="certificate directory")] = Path("/etc/stationwatch/broker/tls"),
                  host: Annotated[list[str], typer.Option(help="host name or address gateways use (repeatable)")] = ["localhost", "127.0.0.1"],

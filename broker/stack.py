@@ -88,6 +88,7 @@ class LocalMosquitto(LocalService):
     secure_dir: Path | None = None
     tls_dir: Path | None = None
     tls_port: int = 0
+    extra_conf: str = ""  # appended to the config, e.g. a bridge
 
     def start(self):
         binary = _need("mosquitto", "mosquitto")
@@ -101,6 +102,9 @@ class LocalMosquitto(LocalService):
             self.tls_port = self.tls_port or free_port(self.host)
             conf.write_text(_render("mosquitto-secure.conf.tmpl", **values, out_dir=self.secure_dir,
                                     tls_port=self.tls_port, tls_host=self.host, tls_dir=self.tls_dir))
+        if self.extra_conf:
+            with conf.open("a") as f:
+                f.write("\n" + self.extra_conf)
         log = self.data_dir / "mosquitto.log"
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=open(self.data_dir / "mosquitto.stderr", "ab"))

@@ -116,3 +116,29 @@ def test_generating_again_keeps_passwords(secure_broker, tmp_path):
     again = write_accounts(cfg, base / "accounts")
     assert {a.username: a.password for a in again} == pw
     assert oct((base / "accounts" / "secrets.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_bridge_forwards_escalations_and_status_to_the_province_but_not_readings(tmp_path):
+    from stationwatch.broker.accounts import bridge_conf
+    with LocalMosquitto(tmp_path / "province") as province:
+        bridge = bridge_conf("sl-city", province.host, province.port)
+        with LocalMosquitto(tmp_path / "city", extra_conf=bridge) as city:
+            got: list[str] = []
+            watch = MqttLink(BrokerAddress(province.host, province.port), "province-watch",
+                             on_message=lambda t, p, m: got.append(t)).start()
+            watch.subscribe_wait("sw/#")
+            # the bridge announces itself on the city side once it is up
+            state: list[bytes] = []
+            local = MqttLink(BrokerAddress(city.host, city.port), "city-pub",
+                             on_message=lambda t, p, m: state.append(p)).start()
+            local.subscribe_wait("sw/bridge/sl-city/state")
+            wait_for(lambda: b"1" in state, timeout=30, what="the bridge to connect")
+            reading = topic("sl-station", "gw-sl-main", Kind.READING, "t-hall")
+            local.client.publish(reading, b"{}", qos=1).wait_for_publish(5)
+            local.client.publish("sw/v1/sl-station/gw-sl-main/status", b'{"state":"offline"}', qos=1).wait_for_publish(5)
+            local.client.publish("sw/esc/v1/sl-station/alert-42", b'{"level":"bureau"}', qos=1).wait_for_publish(5)
+            wait_for(lambda: "sw/esc/v1/sl-station/alert-42" in got, timeout=15, what="the escalation at the province")
+            assert "sw/v1/sl-station/gw-sl-main/status" in got
+            assert reading not in got
+            local.stop()
+            watch.stop()
