@@ -37,8 +37,8 @@ class IngestStats:
     lag_s: float = 0.0
     started: float = field(default_factory=time.time)
 
-    def values(self, queue_depth: int) -> dict[str, float]:
-        return {"received_total": self.received, "written_total": self.written,
+    def values(self, queue_depth: int, subscribed: bool = False) -> dict[str, float]:
+        return {"subscribed": float(subscribed), "received_total": self.received, "written_total": self.written,
                 "quarantined_total": self.quarantined, "write_errors_total": self.write_errors,
                 "batches_total": self.batches, "last_batch_size": self.last_batch, "lag_seconds": self.lag_s,
                 "queue_depth": queue_depth, "uptime_seconds": time.time() - self.started}
@@ -172,7 +172,7 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
              topic_filter, influx_url, database)
     metrics = None
     if options.metrics_port is not None:
-        metrics = MetricsServer(lambda: prometheus_text("ingest", ingest.stats.values(ingest.backlog),
+        metrics = MetricsServer(lambda: prometheus_text("ingest", ingest.stats.values(ingest.backlog, link.subscribed.is_set()),
                                                         {"quarantined_by_reason_total": dict(quarantine.counts)}),
                                 port=options.metrics_port)
         log.info("ingest: metrics at http://127.0.0.1:%d/metrics", metrics.port)
@@ -181,7 +181,7 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     writer_thread.start()
     last_report = time.monotonic()
     while not stop.wait(options.metrics_every_s):
-        _write_pipeline(writer, ingest, client_id)
+        _write_pipeline(writer, ingest, client_id, link.subscribed.is_set())
         if time.monotonic() - last_report >= 60:
             last_report = time.monotonic()
             s = ingest.stats
@@ -196,9 +196,9 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     return ingest
 
 
-def _write_pipeline(writer: PointWriter, ingest: Ingest, client_id: str) -> None:
+def _write_pipeline(writer: PointWriter, ingest: Ingest, client_id: str, subscribed: bool) -> None:
     """The pipeline's own figures as a point, best effort: a failure here must not stop ingest."""
-    fields = {k: float(v) for k, v in ingest.stats.values(ingest.backlog).items()}
+    fields = {k: float(v) for k, v in ingest.stats.values(ingest.backlog, subscribed).items()}
     point = Point("pipeline", {"service": "ingest", "instance": client_id}, fields, int(time.time() * 1000))
     try:
         writer.write([point])

@@ -9,6 +9,7 @@ from typing import Callable
 Collect = Callable[[], dict[str, float]]
 
 HELP = {
+    "subscribed": "1 while the MQTT subscription is in place",
     "received_total": "MQTT messages received",
     "written_total": "points written to InfluxDB",
     "quarantined_total": "messages refused and quarantined",

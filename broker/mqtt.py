@@ -72,6 +72,7 @@ class MqttLink:
         self.refused: str | None = None
         self._refused = threading.Event()
         self._subacks: dict[int, list] = {}
+        self.subscribed = threading.Event()  # set by the first SUBACK of a connection
         self._suback_cv = threading.Condition()
         self.client.on_subscribe = self._on_subscribe
         self.client.on_connect = self._on_connect
@@ -143,12 +144,14 @@ class MqttLink:
             self._user_connect(self)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        self.subscribed.set()
         with self._suback_cv:
             self._subacks[mid] = [rc.value for rc in reason_codes]
             self._suback_cv.notify_all()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()
+        self.subscribed.clear()
         if reason_code.value != 0:
             log.warning("MQTT connection lost (%s); reconnecting", reason_code)
 

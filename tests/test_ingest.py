@@ -10,7 +10,7 @@ import pytest
 
 from stationwatch.broker.contract import Kind, Reading, Event, encode, topic
 from stationwatch.broker.influx import InfluxV1Writer
-from stationwatch.broker.ingest import run_ingest
+from stationwatch.broker.ingest import IngestOptions, run_ingest
 from stationwatch.broker.mqtt import MqttLink
 from support import wait_for
 
@@ -23,7 +23,8 @@ def running_ingest(city_config, broker_address, influxdb, tmp_path):
     stop = threading.Event()
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("ingest", run_ingest(
-        city_config, broker_address, influxdb.url, database, tmp_path / "q.db", stop)), daemon=True)
+        city_config, broker_address, influxdb.url, database, tmp_path / "q.db", stop,
+        options=IngestOptions(metrics_every_s=0.3))), daemon=True)
     thread.start()
     writer = InfluxV1Writer(influxdb.url, database)
     # the ingest's persistent session exists once the database does and its subscription is live
@@ -134,3 +135,11 @@ def test_a_replayed_message_overwrites_instead_of_duplicating(running_ingest, pu
     _publish_all(publisher, [(topic(SITE, GW, Kind.READING, "t-dorm-f1"), encode(marker), Kind.READING)])
     wait_for(lambda: _count(writer, 'SELECT count("value") FROM "reading" WHERE sensor=\'t-dorm-f1\' AND seq=78'), what="marker")
     assert _count(writer, 'SELECT count("value") FROM "reading" WHERE sensor=\'t-dorm-f1\' AND seq=77') == 1
+
+
+def test_the_pipeline_charts_itself_in_influxdb(running_ingest, publisher):
+    writer, _ = running_ingest
+    _ready(writer, publisher)
+    rows = wait_for(lambda: [r for r in writer.query('SELECT * FROM "pipeline" WHERE "service" = \'ingest\'').get_points()
+                             if r["written_total"] >= 1], what="a pipeline point counting the write")
+    assert rows[-1]["subscribed"] == 1 and rows[-1]["quarantined_total"] == 0

@@ -27,14 +27,14 @@ SENSORS = ["t-dorm-m1", "t-dorm-m2", "t-dorm-f1", "t-minors-1", "t-med-obs", "t-
 
 
 class IngestProcess:
-    def __init__(self, broker, influx_url, database, tmp_path, name="ingest"):
+    def __init__(self, broker, influx_url, database, tmp_path, name="ingest", extra=()):
         self.metrics_port = free_port()
         self.log = tmp_path / f"{name}-{uuid.uuid4().hex[:4]}.log"
         self.args = [sys.executable, "-m", "stationwatch.broker.cli", "ingest", "-c", str(EXAMPLES / "city-station.yaml"),
                      "--broker", f"{broker.host}:{broker.port}", "--influx", influx_url, "--database", database,
-                     "--quarantine", str(tmp_path / "quarantine.db"), "--metrics-port", str(self.metrics_port)]
+                     "--quarantine", str(tmp_path / f"quarantine-{name}.db"), "--metrics-port", str(self.metrics_port), *extra]
         self.proc = subprocess.Popen(self.args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        wait_for(self.metrics, timeout=30, what="ingest /metrics")
+        wait_for(lambda: (self.metrics() or {}).get("subscribed") == 1, timeout=30, what="ingest subscribed")
 
     def metrics(self) -> dict[str, float] | None:
         try:
@@ -180,3 +180,19 @@ def test_100000_malformed_messages_are_quarantined_and_valid_readings_all_arrive
         assert ingest.proc.poll() is None
     finally:
         assert ingest.stop() == 0
+
+
+def test_two_ingest_processes_share_the_stream_and_each_reading_lands_once(mosquitto, influxdb, publisher, tmp_path):
+    db = f"shared_{uuid.uuid4().hex[:6]}"
+    group = f"ingest{uuid.uuid4().hex[:4]}"
+    ingests = [IngestProcess(mosquitto, influxdb.url, db, tmp_path, name=f"i{n}", extra=["--shared", group, "--instance", f"n{n}"])
+               for n in range(2)]
+    writer = InfluxV1Writer(influxdb.url, db)
+    try:
+        _stream(publisher, 4000, time.time() - 14400)
+        assert wait_for(lambda: _exactly_once(writer, 4000), timeout=60, interval=0.5, what="4000 readings once")
+        received = [i.metrics()["received_total"] for i in ingests]
+        assert sum(received) == 4000 and min(received) > 0, received
+    finally:
+        for i in ingests:
+            assert i.stop() == 0
