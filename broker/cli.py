@@ -54,7 +54,7 @@ def simulate(config: Annotated[Optional[Path], typer.Option("--config", "-c", he
              broker: Annotated[Optional[str], typer.Option(help="MQTT broker host:port (default: the running demo's, else 127.0.0.1:1883)")] = None,
              scenario: Annotated[Optional[str], typer.Option(help="fire | heating-failure | night-exit | camera-offline | gateway-power-loss")] = None,
              gateway: Annotated[Optional[str], typer.Option(help="gateway id (default: the first one)")] = None,
-             speed: Annotated[float, typer.Option(help="time compression: simulated seconds per real second")] = 1.0,
+             speed: Annotated[Optional[float], typer.Option(help="time compression: simulated seconds per real second (default: real time; a scenario's own default for the scenario)")] = None,
              standalone: Annotated[bool, typer.Option(help="run an own simulated gateway instead of commanding the running one")] = False,
              verbose: bool = False) -> None:
     """Run a simulated gateway, or play a scenario on the one already running. / 模拟网关与场景。"""
@@ -71,7 +71,7 @@ def simulate(config: Annotated[Optional[Path], typer.Option("--config", "-c", he
         if scenario is not None:
             simulator.check_scenario(scenario)
         if scenario is not None and not standalone:
-            simulator.request_scenario(cfg, address, gw, scenario)
+            simulator.request_scenario(cfg, address, gw, scenario, speed)
             typer.echo(f"scenario '{scenario}' started on gateway {gw.id} / 场景已启动")
             return
         simulator.run_gateway(cfg, gw, address, stop=_stop_event(), speed=speed, scenario=scenario,
@@ -141,7 +141,7 @@ def serve(config: ConfigArg,
 def demo(config: Annotated[Path, typer.Option("--config", "-c")] = Path(DEFAULT_CONFIG),
          workdir: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path(".demo"),
          port: Annotated[int, typer.Option(help="port of the API and duty board (0: a free one)")] = 8080,
-         speed: Annotated[float, typer.Option(help="time compression of the simulated station")] = 60.0) -> None:
+         speed: Annotated[float, typer.Option(help="time compression of the simulated station")] = 1.0) -> None:
     """Run the whole system: Mosquitto, InfluxDB, simulated station, ingest, alerts, API. / 一键演示。"""
     _setup_logging()
     from stationwatch.broker.demo import run_demo

@@ -1,0 +1,116 @@
+"""The simulated gateway: a whole station's sensors and cameras speaking the MQTT contract, for the
+demo, for drills of the alert chain and for tests.
+
+It behaves like the agent on a station's Raspberry Pi:
+
+* connects as ``sim-{gateway id}``; last will = retained ``Status(offline, reason="will")``;
+  on every (re)connect a retained birth ``Status(online, config_version, drivers)``;
+* every sensor sends a :class:`Reading` every ``interval_s / speed`` real seconds (staggered),
+  binary contacts also an :class:`Event` on each change, heat detectors an ``alarm`` Event at
+  ``threshold_c`` and ``normal`` 2 °C below; cameras a :class:`Heartbeat` every ``heartbeat_s / speed``;
+* readings, events and heartbeats carry ``seq`` (one counter per gateway, +1 per message, from 0
+  at start) and ``ts`` = real wall-clock time — except events of a scenario that sets its own clock
+  (``night-exit``: the door's ``open`` reads the site's most recent 02:00 local, ``closed`` 02:01);
+* listens on its own ``cmd/+``: ``scenario`` plays a scenario (see :mod:`.scenarios`);
+  anything else is logged and ignored.
+
+Time runs ``speed`` times faster than real time; a playing scenario sets its own speed for its
+duration, then the gateway returns to its base speed.
+
+The functions here are what ``stationwatch simulate`` calls; tests and the demo drive
+:class:`~stationwatch.gateway.simulated_gateway.SimulatedGateway` directly.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from stationwatch.broker.config import Gateway, StationConfig
+from stationwatch.broker.contract import Command, ContractError, Kind, Status, encode, parse, topic
+from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+
+from .scenarios import SCENARIOS, SimulationError, check_scenario
+from .simulated_gateway import Play, SimulatedGateway
+
+__all__ = ["SimulationError", "SimulatedGateway", "Play", "SCENARIOS", "pick_gateway", "check_scenario",
+           "config_version", "run_gateway", "request_scenario"]
+
+log = logging.getLogger(__name__)
+
+STATUS_WAIT_S = 3.0  # how long request_scenario waits for the gateway's retained status
+
+
+def pick_gateway(cfg: StationConfig, gateway_id: str | None) -> Gateway:
+    """The gateway called ``gateway_id`` (None: the first one), or :class:`SimulationError`."""
+    if gateway_id is None:
+        return cfg.gateways[0]
+    gw = cfg.gateway(gateway_id)
+    if gw is None:
+        known = ", ".join(g.id for g in cfg.gateways)
+        raise SimulationError(f"unknown gateway '{gateway_id}' / 网关不存在; known gateways: {known}")
+    return gw
+
+
+def config_version(path: str | Path) -> str:
+    """Short sha256 of the config file, announced in the birth message."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+
+
+def run_gateway(cfg: StationConfig, gw: Gateway, address: BrokerAddress, stop: threading.Event,
+                speed: float | None = None, scenario: str | None = None, config_version: str | None = None) -> None:
+    """Run a simulated gateway until ``stop`` is set; ``speed`` None means real time.
+
+    With ``scenario`` (standalone mode) it is played right after start, at ``speed`` if one was
+    given, else at the scenario's own default (so ``heating-failure`` does not take six real
+    hours), and the gateway keeps running afterwards."""
+    gateway = SimulatedGateway(cfg, gw, address, speed=speed or 1.0, config_version=config_version).start()
+    try:
+        if scenario is not None:
+            gateway.play(scenario, speed if speed is not None else check_scenario(scenario).default_speed)
+        stop.wait()
+    finally:
+        gateway.stop()
+
+
+def request_scenario(cfg: StationConfig, address: BrokerAddress, gw: Gateway, scenario: str,
+                     speed: float | None = None, timeout: float = STATUS_WAIT_S) -> None:
+    """Ask the simulated gateway already running (e.g. in ``make demo``) to play ``scenario``.
+
+    Raises :class:`SimulationError` if the gateway's retained status is missing or offline."""
+    check_scenario(scenario)
+    site = cfg.site(gw.site)
+    status_topic = topic(site.id, gw.id, Kind.STATUS)
+    statuses: list[Status] = []
+    seen = threading.Event()
+
+    def on_status(topic_name: str, payload: bytes, _msg) -> None:
+        try:
+            statuses.append(parse(topic_name, payload).body)
+        except ContractError as exc:
+            log.warning("bad status on %s: %s", topic_name, exc)
+        seen.set()
+
+    link = MqttLink(address, f"sim-cmd-{gw.id}-{uuid.uuid4().hex[:6]}",
+                    on_connect=lambda l: l.subscribe(status_topic), on_message=on_status)
+    try:
+        link.start()
+    except ConnectionError as exc:
+        raise SimulationError(f"{exc} / 无法连接 MQTT 代理; is the broker running?") from None
+    try:
+        seen.wait(timeout)
+        if not statuses or statuses[-1].state != "online":
+            raise SimulationError(f"no simulated gateway '{gw.id}' is running / 模拟网关未运行; start one with "
+                                  "`stationwatch simulate` or use --standalone")
+        args = {"name": scenario} | ({} if speed is None else {"speed": speed})
+        cmd = Command(v=1, ts=time.time(), name="scenario", args=args)
+        info = link.publish(topic(site.id, gw.id, Kind.CMD, "scenario"), encode(cmd), Kind.CMD)
+        info.wait_for_publish(timeout)
+        if not info.is_published():
+            raise SimulationError(f"the broker did not acknowledge the command within {timeout:g} s / 命令未确认")
+        log.info("已请求场景 / scenario '%s' requested on gateway %s", scenario, gw.id)
+    finally:
+        link.stop()

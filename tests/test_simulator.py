@@ -1,0 +1,384 @@
+"""The simulated gateway against the real Mosquitto started by the suite: what a subscriber (the
+ingest, the alert engine, a person with mosquitto_sub) sees on the wire.
+
+Every test runs its own gateway id, so retained status messages of one test never reach another."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import datetime
+
+import pytest
+import yaml
+
+from stationwatch.broker.config import parse_config
+from stationwatch.broker.contract import Command, ContractError, Kind, encode, parse, topic
+from stationwatch.broker.mqtt import MqttLink
+from stationwatch.gateway.scenarios import SCENARIOS
+from stationwatch.gateway.simulated_gateway import ACTIONS
+from stationwatch.gateway.simulator import (SimulatedGateway, SimulationError, check_scenario, config_version,
+                                            pick_gateway, request_scenario, run_gateway)
+from stationwatch.sensors.kinds import KINDS
+from support import EXAMPLES, wait_for
+
+
+# ---- configs with a gateway id of their own --------------------------------------------------
+
+def _with_gateway(data: dict, gw_id: str) -> dict:
+    old = data["gateways"][0]["id"]
+    data["gateways"][0]["id"] = gw_id
+    for device in data.get("sensors", []) + data.get("cameras", []):
+        if device["gateway"] == old:
+            device["gateway"] = gw_id
+    return data
+
+
+def _unique(prefix: str) -> str:
+    return f"gw-{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def city(prefix: str):
+    data = yaml.safe_load((EXAMPLES / "city-station.yaml").read_text(encoding="utf-8"))
+    return parse_config(_with_gateway(data, _unique(prefix)))
+
+
+def small(prefix: str, sensors: list[dict], cameras: list[dict] = ()):
+    """One site, one gateway, the rooms the scenarios need, and the given devices."""
+    gw = _unique(prefix)
+    return parse_config({
+        "name": "test", "bureaus": [{"id": "b", "name": "局", "level": "city"}],
+        "sites": [{"id": "t-site", "name": "站", "bureau": "b", "rooms": [
+            {"id": "dorm", "name": "宿舍", "kind": "dormitory"},
+            {"id": "obs", "name": "观察室", "kind": "medical_observation"},
+            {"id": "hall", "name": "大厅", "kind": "public"},
+            {"id": "boiler", "name": "锅炉房", "kind": "boiler_room"},
+            {"id": "yard", "name": "室外", "kind": "public", "sleeping": False}]}],
+        "gateways": [{"id": gw, "name": "网关", "site": "t-site"}],
+        "sensors": [{"gateway": gw, "name": d["id"], **d} for d in sensors],
+        "cameras": [{"gateway": gw, "name": c["id"], "probe": "tcp://192.0.2.1:554", **c} for c in cameras],
+    })
+
+
+# ---- a plain subscriber ----------------------------------------------------------------------
+
+class Recorder:
+    """Subscribes to everything of one gateway and keeps what arrives, parsed, in arrival order."""
+
+    def __init__(self, address, cfg):
+        gw = cfg.gateways[0]
+        self.site, self.gw = gw.site, gw.id
+        self.messages: list = []
+        self.retained: list[bool] = []
+        self.refused: list[ContractError] = []
+        self._lock = threading.Lock()
+        self._probe = topic(self.site, self.gw, Kind.CMD, "probe")
+        self.link = MqttLink(address, f"test-rec-{uuid.uuid4().hex[:6]}", on_message=self._on_message,
+                             on_connect=lambda link: link.subscribe(f"sw/v1/{self.site}/{self.gw}/#"))
+
+    def _on_message(self, topic_name, payload, msg):
+        try:
+            parsed = parse(topic_name, payload)
+        except ContractError as exc:
+            with self._lock:
+                self.refused.append(exc)
+            return
+        with self._lock:
+            self.messages.append(parsed)
+            self.retained.append(bool(msg.retain))
+
+    def __enter__(self):
+        self.link.start()
+        # SUBSCRIBE then PUBLISH on one connection: once the probe comes back, the subscription is live
+        probe = Command(v=1, ts=time.time(), name="probe")
+        self.link.publish(self._probe, encode(probe), Kind.CMD)
+        wait_for(lambda: self.of(Kind.CMD), what="subscription")
+        return self
+
+    def __exit__(self, *exc):
+        self.link.stop()
+
+    def all(self) -> list:
+        with self._lock:
+            return list(self.messages)
+
+    def of(self, kind: Kind, device: str | None = None) -> list:
+        return [m for m in self.all() if m.kind is kind and (device is None or m.device == device)]
+
+    def bodies(self, kind: Kind, device: str | None = None) -> list:
+        return [m.body for m in self.of(kind, device)]
+
+    def statuses(self) -> list[tuple[str, str | None]]:
+        return [(b.state, b.reason) for b in self.bodies(Kind.STATUS)]
+
+
+@pytest.fixture
+def record(broker_address):
+    recorders = []
+
+    def make(cfg) -> Recorder:
+        recorders.append(Recorder(broker_address, cfg).__enter__())
+        return recorders[-1]
+    yield make
+    for r in recorders:
+        r.__exit__()
+
+
+@pytest.fixture
+def run(broker_address):
+    gateways = []
+
+    def make(cfg, speed: float = 100.0, version: str | None = None) -> SimulatedGateway:
+        gateways.append(SimulatedGateway(cfg, cfg.gateways[0], broker_address, speed=speed,
+                                         config_version=version).start())
+        return gateways[-1]
+    yield make
+    for gw in gateways:
+        gw.stop()
+
+
+# ---- the steady state --------------------------------------------------------------------------
+
+PLAUSIBLE = {  # kind → what a winter day in a heated building reads (°C)
+    "temperature": (18.5, 23.5), "heat": (18.5, 23.5), "outdoor_temperature": (-6.0, 1.0),
+    "supply_temperature": (54.0, 61.0),
+}
+
+
+def test_every_sensor_and_camera_reports_valid_messages_with_one_rising_seq(run, record):
+    cfg = city("all")
+    rec = record(cfg)
+    gw = run(cfg, speed=100, version="abc123")
+    wait_for(lambda: all(len(rec.of(Kind.READING, s.id)) >= 2 for s in cfg.sensors)
+             and all(rec.of(Kind.HEARTBEAT, c.id) for c in cfg.cameras), timeout=15,
+             what="two readings of every sensor and a heartbeat of every camera")
+    gw.stop()
+    wait_for(lambda: ("offline", "shutdown") in rec.statuses(), what="clean shutdown status")
+
+    assert rec.refused == []
+    birth = rec.bodies(Kind.STATUS)[0]
+    assert (birth.state, birth.config_version) == ("online", "abc123")
+    assert birth.drivers == sorted({s.kind for s in cfg.sensors} | {"camera"})
+    for sensor in cfg.sensors:
+        kind = KINDS[sensor.kind]
+        for reading in rec.bodies(Kind.READING, sensor.id):
+            assert reading.unit == kind.unit and reading.quality == "ok" and not reading.historical
+            low, high = PLAUSIBLE.get(sensor.kind, (0, 1))
+            assert low <= reading.value <= high, (sensor.id, reading.value)
+            if kind.binary:
+                assert reading.value in (0.0, 1.0)
+            assert abs(reading.ts - time.time()) < 30
+    assert all(hb.online for hb in rec.bodies(Kind.HEARTBEAT))
+    seqs = [m.body.seq for m in rec.all() if m.kind in (Kind.READING, Kind.EVENT, Kind.HEARTBEAT)]
+    assert len(seqs) == len(set(seqs)), "duplicate seq"
+    acked = [m.body.seq for m in rec.all() if m.kind is Kind.READING]  # QoS 1 keeps publish order
+    assert acked == sorted(acked)
+
+
+def test_birth_is_retained_for_late_subscribers_and_shutdown_replaces_it(run, record):
+    cfg = small("birth", [{"id": "t-dorm", "kind": "temperature", "room": "dorm"}])
+    gw = run(cfg, version="v1")
+    late = record(cfg)
+    wait_for(lambda: late.statuses(), what="retained birth")
+    first = late.all().index(late.of(Kind.STATUS)[0])
+    assert late.statuses()[0] == ("online", None) and late.retained[first], "birth is retained"
+    gw.stop()
+    wait_for(lambda: late.statuses()[-1] == ("offline", "shutdown"), what="shutdown status")
+    later = record(cfg)
+    wait_for(lambda: later.statuses() == [("offline", "shutdown")], what="retained shutdown status")
+
+
+# ---- scenarios -------------------------------------------------------------------------------
+
+def test_fire_raises_two_smoke_alarms_in_one_dormitory_zone_and_the_room_heats_up(run, record):
+    cfg = city("fire")
+    site = cfg.sites[0]
+    rec = record(cfg)
+    gw = run(cfg, speed=50)
+    play = gw.play("fire", speed=50)
+    assert play.wait(10)
+    alarms = [m for m in rec.of(Kind.EVENT) if m.body.state == "alarm" and cfg.sensor(m.device).kind == "smoke"]
+    assert len(alarms) == 2 and alarms[0].device != alarms[1].device
+    rooms = [site.room(cfg.sensor(m.device).room) for m in alarms]
+    assert rooms[0].fire_zone == rooms[1].fire_zone and rooms[0].kind == "dormitory"
+    assert 0 < alarms[1].body.ts - alarms[0].body.ts < 8 / 50 + 1.0  # t=0 and t=8 s, compressed
+    room_temp = next(s.id for s in cfg.sensors if s.kind == "temperature" and s.room == rooms[0].id)
+    wait_for(lambda: max((r.value for r in rec.bodies(Kind.READING, room_temp)), default=0) > 26, what="the fire room heating up")
+    assert not [m for m in rec.of(Kind.EVENT) if m.body.state == "normal"], "a fire must not reset by itself"
+    assert all(r.value == 1.0 for r in rec.bodies(Kind.READING, alarms[0].device)[-2:])
+
+
+def test_heat_detector_alarms_at_its_threshold_during_a_fire(run, record):
+    cfg = small("heat", [{"id": "smk-a", "kind": "smoke", "room": "dorm"},
+                         {"id": "smk-b", "kind": "smoke", "room": "dorm"},
+                         {"id": "heat-dorm", "kind": "heat", "room": "dorm", "threshold_c": 40, "interval_s": 2}])
+    rec = record(cfg)
+    gw = run(cfg)
+    gw.play("fire", speed=100)
+    alarm = wait_for(lambda: [m.body for m in rec.of(Kind.EVENT, "heat-dorm") if m.body.state == "alarm"],
+                     what="heat alarm")[0]
+    assert alarm.value >= 40
+    before = [r.value for r in rec.bodies(Kind.READING, "heat-dorm") if r.seq < alarm.seq]
+    assert max(before[:-1]) < 40 <= before[-1] == alarm.value, "the alarm follows the first reading at 40 °C"
+
+
+def test_heating_failure_cools_water_and_sleeping_rooms_and_flags_the_boiler(run, record):
+    cfg = small("heating", [
+        {"id": "t-out", "kind": "outdoor_temperature", "room": "yard", "interval_s": 60},
+        {"id": "supply", "kind": "supply_temperature", "room": "boiler", "interval_s": 60},
+        {"id": "t-dorm", "kind": "temperature", "room": "dorm", "interval_s": 60},
+        {"id": "t-hall", "kind": "temperature", "room": "hall", "interval_s": 60},
+        {"id": "boiler-fault", "kind": "boiler_fault", "room": "boiler", "interval_s": 60}])
+    rec = record(cfg)
+    gw = run(cfg, speed=50)
+    wait_for(lambda: rec.of(Kind.READING, "supply"), what="a first supply reading")
+    gw.play("heating-failure", speed=3000)
+    wait_for(lambda: [e for e in rec.bodies(Kind.EVENT, "boiler-fault") if e.state == "alarm"], what="boiler fault")
+
+    def last(sensor: str) -> float:
+        return rec.bodies(Kind.READING, sensor)[-1].value
+    wait_for(lambda: last("supply") < 30 and last("t-dorm") < 16 and last("t-out") < -7, timeout=15,
+             what="supply water < 30 °C, dormitory < 16 °C, outdoor < −7 °C")
+    supply = [r.value for r in rec.bodies(Kind.READING, "supply")]
+    assert supply[0] > 55 and len(supply) > 20, "the decline is visible reading by reading"
+    assert last("t-hall") > 19, "only sleeping rooms are modelled as cooling"
+
+
+def test_night_exit_events_read_two_oclock_local_time(run, record):
+    cfg = city("night")
+    tz = cfg.sites[0].tz
+    rec = record(cfg)
+    gw = run(cfg)
+    assert gw.play("night-exit", speed=100).wait(5)
+    door = next(s.id for s in cfg.sensors if s.kind == "door" and s.exit)
+    events = wait_for(lambda: len(rec.bodies(Kind.EVENT, door)) >= 2 and rec.bodies(Kind.EVENT, door), what="door events")
+    opened, closed = (datetime.fromtimestamp(e.ts, tz) for e in events)
+    assert [e.state for e in events] == ["open", "closed"]
+    assert (opened.hour, opened.minute, opened.second) == (2, 0, 0)
+    assert (closed.hour, closed.minute) == (2, 1) and events[1].ts - events[0].ts == pytest.approx(60)
+    assert 0 <= time.time() - events[0].ts <= 24 * 3600, "the most recent 02:00"
+    assert events[0].seq < events[1].seq
+
+
+def test_camera_offline_sends_offline_heartbeats_then_recovers(run, record):
+    cfg = small("cam", [{"id": "t-dorm", "kind": "temperature", "room": "dorm", "interval_s": 60}],
+                cameras=[{"id": "cam-hall", "room": "hall"}, {"id": "cam-obs", "room": "obs"}])
+    rec = record(cfg)
+    gw = run(cfg, speed=100)
+    play = gw.play("camera-offline", speed=600)
+    wait_for(lambda: any(not hb.online for hb in rec.bodies(Kind.HEARTBEAT, "cam-obs")), what="offline heartbeat")
+    assert play.wait(5)
+    wait_for(lambda: rec.bodies(Kind.HEARTBEAT, "cam-obs")[-1].online, what="camera back online")
+    assert all(hb.online for hb in rec.bodies(Kind.HEARTBEAT, "cam-hall"))
+    offline = [hb for hb in rec.bodies(Kind.HEARTBEAT, "cam-obs") if not hb.online]
+    assert len(offline) >= 3, "offline is reported at the heartbeat rhythm"
+
+
+def test_gateway_power_loss_gives_will_then_birth_then_historical_readings(run, record):
+    cfg = small("power", [{"id": "t-dorm", "kind": "temperature", "room": "dorm", "interval_s": 2},
+                          {"id": "smk-a", "kind": "smoke", "room": "dorm", "interval_s": 2}],
+                cameras=[{"id": "cam-obs", "room": "obs", "heartbeat_s": 2}])
+    rec = record(cfg)
+    gw = run(cfg, speed=20)
+    wait_for(lambda: rec.of(Kind.READING), what="live readings")
+    assert gw.play("gateway-power-loss", speed=20).wait(10)
+    wait_for(lambda: [m for m in rec.of(Kind.READING) if m.body.historical], what="historical readings")
+    wait_for(lambda: not rec.of(Kind.READING)[-1].body.historical, what="live readings again")
+    seen = rec.all()
+    kinds = [(m.kind, getattr(m.body, "state", None), getattr(m.body, "reason", None)) for m in seen]
+    will = kinds.index((Kind.STATUS, "offline", "will"))
+    rebirth = kinds.index((Kind.STATUS, "online", None), will)
+    historical = [i for i, m in enumerate(seen) if getattr(m.body, "historical", False)]
+    assert will < rebirth < historical[0]
+    assert len(historical) >= 10, "30 simulated seconds of readings every 2 s were kept"
+    assert not any(m.kind is Kind.HEARTBEAT for m in (seen[i] for i in historical))
+    seqs = [m.body.seq for m in rec.all() if m.kind is Kind.READING]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), "the kept readings fill the gap in order"
+
+
+# ---- commands --------------------------------------------------------------------------------
+
+def test_request_scenario_reaches_the_running_gateway(run, record, broker_address):
+    cfg = city("cmd")
+    rec = record(cfg)
+    gw = run(cfg, speed=20)
+    wait_for(lambda: rec.statuses(), what="birth")
+    request_scenario(cfg, broker_address, cfg.gateways[0], "night-exit", speed=200)
+    door = next(s.id for s in cfg.sensors if s.kind == "door" and s.exit)
+    wait_for(lambda: [e.state for e in rec.bodies(Kind.EVENT, door)] == ["open", "closed"], what="door opened and closed")
+    assert [p.scenario.name for p in gw.plays] == ["night-exit"] and gw.plays[0].speed == 200
+
+
+def test_invalid_commands_are_ignored_and_the_gateway_keeps_going(run, record, broker_address):
+    cfg = small("badcmd", [{"id": "door-exit", "kind": "door", "exit": True, "room": "hall"}])
+    rec = record(cfg)
+    gw = run(cfg)
+    gw_id = cfg.gateways[0].id
+    sender = MqttLink(broker_address, f"test-cmd-{uuid.uuid4().hex[:6]}").start()
+    try:
+        bad = [("scenario", b"not json"),
+               ("scenario", encode(Command(v=1, ts=time.time(), name="scenario", args={"name": "flood"}))),
+               ("scenario", encode(Command(v=1, ts=time.time(), name="scenario", args={"name": "fire", "speed": "x"}))),
+               ("scenario", encode(Command(v=1, ts=time.time(), name="scenario", args={"name": "fire"}))),  # no smoke here
+               ("reboot", encode(Command(v=1, ts=time.time(), name="reboot")))]
+        good = encode(Command(v=1, ts=time.time(), name="scenario", args={"name": "night-exit", "speed": 200}))
+        for name, payload in [*bad, ("scenario", good)]:
+            sender.publish(topic("t-site", gw_id, Kind.CMD, name), payload, Kind.CMD).wait_for_publish(5)
+    finally:
+        sender.stop()
+    wait_for(lambda: len(rec.bodies(Kind.EVENT, "door-exit")) == 2, what="the valid command played")
+    assert [p.scenario.name for p in gw.plays] == ["night-exit"]
+
+
+def test_request_scenario_without_a_running_gateway_says_how_to_start_one(run, broker_address):
+    never = city("never")
+    with pytest.raises(SimulationError, match="stationwatch simulate"):
+        request_scenario(never, broker_address, never.gateways[0], "fire", timeout=0.5)
+    stopped = city("stopped")
+    run(stopped).stop()
+    with pytest.raises(SimulationError, match="no simulated gateway"):
+        request_scenario(stopped, broker_address, stopped.gateways[0], "fire")
+
+
+def test_run_gateway_plays_a_standalone_scenario_and_stops_cleanly(broker_address, record):
+    cfg = city("standalone")
+    rec = record(cfg)
+    stop = threading.Event()
+    thread = threading.Thread(target=run_gateway, args=(cfg, cfg.gateways[0], broker_address, stop),
+                              kwargs={"speed": 100, "scenario": "night-exit", "config_version": "x"}, daemon=True)
+    thread.start()
+    door = next(s.id for s in cfg.sensors if s.kind == "door" and s.exit)
+    wait_for(lambda: len(rec.bodies(Kind.EVENT, door)) == 2, what="door events")
+    stop.set()
+    thread.join(10)
+    assert not thread.is_alive()
+    wait_for(lambda: rec.statuses()[-1] == ("offline", "shutdown"), what="shutdown status")
+
+
+# ---- user errors -------------------------------------------------------------------------------
+
+def test_unknown_gateway_and_scenario_name_the_valid_choices(city_config):
+    assert pick_gateway(city_config, None).id == "gw-sl-main"
+    with pytest.raises(SimulationError, match="gw-sl-main"):
+        pick_gateway(city_config, "gw-nowhere")
+    with pytest.raises(SimulationError, match="fire.*heating-failure.*night-exit"):
+        check_scenario("flood")
+
+
+def test_scenario_without_its_devices_is_refused(run):
+    gw = run(small("nodev", [{"id": "t-dorm", "kind": "temperature", "room": "dorm"}]))
+    for name in ("fire", "night-exit", "camera-offline"):
+        with pytest.raises(SimulationError, match="needs"):
+            gw.play(name)
+
+
+def test_config_version_is_a_short_stable_hash(city_config_path, tmp_path):
+    version = config_version(city_config_path)
+    assert len(version) == 12 and version == config_version(city_config_path)
+    copy = tmp_path / "c.yaml"
+    copy.write_bytes(city_config_path.read_bytes() + b"\n# changed\n")
+    assert config_version(copy) != version
+
+
+def test_every_scenario_step_is_an_action_the_gateway_knows():
+    assert {step.action for s in SCENARIOS.values() for step in s.steps} <= set(ACTIONS)
