@@ -14,7 +14,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from stationwatch.alerts.policy import AlertRouting, RuleSettings, policy_problems
+from stationwatch.gateway.settings import AgentSettings, agent_problems
 from stationwatch.sensors.kinds import KINDS, SensorConfig
+from stationwatch.sensors.wiring import Bus, wiring_problems
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 
@@ -81,6 +84,8 @@ class Gateway(_Model):
     id: Ident
     name: str
     site: str
+    buses: list[Bus] = []              # RS-485 / Modbus buses wired to this gateway (sensors/wiring.py)
+    agent: AgentSettings = AgentSettings()  # spool, local alarm outputs, health (gateway/settings.py)
 
 
 class Camera(_Model):
@@ -101,23 +106,6 @@ class Contact(_Model):
     bureau: str | None = None
     phone: str | None = None
     channels: list[str] = []  # apprise URLs: json://…, wecombot://…, dingtalk://…, mailto://…
-
-
-class RuleSettings(_Model):
-    """Defaults from DESIGN.md §5; each can be changed per deployment."""
-    fire_confirm_detectors: Annotated[int, Field(ge=1, le=4)] = 2  # GB 50116 §4.1.6
-    heat_static_c: Annotated[float, Field(ge=40, le=100)] = 54.0  # GB 4716
-    sensor_stale_s: Annotated[float, Field(gt=0)] = 100.0  # GB 50166 §4.3.2
-    night_start: Annotated[str, Field(pattern=r"^\d\d:\d\d$")] = "22:00"
-    night_end: Annotated[str, Field(pattern=r"^\d\d:\d\d$")] = "06:00"
-    sleeping_room_min_c: float = 18.0  # GB/T 33833 §5.1
-    any_room_min_c: float = 5.0
-    summer_max_c: float = 32.0
-
-
-class AlertRouting(_Model):
-    """Who is told. Issue-level escalation (levels, deadlines) builds on this."""
-    notify: list[str] = []  # contact ids told of every alert at once
 
 
 class StationConfig(_Model):
@@ -236,9 +224,9 @@ def cross_check(cfg: StationConfig) -> list[ConfigProblem]:
                 add(f"contacts[{i}].sites[{j}]", f"no site '{s}' / 站点不存在")
         if c.bureau is not None and c.bureau not in bureau_ids:
             add(f"contacts[{i}].bureau", f"no bureau '{c.bureau}' / 民政局不存在")
-    for j, cid in enumerate(cfg.routing.notify):
-        if cid not in contact_ids:
-            add(f"routing.notify[{j}]", f"no contact '{cid}' / 联系人不存在")
+    # each part checks its own sections: wiring (pins, buses), the gateway agent, alert policy
+    for check in (wiring_problems, agent_problems, policy_problems):
+        problems += [ConfigProblem(path, message) for path, message in check(cfg)]
     return problems
 
 
