@@ -22,10 +22,7 @@ bench: deps venv
 deps:
 	@PKGS="$(RUNTIME_PKGS)" sh apt-install.sh
 
-test-bench: deps venv
-	$(BIN)/python tests/benchmarks/bench_ingest.py
-
-deps:
+test-deps:
 	@PKGS="$(TEST_PKGS)" sh apt-install.sh
 
 venv: $(VENV)/.installed
