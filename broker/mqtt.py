@@ -96,8 +96,15 @@ class MqttLink:
             raise ConnectionError(f"no MQTT connection to {self.address.host}:{self.address.port} within {wait:.0f} s")
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Disconnect cleanly: the DISCONNECT packet must reach the broker before the network
+        loop stops, or the broker treats the client as lost and publishes its last will."""
+        was_connected = self.connected.is_set()
         self.client.disconnect()
+        if was_connected:
+            deadline = time.monotonic() + timeout
+            while self.connected.is_set() and time.monotonic() < deadline:
+                time.sleep(0.01)
         self.client.loop_stop()
 
     def drop(self) -> None:

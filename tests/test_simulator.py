@@ -382,3 +382,36 @@ def test_config_version_is_a_short_stable_hash(city_config_path, tmp_path):
 
 def test_every_scenario_step_is_an_action_the_gateway_knows():
     assert {step.action for s in SCENARIOS.values() for step in s.steps} <= set(ACTIONS)
+
+
+def test_a_clean_stop_publishes_shutdown_and_no_will(broker_address, city_config_path, city_config):
+    """A stopped gateway is quiet, not dead: after its shutdown status the broker must not
+    publish its last will (the alert engine would page the duty staff for a lost gateway).
+    Run as a process, because a will is sent when the process exits without DISCONNECT."""
+    import signal
+    import subprocess
+    import sys
+    import time as _t
+    import uuid
+    from stationwatch.broker.contract import Kind, Status, encode, parse, topic
+    from stationwatch.broker.mqtt import MqttLink
+    gw = city_config.gateways[0]
+    status_topic = topic(gw.site, gw.id, Kind.STATUS)
+    statuses: list[str] = []
+    watch = MqttLink(broker_address, f"watch-{uuid.uuid4().hex[:6]}",
+                     on_message=lambda t, p, m: statuses.append(parse(t, p).body.reason or "online") if p else None).start()
+    watch.subscribe_wait(status_topic)
+    for _ in range(3):
+        n = len(statuses)
+        proc = subprocess.Popen([sys.executable, "-m", "stationwatch.broker.cli", "simulate", "-c", str(city_config_path),
+                                 "--broker", f"{broker_address.host}:{broker_address.port}", "--speed", "50"])
+        wait_for(lambda: "online" in statuses[n:], timeout=20, what="birth")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    # a will would follow the shutdown at once; a marker published afterwards orders the check
+    probe = MqttLink(broker_address, f"probe-{uuid.uuid4().hex[:6]}").start()
+    probe.publish(status_topic, encode(Status(v=1, ts=_t.time(), state="online", reason="probe")), Kind.STATUS).wait_for_publish(5)
+    wait_for(lambda: statuses[-1] == "probe", what="the marker")
+    probe.stop()
+    watch.stop()
+    assert statuses.count("shutdown") == 3 and "will" not in statuses, statuses
