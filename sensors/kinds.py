@@ -11,6 +11,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from stationwatch.sensors.wiring import SensorSource
+
 
 @dataclass(frozen=True)
 class SensorKind:
@@ -44,6 +46,7 @@ class _SensorBase(BaseModel):
     gateway: str
     room: str
     interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    source: SensorSource | None = None  # the hardware it is read from (sensors/wiring.py); None: simulated
 
 
 class SmokeSensor(_SensorBase):
