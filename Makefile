@@ -18,6 +18,7 @@ test: deps test-deps venv
 
 bench: deps venv
 	$(BIN)/python tests/benchmarks/bench_ingest.py
+	$(BIN)/python tests/benchmarks/bench_alerts.py
 
 deps:
 	@PKGS="$(RUNTIME_PKGS)" sh apt-install.sh

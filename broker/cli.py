@@ -149,6 +149,15 @@ def demo(config: Annotated[Path, typer.Option("--config", "-c")] = Path(DEFAULT_
     sys.exit(run_demo(config, workdir, port, speed, stop=_stop_event()))
 
 
+@app.command()
+def token(user: Annotated[Optional[str], typer.Argument(help="user id, echoed next to the hash")] = None) -> None:
+    """Make an API token: printed once, with the line for the config. / 生成接口令牌。"""
+    from stationwatch.alerts.auth import new_token
+    clear, digest = new_token()
+    typer.echo(f"令牌（只显示这一次）/ token (shown once): {clear}")
+    typer.echo(f"配置 / config:  token_sha256: {digest}" + (f"   # {user}" if user else ""))
+
+
 broker_app = typer.Typer(no_args_is_help=True, help="Broker accounts, ACL, TLS. / 消息服务器账号与证书。")
 app.add_typer(broker_app, name="broker")
 

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from stationwatch.alerts.policy import AlertRouting, RuleSettings, policy_problems
+from stationwatch.alerts.policy import (AlertRouting, ApiSettings, MaintenanceWindow, Roster, RuleSettings, User,
+                                        policy_problems)
 from stationwatch.gateway.settings import AgentSettings, agent_problems
 from stationwatch.sensors.kinds import KINDS, SensorConfig
 from stationwatch.sensors.wiring import Bus, wiring_problems
@@ -119,6 +120,10 @@ class StationConfig(_Model):
     contacts: list[Contact] = []
     rules: RuleSettings = RuleSettings()
     routing: AlertRouting = AlertRouting()
+    rosters: list[Roster] = []  # duty rosters (排班表): who is on duty when (alerts/policy.py)
+    maintenance: list[MaintenanceWindow] = []  # maintenance windows that silence alerts
+    users: list[User] = []  # API users with the SHA-256 of their token
+    api: ApiSettings = ApiSettings()
 
     # ---- look-ups used by every service
     def site(self, site_id: str) -> Site | None:

@@ -1,19 +1,25 @@
 """The alert rules, driven through AlertEngine.handle/tick with messages encoded exactly as a
-gateway puts them on the wire (broker.contract), over a real SQLite store in tmp_path."""
+gateway puts them on the wire (broker.contract), over a real SQLite store in tmp_path, on an
+injected clock. Also home of the helpers the other alert tests share (Wire, Clock, config_with)."""
 from __future__ import annotations
 
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 from stationwatch.alerts.engine import AlertEngine
+from stationwatch.broker.config import parse_config
 from stationwatch.broker.contract import Event, Heartbeat, Kind, Reading, Status, encode, topic
 from stationwatch.sensors.kinds import KINDS
+from support import EXAMPLES
 
 SITE, GW = "sl-station", "gw-sl-main"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2025, 1, 15, 14, 0, tzinfo=SHANGHAI).timestamp()  # a winter afternoon, site local time
+JULY = datetime(2025, 7, 15, 14, 0, tzinfo=SHANGHAI).timestamp()
+HOLD = 60.0  # rules.resolve_hold_s default
 
 
 class Wire:
@@ -42,9 +48,36 @@ class Wire:
         return topic(self.site, self.gateway, Kind.STATUS), encode(Status(v=1, ts=ts, state=state, reason=reason))
 
 
+class Clock:
+    """An engine clock the test moves by hand."""
+
+    def __init__(self, t: float = T0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def at(self, t: float) -> float:
+        self.t = t
+        return t
+
+
+def config_with(path=EXAMPLES / "city-station.yaml", **sections):
+    """The example config with sections replaced (dict sections are merged one level deep)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for key, value in sections.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
+    return parse_config(data)
+
+
 @pytest.fixture
-def engine(city_config, tmp_path):
-    e = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def engine(city_config, tmp_path, clock):
+    e = AlertEngine(city_config, tmp_path / "alerts.db", clock=clock)
     yield e
     e.close()
 
@@ -58,12 +91,25 @@ def active(engine, rule=None):
     return [a for a in engine.store.alerts() if rule is None or a.rule == rule]
 
 
-# ---- fire (GB 50116 §4.1.6) ------------------------------------------------------------------
+def settle(engine, t):
+    """Tick without the silence rules (every other device of the example is silent in these tests)."""
+    engine.watching = False
+    try:
+        return engine.tick(t)
+    finally:
+        engine.watching = True
+
+
+def actions(engine, alert_id):
+    return [t["action"] for t in engine.store.trail(alert_id) if t["action"] != "notify"]
+
+
+# ---- fire (GB 50116 §4.1.6, GB 4716) ----------------------------------------------------------
 def test_one_smoke_detector_raises_a_pre_alarm_for_its_zone(engine, wire):
     engine.handle(*wire.event("smk-dorm-f1a", "alarm"))
     [fire] = active(engine, "fire")
-    assert (fire.subject, fire.severity, fire.zone, fire.room) == (f"{SITE}/z-dorm-west", "pre_alarm",
-                                                                   "z-dorm-west", "dorm-f1")
+    assert (fire.subject, fire.severity, fire.zone, fire.room, fire.state) == (
+        f"{SITE}/z-dorm-west", "pre_alarm", "z-dorm-west", "dorm-f1", "firing")
     assert "火灾预警" in fire.title_zh and "女宿舍一" in fire.title_zh and "pre-alarm" in fire.title_en
 
 
@@ -74,9 +120,9 @@ def test_second_detector_in_the_zone_escalates_the_same_alert_to_critical(engine
     [fire] = active(engine, "fire")
     assert fire.id == first.id and fire.severity == "critical"
     assert "火警确认" in fire.title_zh and fire.detail["detectors"] == ["smk-dorm-f1a", "smk-dorm-f1b"]
-    trail = engine.store.get(fire.id, with_trail=True).audit
-    assert [t["action"] for t in trail] == ["raise", "escalate"]
-    assert "pre_alarm → critical" in trail[1]["note"]
+    assert actions(engine, fire.id) == ["raise", "escalate"]
+    [rise] = [t for t in engine.store.trail(fire.id) if t["action"] == "escalate"]
+    assert "pre_alarm → critical" in rise["note"] and rise["actor"] == "engine"
 
 
 def test_smoke_and_heat_in_one_zone_confirm_a_fire_across_rooms(engine, wire):
@@ -114,19 +160,44 @@ def test_heat_reading_at_the_static_threshold_is_a_pre_alarm_below_it_nothing(en
     engine.handle(*wire.reading("heat-kitchen", 53.9))
     assert active(engine, "fire") == []
     engine.handle(*wire.reading("heat-kitchen", 54.0, ts=T0 + 10))
-    assert [a.severity for a in active(engine, "fire")] == ["pre_alarm"]
+    [fire] = active(engine, "fire")
+    assert fire.severity == "pre_alarm" and fire.detail["signal"] == "static"
 
 
-def test_fire_stays_until_a_person_resolves_it_then_a_new_alarm_is_a_new_alert(engine, wire):
+def test_heat_rising_fast_is_a_pre_alarm_before_the_static_threshold(engine, wire):
+    for i, value in enumerate((30.0, 33.5, 37.0)):  # 7 °C in 20 s: 21 °C/min ≥ 10 °C/min (class A1R)
+        engine.handle(*wire.reading("heat-kitchen", value, ts=T0 + 10 * i))
+    [fire] = active(engine, "fire")
+    assert fire.severity == "pre_alarm" and fire.detail["signal"] == "rate_of_rise"
+    assert "温升速率过快" in fire.title_zh
+
+
+def test_slow_warming_is_not_a_rate_of_rise(engine, wire):
+    for i in range(8):  # 0.5 °C every 10 s: 3 °C/min
+        engine.handle(*wire.reading("heat-kitchen", 30.0 + 0.5 * i, ts=T0 + 10 * i))
+    assert active(engine, "fire") == []
+
+
+def test_heat_detector_counts_until_it_is_back_below_the_hysteresis(engine, wire):
+    zone = f"{SITE}|kitchen|0"
+    engine.handle(*wire.reading("heat-kitchen", 55.0))
+    engine.handle(*wire.reading("heat-kitchen", 52.5, ts=T0 + 300))  # 54 − 2 < 52.5 < 54: still in alarm
+    assert "heat-kitchen" in engine.situation.mem.get("zone", zone)
+    engine.handle(*wire.reading("heat-kitchen", 51.5, ts=T0 + 600))
+    assert engine.situation.mem.get("zone", zone) is None
+
+
+def test_fire_stays_until_a_person_closes_it_then_a_new_alarm_is_a_new_alert(engine, wire):
     engine.handle(*wire.event("smk-kitchen", "alarm"))
     engine.handle(*wire.event("smk-kitchen", "normal", ts=T0 + 60))
     [fire] = active(engine, "fire")
-    engine.store.resolve(fire.id, actor="值班员 张三", note="厨房油烟，已复核", dismissed=True)
+    engine.store.dismiss(fire.id, actor="值班员 张三", reason="厨房油烟，已复核")
     assert active(engine, "fire") == []
     engine.handle(*wire.event("smk-kitchen", "alarm", ts=T0 + 600))
     [again] = active(engine, "fire")
     assert again.id != fire.id
-    assert engine.store.get(fire.id).resolution == "dismissed"
+    closed = engine.store.get(fire.id)
+    assert (closed.state, closed.resolution, closed.resolved_by) == ("dismissed", "dismissed", "值班员 张三")
 
 
 def test_repeated_alarm_is_deduplicated_into_one_alert_with_a_count(engine, wire):
@@ -142,9 +213,11 @@ def test_a_drill_alarm_is_marked_and_kept_apart_from_a_real_one(engine, wire):
     drill, real = sorted(active(engine, "fire"), key=lambda a: not a.drill)
     assert drill.drill and "演练" in drill.title_zh
     assert not real.drill and real.id != drill.id
+    counts = engine.store.counts()
+    assert (counts["active"], counts["drills"], counts["pre_alarm"]) == (1, 1, 1)
 
 
-# ---- night exit -------------------------------------------------------------------------------
+# ---- doors ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("hour, alerts", [(2, 1), (23, 1), (14, 0), (6, 0)])
 def test_exit_door_opened_in_the_night_window_of_the_site(engine, wire, hour, alerts):
     ts = datetime(2025, 1, 16, hour, 0, tzinfo=SHANGHAI).timestamp()  # 02:00 local is 18:00 UTC
@@ -162,19 +235,37 @@ def test_inner_door_at_night_and_closing_an_exit_raise_nothing(engine, wire):
     assert active(engine, "night_exit") == []
 
 
-def test_night_exit_is_not_cleared_by_the_door_closing(engine, wire):
+def test_night_exit_is_not_cleared_by_the_door_closing(engine, wire, clock):
     night = datetime(2025, 1, 16, 2, 0, tzinfo=SHANGHAI).timestamp()
     engine.handle(*wire.event("door-exit-back", "open", ts=night))
     engine.handle(*wire.event("door-exit-back", "closed", ts=night + 30))
+    settle(engine, clock.at(T0 + 3600))
     assert len(active(engine, "night_exit")) == 1
 
 
+def test_a_door_held_open_warns_after_the_limit_and_clears_when_closed(engine, wire, clock):
+    engine.handle(*wire.event("door-store", "open"))
+    engine.tick(clock.at(T0 + 299))
+    assert active(engine, "door_held_open") == []
+    engine.tick(clock.at(T0 + 301))
+    [held] = active(engine, "door_held_open")
+    assert held.severity == "warning" and "仓库门" in held.title_zh and held.first_at == T0
+    engine.tick(clock.at(T0 + 400))
+    assert engine.store.get(held.id).count == 1  # one alert, not one per tick
+    engine.handle(*wire.event("door-store", "closed", ts=T0 + 500), now=clock.at(T0 + 500))
+    engine.tick(clock.at(T0 + 500 + HOLD))
+    assert active(engine, "door_held_open") == []
+    assert engine.store.get(held.id).resolution == "auto"
+
+
 # ---- sensor faults ----------------------------------------------------------------------------
-def test_faulty_reading_raises_sensor_fault_and_a_good_one_resolves_it(engine, wire):
+def test_faulty_reading_raises_sensor_fault_and_a_good_one_resolves_it_after_the_hold(engine, wire, clock):
     engine.handle(*wire.reading("t-dorm-m1", None, quality="fault"))
     [fault] = active(engine, "sensor_fault")
     assert fault.detail["reason"] == "fault"
-    engine.handle(*wire.reading("t-dorm-m1", 20.5, ts=T0 + 10))
+    engine.handle(*wire.reading("t-dorm-m1", 20.5, ts=T0 + 10), now=clock.at(T0 + 10))
+    assert active(engine, "sensor_fault")[0].clearing_since == T0 + 10  # clear, but not for long enough yet
+    settle(engine, clock.at(T0 + 10 + HOLD))
     assert active(engine, "sensor_fault") == []
     assert engine.store.get(fault.id).resolution == "auto"
 
@@ -195,50 +286,97 @@ def test_a_silent_sensor_becomes_stale_unless_its_gateway_is_known_offline(engin
     stale = {a.detail["device"] for a in active(engine, "sensor_fault")}
     assert "smk-dorm-m1" in stale and "t-dorm-m1" not in stale and "t-outdoor" not in stale
     engine.handle(*wire.reading("smk-dorm-m1", 0.0), now=T0 + 102)
+    engine.tick(T0 + 102 + HOLD)
     assert f"{SITE}/smk-dorm-m1" not in {a.subject for a in active(engine, "sensor_fault")}
 
 
-def test_stale_sensors_are_inhibited_while_their_gateway_is_offline(engine, wire):
+def test_stale_sensors_and_faults_are_inhibited_while_their_gateway_is_lost(engine, wire):
     engine.handle(*wire.status("offline", "will"), now=T0)
     engine.tick(T0 + 1000)
+    engine.handle(*wire.event("smk-kitchen", "fault"), now=T0 + 1001)  # a symptom of the lost gateway
     assert active(engine, "sensor_fault") == [] and active(engine, "camera_offline") == []
     assert len(active(engine, "gateway_offline")) == 1
+    engine.handle(*wire.event("smk-kitchen", "alarm"), now=T0 + 1002)  # an alarm is never inhibited
+    assert len(active(engine, "fire")) == 1
 
 
 # ---- cameras ----------------------------------------------------------------------------------
-def test_camera_offline_after_the_configured_number_of_failed_probes(engine, wire):
+def test_camera_offline_after_the_configured_number_of_failed_probes(engine, wire, clock):
     for i in range(2):
         engine.handle(*wire.heartbeat("cam-med-obs", False, ts=T0 + 60 * i))
     assert active(engine, "camera_offline") == []
     engine.handle(*wire.heartbeat("cam-med-obs", False, ts=T0 + 120))
     [cam] = active(engine, "camera_offline")
     assert cam.severity == "major" and cam.room == "med-obs" and "医疗观察室" in cam.title_zh
-    engine.handle(*wire.heartbeat("cam-med-obs", True, ts=T0 + 180))
+    engine.handle(*wire.heartbeat("cam-med-obs", True, ts=T0 + 180), now=clock.at(T0 + 180))
+    settle(engine, clock.at(T0 + 180 + HOLD))
     assert active(engine, "camera_offline") == []
 
 
+def test_a_blind_kitchen_camera_is_a_warning_the_observation_room_a_major_hazard(engine, wire):
+    for i in range(3):
+        engine.handle(*wire.heartbeat("cam-kitchen", False, ts=T0 + 60 * i))
+    [cam] = active(engine, "camera_offline")
+    assert cam.severity == "warning"
+
+
 def test_camera_without_heartbeat_for_misses_times_interval_is_offline(engine, wire):
-    engine.handle(*wire.heartbeat("cam-hall", True), now=T0)
     for cam in engine.cfg.cameras:
         engine.handle(*wire.heartbeat(cam.id, True), now=T0 + 100)
-    engine.handle(*wire.heartbeat("cam-hall", True), now=T0 + 100)
     engine.tick(T0 + 280)  # 3 × 60 s since the last heartbeat of every camera at T0+100 is T0+280
     assert active(engine, "camera_offline") == []
     engine.tick(T0 + 281)
     assert len(active(engine, "camera_offline")) == len(engine.cfg.cameras)
     engine.handle(*wire.heartbeat("cam-hall", True), now=T0 + 290)
+    engine.tick(T0 + 290 + HOLD)
     assert f"{SITE}/cam-hall" not in {a.subject for a in active(engine, "camera_offline")}
 
 
+def test_a_flapping_camera_stays_one_alert_and_its_notices_are_damped(engine, wire, clock):
+    def cycle(base):  # three failed probes, then answering again long enough to resolve
+        for i in range(3):
+            engine.handle(*wire.heartbeat("cam-hall", False, ts=base + 60 * i), now=clock.at(base + 60 * i))
+        engine.handle(*wire.heartbeat("cam-hall", True, ts=base + 180), now=clock.at(base + 180))
+        settle(engine, clock.at(base + 180 + HOLD))
+
+    for n in range(4):
+        cycle(T0 + 300 * n)  # back every 5 min, well inside the 15 min flap window
+    [cam] = engine.store.alerts(include_resolved=True, rule="camera_offline")
+    assert cam.flaps == 3 and [a for a in actions(engine, cam.id) if a == "reopen"] == ["reopen"] * 3
+    kinds = [r["kind"] for r in engine.store.query("SELECT kind FROM outbox ORDER BY id")]
+    assert kinds == ["new", "resolved", "recurred", "resolved", "flapping"]  # then quiet
+
+
+def test_back_after_the_flap_window_is_a_new_alert(engine, wire, clock):
+    for base in (T0, T0 + 3600):
+        for i in range(3):
+            engine.handle(*wire.heartbeat("cam-hall", False, ts=base + 60 * i), now=clock.at(base + 60 * i))
+        engine.handle(*wire.heartbeat("cam-hall", True, ts=base + 180), now=clock.at(base + 180))
+        settle(engine, clock.at(base + 180 + HOLD))
+    assert len(engine.store.alerts(include_resolved=True, rule="camera_offline")) == 2
+
+
 # ---- gateways ---------------------------------------------------------------------------------
-def test_gateway_lost_without_goodbye_is_critical_and_clears_when_back(engine, wire):
+def test_gateway_lost_is_critical_dated_by_the_wills_arrival_and_clears_when_back(engine, wire, clock):
     engine.handle(*wire.status("online"))
-    engine.handle(*wire.status("offline", "will", ts=T0 + 30))
+    # the will carries the time the gateway connected (T0); it arrives an hour later
+    engine.handle(*wire.status("offline", "will", ts=T0), now=clock.at(T0 + 3600))
     [gw] = active(engine, "gateway_offline")
     assert gw.severity == "critical" and gw.subject == f"{SITE}/{GW}"
-    engine.handle(*wire.status("online", ts=T0 + 90))
+    assert gw.first_at == T0 + 3600 and gw.detail["connected_ts"] == T0
+    engine.handle(*wire.status("online", ts=T0 + 3700), now=clock.at(T0 + 3700))
+    settle(engine, clock.at(T0 + 3700 + HOLD))
     assert active(engine, "gateway_offline") == []
     assert engine.store.gateways()[0]["state"] == "online"
+
+
+def test_a_retained_will_delivered_again_is_no_news(engine, wire, clock):
+    will = wire.status("offline", "will")
+    engine.handle(*will)
+    [gw] = active(engine, "gateway_offline")
+    engine.store.resolve(gw.id, "值班员 张三", "网关已断电检修")
+    engine.handle(*will, now=clock.at(T0 + 60))  # the broker sends the retained will again on resubscribe
+    assert active(engine, "gateway_offline") == []
 
 
 def test_clean_gateway_shutdown_raises_nothing_but_is_recorded(engine, wire):
@@ -248,20 +386,36 @@ def test_clean_gateway_shutdown_raises_nothing_but_is_recorded(engine, wire):
     assert (gw["gateway"], gw["state"], gw["reason"]) == (GW, "offline", "shutdown")
 
 
-# ---- heating ----------------------------------------------------------------------------------
-def test_cold_sleeping_room_warns_after_the_duration_escalates_when_freezing_and_clears(engine, wire):
+# ---- heating and heat -------------------------------------------------------------------------
+def test_cold_sleeping_room_is_pending_then_warns_escalates_when_freezing_steps_down_and_clears(engine, wire, clock):
     engine.handle(*wire.reading("t-dorm-f1", 16.0))
+    [pending] = active(engine, "cold_room")
+    assert pending.state == "pending" and "观察中" in pending.title_zh
     engine.handle(*wire.reading("t-dorm-f1", 16.0, ts=T0 + 1799))
-    assert active(engine, "cold_room") == []
+    assert active(engine, "cold_room")[0].state == "pending"
     engine.handle(*wire.reading("t-dorm-f1", 15.5, ts=T0 + 1800))
     [cold] = active(engine, "cold_room")
-    assert (cold.severity, cold.subject) == ("warning", f"{SITE}/dorm-f1")
+    assert (cold.id, cold.state, cold.severity, cold.subject) == (pending.id, "firing", "warning", f"{SITE}/dorm-f1")
     engine.handle(*wire.reading("t-dorm-f1", 4.0, ts=T0 + 1900))
     engine.handle(*wire.reading("t-dorm-f1", 4.0, ts=T0 + 2200))
     [freezing] = active(engine, "cold_room")
     assert freezing.id == cold.id and freezing.severity == "critical"
-    engine.handle(*wire.reading("t-dorm-f1", 19.0, ts=T0 + 4000))
+    engine.handle(*wire.reading("t-dorm-f1", 10.0, ts=T0 + 2300))  # out of the frost band, still cold
+    assert active(engine, "cold_room")[0].severity == "warning"
+    engine.handle(*wire.reading("t-dorm-f1", 19.0, ts=T0 + 4000), now=clock.at(T0 + 4000))
+    settle(engine, clock.at(T0 + 4000 + HOLD))
     assert active(engine, "cold_room") == []
+    assert actions(engine, cold.id) == ["pending", "fire", "escalate", "deescalate", "resolve"]
+
+
+def test_a_cold_spell_shorter_than_the_duration_expires_without_a_notice(engine, wire):
+    engine.handle(*wire.reading("t-dorm-f1", 17.0))
+    engine.handle(*wire.reading("t-dorm-f1", 17.4, ts=T0 + 60))  # inside the hysteresis: still cold
+    assert active(engine, "cold_room")[0].state == "pending"
+    engine.handle(*wire.reading("t-dorm-f1", 18.6, ts=T0 + 120))
+    [expired] = engine.store.alerts(include_resolved=True, rule="cold_room")
+    assert (expired.state, expired.resolution) == ("resolved", "expired")
+    assert engine.store.query("SELECT * FROM outbox") == []
 
 
 def test_public_room_is_only_critical_below_the_any_room_minimum(engine, wire):
@@ -270,32 +424,140 @@ def test_public_room_is_only_critical_below_the_any_room_minimum(engine, wire):
     assert active(engine, "cold_room") == []
 
 
-def test_boiler_fault_is_major_and_clears_with_the_contact(engine, wire):
+def test_outside_the_heating_season_a_cool_room_is_fine_and_a_hot_one_warns(engine, wire):
+    for ts in (JULY, JULY + 1800):
+        engine.handle(*wire.reading("t-dorm-m1", 16.0, ts=ts))
+        engine.handle(*wire.reading("t-dorm-m2", 33.0, ts=ts))
+    assert active(engine, "cold_room") == []
+    [hot] = active(engine, "hot_room")
+    assert hot.severity == "warning" and hot.room == "dorm-m2" and "防中暑" in hot.title_zh
+
+
+def test_in_the_heating_season_a_hot_room_is_not_a_summer_alert(engine, wire):
+    for ts in (T0, T0 + 1800):
+        engine.handle(*wire.reading("t-dorm-m2", 33.0, ts=ts))
+    assert active(engine, "hot_room") == []
+
+
+def test_the_heating_season_is_set_per_city(tmp_path, wire):
+    # a southern city heats only in January: on 1 February a cold dormitory is no heating alert
+    cfg = config_with(rules={"heating_seasons": {"sl-mz": {"start": "01-01", "end": "01-31"}}})
+    feb = datetime(2025, 2, 1, 14, 0, tzinfo=SHANGHAI).timestamp()
+    engine = AlertEngine(cfg, tmp_path / "alerts.db", clock=lambda: feb)
+    try:
+        for ts in (feb, feb + 1800):
+            engine.handle(*wire.reading("t-dorm-m1", 15.0, ts=ts))
+        assert active(engine, "cold_room") == []
+    finally:
+        engine.close()
+
+
+def test_supply_water_too_cold_while_it_is_cold_outside(engine, wire):
+    engine.handle(*wire.reading("t-outdoor", -6.0))
+    engine.handle(*wire.reading("supply-main", 35.0))
+    assert active(engine, "supply_cold")[0].state == "pending"
+    engine.handle(*wire.reading("supply-main", 33.0, ts=T0 + 900))
+    [supply] = active(engine, "supply_cold")
+    assert (supply.state, supply.severity) == ("firing", "major") and "室外 -6.0 °C" in supply.title_zh
+
+
+def test_cool_supply_water_on_a_mild_day_is_no_alert(engine, wire):
+    engine.handle(*wire.reading("t-outdoor", 12.0))
+    for ts in (T0, T0 + 1000):
+        engine.handle(*wire.reading("supply-main", 35.0, ts=ts))
+    assert active(engine, "supply_cold") == []
+
+
+def test_boiler_fault_is_major_and_clears_with_the_contact(engine, wire, clock):
     engine.handle(*wire.event("boiler-fault", "alarm"))
     [boiler] = active(engine, "boiler_fault")
     assert boiler.severity == "major" and boiler.room == "boiler"
-    engine.handle(*wire.event("boiler-fault", "normal", ts=T0 + 60))
+    engine.handle(*wire.event("boiler-fault", "normal", ts=T0 + 60), now=clock.at(T0 + 60))
+    settle(engine, clock.at(T0 + 60 + HOLD))
     assert active(engine, "boiler_fault") == []
 
 
+# ---- memory across restarts -------------------------------------------------------------------
 def test_alerts_and_dedup_survive_a_new_engine_on_the_same_file(city_config, tmp_path, wire):
-    first = AlertEngine(city_config, tmp_path / "alerts.db")
+    first = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
     first.handle(*wire.event("boiler-fault", "alarm"))
     first.close()
-    second = AlertEngine(city_config, tmp_path / "alerts.db")
+    second = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0 + 10)
     second.handle(*wire.event("boiler-fault", "alarm", ts=T0 + 5))
     [boiler] = second.store.alerts()
     assert boiler.count == 2
     second.handle(*wire.event("boiler-fault", "normal", ts=T0 + 9))  # the new engine can clear it too
+    settle(second, T0 + 10 + HOLD)
     assert second.store.alerts() == []
     second.close()
 
 
 def test_a_second_detector_after_an_engine_restart_still_confirms_the_fire(city_config, tmp_path, wire):
-    first = AlertEngine(city_config, tmp_path / "alerts.db")
+    first = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
     [pre] = first.handle(*wire.event("smk-minors-a", "alarm"))
     first.close()
-    second = AlertEngine(city_config, tmp_path / "alerts.db")
+    second = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0 + 20)
     [fire] = second.handle(*wire.event("smk-minors-b", "alarm", ts=T0 + 20))
     assert (fire.id, pre.severity, fire.severity) == (pre.id, "pre_alarm", "critical")
     second.close()
+
+
+def test_timers_and_counts_survive_a_restart(city_config, tmp_path, wire):
+    first = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
+    first.handle(*wire.reading("t-dorm-f1", 16.0))  # cold since T0
+    first.handle(*wire.event("door-store", "open"))  # open since T0
+    for i in range(2):
+        first.handle(*wire.heartbeat("cam-med-obs", False, ts=T0 + 60 * i))
+    first.close()  # as good as a kill: everything was committed with its message
+    second = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0 + 1800)
+    second.handle(*wire.reading("t-dorm-f1", 16.0, ts=T0 + 1800))
+    second.handle(*wire.heartbeat("cam-med-obs", False, ts=T0 + 120))
+    second.tick(T0 + 1800)
+    found = {a.rule: a.state for a in active(second) if a.detail.get("reason") != "stale"}
+    assert found == {"cold_room": "firing", "camera_offline": "firing", "door_held_open": "firing"}
+    second.close()
+
+
+def test_commands_to_gateways_and_malformed_input_never_stop_the_engine(engine, wire):
+    from stationwatch.broker.contract import Command
+    cmd = encode(Command(v=1, ts=T0, name="scenario", args={"name": "fire"}))
+    assert engine.handle(topic(SITE, GW, Kind.CMD, "scenario"), cmd) == []
+    assert engine.handle(topic(SITE, GW, Kind.EVENT, "smk-kitchen"), b"\xff") == []
+    engine.handle(*wire.event("smk-kitchen", "alarm"))
+    assert [a.rule for a in active(engine)] == ["fire"]
+    assert engine.stats.quarantined == 1 and dict(engine.quarantine.counts) == {"not_json": 1}
+
+
+V1_SCHEMA = """
+CREATE TABLE alerts (id INTEGER PRIMARY KEY, rule TEXT NOT NULL, subject TEXT NOT NULL, site TEXT NOT NULL,
+    room TEXT, zone TEXT, severity TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'firing', title_zh TEXT NOT NULL,
+    title_en TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}', count INTEGER NOT NULL DEFAULT 1,
+    drill INTEGER NOT NULL DEFAULT 0, first_at REAL NOT NULL, last_at REAL NOT NULL, created_at REAL NOT NULL,
+    acknowledged_at REAL, acknowledged_by TEXT, resolved_at REAL, resolved_by TEXT, resolution TEXT);
+CREATE UNIQUE INDEX alerts_one_active ON alerts (rule, subject) WHERE state != 'resolved';
+CREATE TABLE deliveries (id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL REFERENCES alerts(id),
+    contact TEXT NOT NULL, channel TEXT NOT NULL, severity TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, at REAL NOT NULL);
+INSERT INTO alerts (rule, subject, site, severity, state, title_zh, title_en, first_at, last_at, created_at,
+    resolved_at, resolved_by, resolution) VALUES
+    ('fire', 'sl-station/kitchen', 'sl-station', 'pre_alarm', 'resolved', '火灾预警', 'Fire pre-alarm', 1, 1, 1, 2,
+     '张三', 'dismissed'),
+    ('boiler_fault', 'sl-station/boiler-fault', 'sl-station', 'major', 'firing', '锅炉故障', 'Boiler fault', 3, 3, 3,
+     NULL, NULL, NULL);
+"""
+
+
+def test_a_store_written_by_the_first_engine_is_upgraded_without_losing_a_row(city_config, tmp_path, wire):
+    import sqlite3
+    with sqlite3.connect(tmp_path / "alerts.db") as db:
+        db.executescript(V1_SCHEMA)
+    engine = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
+    try:
+        old = {a.rule: a for a in engine.store.alerts(include_resolved=True)}
+        assert (old["fire"].state, old["boiler_fault"].state) == ("dismissed", "firing")
+        engine.handle(*wire.event("boiler-fault", "alarm"))  # dedup still holds across the upgrade
+        engine.handle(*wire.event("smk-kitchen", "alarm"))
+        assert engine.store.get(old["boiler_fault"].id).count == 2
+        assert len(engine.store.alerts(rule="fire")) == 1
+    finally:
+        engine.close()

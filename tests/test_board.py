@@ -11,10 +11,11 @@ import pytest
 import uvicorn
 
 from stationwatch.alerts.api import create_app
+from stationwatch.alerts.auth import token_hash
 from stationwatch.alerts.engine import AlertEngine
 from stationwatch.broker.stack import free_port
 from support import wait_for
-from test_alert_rules import T0, Wire
+from test_alert_rules import T0, Wire, config_with
 
 CHROMIUM = Path("/usr/bin/chromium")
 EMPTY_SHOWN = re.compile(r'<div id="empty"[^>]*class="show"')  # the "当前无告警" state is visible
@@ -78,3 +79,47 @@ def test_board_says_no_active_alerts_and_that_the_engine_is_not_running(city_con
         dom = rendered(served.url, tmp_path / "chromium")
     assert EMPTY_SHOWN.search(dom) and "当前无告警" in dom
     assert "告警引擎未运行" in dom and 'id="health" title="告警引擎无心跳' in dom
+
+
+STAFF, INSPECTOR = "board-staff-token-0001", "board-inspector-token-0001"
+USERS = [{"id": "zhangsan", "name": "值班员张三", "role": "staff", "sites": ["sl-station"], "token_sha256": token_hash(STAFF)},
+         {"id": "jiandu", "name": "督查员", "role": "inspector", "sites": ["sl-station"],
+          "token_sha256": token_hash(INSPECTOR)}]
+
+
+@pytest.fixture
+def signed_in_world(tmp_path):
+    """A production config (no anonymous reading) and a confirmed fire climbing the chain in real time."""
+    cfg = config_with(users=USERS, api={"environment": "production"})
+    engine = AlertEngine(cfg, tmp_path / "alerts.db")
+    engine.watching = False
+    engine.handle(*Wire().event("smk-dorm-f1a", "alarm"))
+    [fire] = engine.handle(*Wire().event("smk-dorm-f1b", "alarm", ts=T0 + 1))
+    engine.beat(connected=True)
+    yield cfg, tmp_path / "alerts.db", fire
+    engine.close()
+
+
+def test_signed_in_staff_see_the_level_reached_the_deadline_and_their_buttons(signed_in_world, tmp_path):
+    cfg, db, fire = signed_in_world
+    with Served(cfg, db) as served:
+        dom = rendered(f"{served.url}#token={STAFF}", tmp_path / "chromium")
+    assert f'id="alert-{fire.id}"' in dom and "值班员张三（staff）" in dom
+    assert "已通知：值班人员" in dom and "确认时限 0" in dom  # L1 of 4, counting down from 05:00
+    assert 'class="act-acknowledge"' in dom and 'class="act-resolve"' in dom
+    assert 'class="act-dismiss"' not in dom  # a confirmed fire is dismissed by a leader or above
+    assert STAFF not in dom  # the token went to sessionStorage, not into the page or the address
+
+
+def test_an_inspector_reads_the_board_without_any_button(signed_in_world, tmp_path):
+    cfg, db, fire = signed_in_world
+    with Served(cfg, db) as served:
+        dom = rendered(f"{served.url}#token={INSPECTOR}", tmp_path / "chromium")
+    assert f'id="alert-{fire.id}"' in dom and 'class="act-' not in dom
+
+
+def test_outside_local_use_the_board_asks_to_sign_in(signed_in_world, tmp_path):
+    cfg, db, fire = signed_in_world
+    with Served(cfg, db) as served:
+        dom = rendered(served.url, tmp_path / "chromium")
+    assert re.search(r'<div id="signin"[^>]*class="show"', dom) and f'id="alert-{fire.id}"' not in dom

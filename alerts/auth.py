@@ -1,0 +1,150 @@
+"""Who may do what on which site: bearer tokens, roles and site scopes for the API.
+
+Users are in the config (``users:``) with only the SHA-256 of their token; ``stationwatch token``
+makes a new one (:func:`new_token`). A role is a row of :data:`ROLE_PERMISSIONS`; a user's scope
+is the sites named, or every site of their bureau and the bureaus below it.
+
+| role | sees | may |
+|---|---|---|
+| ``staff`` 值班人员 | their sites | acknowledge, resolve, dismiss (not a critical alert), confirm |
+| ``leader`` 带班领导 | their sites | as staff, dismiss critical alerts, maintenance windows |
+| ``bureau`` 民政局 | sites of their bureau and the bureaus below | as leader |
+| ``inspector`` 督查 | their sites or bureau | read only |
+| ``admin`` | every site | everything |
+
+Missing or unknown token → 401; an action the role may not take, or a site outside the scope →
+403. Both answer in Chinese and English. Anonymous reading (the demo's wall board) exists only in
+local use (``api.environment: local``), like a default secret that is refused elsewhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from stationwatch.broker.config import StationConfig
+
+from .policy import DEMO_TOKEN_HASHES
+from .roster import Directory
+
+log = logging.getLogger(__name__)
+
+
+class Permission(StrEnum):
+    READ = "read"
+    ACKNOWLEDGE = "acknowledge"
+    RESOLVE = "resolve"
+    DISMISS = "dismiss"
+    DISMISS_CRITICAL = "dismiss_critical"
+    CONFIRM = "confirm"
+    SILENCE = "silence"
+
+
+P = Permission
+STAFF = frozenset({P.READ, P.ACKNOWLEDGE, P.RESOLVE, P.DISMISS, P.CONFIRM})
+ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
+    "staff": STAFF,
+    "leader": STAFF | {P.DISMISS_CRITICAL, P.SILENCE},
+    "bureau": STAFF | {P.DISMISS_CRITICAL, P.SILENCE},
+    "inspector": frozenset({P.READ}),
+    "admin": frozenset(Permission),
+    "anonymous": frozenset({P.READ}),
+}
+ACTION_WORDS: dict[Permission, tuple[str, str]] = {
+    P.READ: ("查看", "read"), P.ACKNOWLEDGE: ("确认", "acknowledge"), P.RESOLVE: ("处置完毕", "resolve"),
+    P.DISMISS: ("排除误报", "dismiss"), P.DISMISS_CRITICAL: ("排除严重告警为误报", "dismiss a critical alert"),
+    P.CONFIRM: ("复核确认", "confirm"), P.SILENCE: ("设置维护窗口", "set maintenance windows"),
+}
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh random token and the hash that goes in the config (``users[].token_sha256``)."""
+    token = "sw_" + secrets.token_urlsafe(32)
+    return token, token_hash(token)
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: str
+    name: str
+    role: str
+    sites: frozenset[str]
+    permissions: frozenset[Permission]
+
+    @property
+    def actor(self) -> str:
+        """How the audit trail names them (签字留痕)."""
+        return f"{self.id}（{self.name}）"
+
+    def can(self, permission: Permission, site: str | None = None) -> bool:
+        return permission in self.permissions and (site is None or site in self.sites)
+
+
+class Auth:
+    """Tokens → principals, for one config."""
+
+    def __init__(self, cfg: StationConfig):
+        self.cfg = cfg
+        directory = Directory(cfg)
+        every = frozenset(s.id for s in cfg.sites)
+        self.anonymous = Principal("anonymous", "匿名 / anonymous", "anonymous", every,
+                                   ROLE_PERMISSIONS["anonymous"]) if cfg.api.anonymous else None
+        self._by_hash: dict[str, Principal] = {}
+        for user in cfg.users:
+            sites = every if user.role == "admin" else frozenset(user.sites) | (
+                frozenset(directory.sites_of_bureau(user.bureau)) if user.bureau else frozenset())
+            self._by_hash[user.token_sha256] = Principal(user.id, user.name, user.role, sites,
+                                                          ROLE_PERMISSIONS[user.role])
+        demo = [u.id for u in cfg.users if u.token_sha256 in DEMO_TOKEN_HASHES]
+        if demo:
+            log.warning("users %s use demo tokens: fine for local use only (api.environment=%s)",
+                        ", ".join(demo), cfg.api.environment)
+
+    def principal(self, token: str | None) -> Principal | None:
+        """The user of ``token``; the anonymous reader when there is no token and that is allowed."""
+        if not token:
+            return self.anonymous
+        digest = token_hash(token)
+        for known, principal in self._by_hash.items():
+            if hmac.compare_digest(known, digest):
+                return principal
+        return None
+
+
+UNAUTHORIZED = "未登录或令牌无效 / missing or invalid token"
+_bearer = HTTPBearer(auto_error=False, description="API token (`stationwatch token`)")
+
+
+def current_principal(request: Request,
+                      credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    """The caller, or 401."""
+    auth: Auth = request.app.state.auth
+    token = credentials.credentials if credentials is not None else None
+    principal = auth.principal(token)
+    if principal is None:
+        raise HTTPException(401, UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_principal)]
+
+
+def forbid(principal: Principal, permission: Permission, site: str | None = None) -> None:
+    """403 unless ``principal`` may take ``permission`` (on ``site``)."""
+    if principal.can(permission, site):
+        return
+    zh, en = ACTION_WORDS[permission]
+    if permission not in principal.permissions:
+        raise HTTPException(403, f"角色“{principal.role}”无权{zh} / role '{principal.role}' may not {en}")
+    raise HTTPException(403, f"无权访问站点 {site} / site '{site}' is not yours")

@@ -1,0 +1,112 @@
+"""Is everything still watching? Sensor faults and silence (GB 50166 §4.3.2: no data for 100 s is a
+FAULT), camera heartbeats (GB/T 28181 §9.6.1: offline after 3 misses) and gateways lost without a
+goodbye (their MQTT last will).
+
+Silence is timed on the engine's clock — a silent device sends no time at all. A gateway's will
+carries the time the gateway *connected* (the broker fixes the will at connect), so a lost gateway
+is dated by the will's arrival. A retained status delivered again after a reconnect is no news.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from stationwatch.broker.contract import Kind
+
+from .situation import Observation, Situation
+from .store import Raised
+from .verdicts import Clear, Verdict, names, plausible_value, raised, subject
+
+FAULTY_QUALITY = {"fault": "fault", "stale": "stale"}
+# GB/T 28181; 救助管理机构重大事故隐患判定标准: a blind camera in the observation room or a public
+# area is a major hazard; elsewhere a warning.
+CAMERA_SEVERITY = {"medical_observation": "major", "public": "major", "exit": "major", "corridor": "major",
+                   "canteen": "major", "minors_dormitory": "major"}
+
+
+def sensor_fault(sit: Situation, obs: Observation) -> Iterator[Verdict]:
+    """A detector that reports a fault, a faulty reading quality, or a value outside its physical
+    range. Any good message clears it."""
+    body, where = obs.body, names(obs)
+    if obs.msg.kind is Kind.EVENT:
+        reason = "fault" if body.state == "fault" else None
+    elif body.quality != "ok":
+        reason = FAULTY_QUALITY.get(body.quality, "fault")
+    else:
+        reason = None if plausible_value(obs) is not None or body.value is None else "out_of_range"
+    if reason is None:
+        sit.mem.pop("silent", obs.device.id)
+        yield Clear("sensor_fault", subject(obs, obs.device.id), obs.ts, "sensor reports again / 传感器恢复")
+        return
+    yield raised(obs, "sensor_fault", subject(obs, obs.device.id), "warning",
+                 f"传感器故障：{where['site']} {where['device']}",
+                 f"Sensor fault: {where['device']}, {where['site']} ({reason})", reason=reason,
+                 value=getattr(body, "value", None))
+
+
+def sensors_stale(sit: Situation, now: float) -> Iterator[Verdict]:
+    """No data from a sensor for ``sensor_stale_s`` (or ``stale_intervals`` of its own interval)."""
+    for sensor in sit.cfg.sensors:
+        limit = max(sit.settings.sensor_stale_s, sit.settings.stale_intervals * sensor.interval_s)
+        last = sit.last_seen(sensor.id)
+        if sit.mem.get("silent", sensor.id) or sit.gateway_down(sensor.gateway) or last is None or now - last <= limit:
+            continue
+        sit.mem.put("silent", sensor.id, True)
+        site = sit.cfg.site_of(sensor)
+        room = site.room(sensor.room)
+        yield Raised("sensor_fault", f"{site.id}/{sensor.id}", "warning", site.id, room.id, room.fire_zone,
+                     f"传感器无数据：{site.name} {sensor.name}（超过 {limit:.0f} 秒）",
+                     f"Sensor silent: {sensor.name}, {site.name} (no data for over {limit:.0f} s)",
+                     {"device": sensor.id, "reason": "stale", "silent_s": round(now - last, 1)}, now)
+
+
+def _camera_severity(room) -> str:
+    return CAMERA_SEVERITY.get(room.kind, "warning")
+
+
+def camera_offline(sit: Situation, obs: Observation) -> Iterator[Verdict]:
+    """``misses`` consecutive failed probes → offline; a good heartbeat clears."""
+    cam, subj = obs.device, subject(obs, obs.device.id)
+    if obs.body.online:
+        sit.mem.pop("misses", cam.id)
+        sit.mem.pop("silent", cam.id)
+        yield Clear("camera_offline", subj, obs.ts, "camera answers again / 摄像机恢复")
+        return
+    misses = sit.mem.get("misses", cam.id, 0) + 1
+    sit.mem.put("misses", cam.id, misses)
+    if misses >= cam.misses:
+        where = names(obs)
+        yield raised(obs, "camera_offline", subj, _camera_severity(obs.room),
+                     f"摄像机离线：{where['site']} {where['room']} {where['device']}（连续 {misses} 次无响应）",
+                     f"Camera offline: {where['device']} in {where['room']}, {where['site']} ({misses} failed probes)",
+                     reason="probe_failed", misses=misses)
+
+
+def cameras_silent(sit: Situation, now: float) -> Iterator[Verdict]:
+    """No heartbeat for ``misses × heartbeat_s`` → the camera (or its probe) is offline."""
+    for cam in sit.cfg.cameras:
+        limit = cam.misses * cam.heartbeat_s
+        last = sit.last_seen(cam.id)
+        if sit.mem.get("silent", cam.id) or sit.gateway_down(cam.gateway) or last is None or now - last <= limit:
+            continue
+        sit.mem.put("silent", cam.id, True)
+        site = sit.cfg.site_of(cam)
+        room = site.room(cam.room)
+        yield Raised("camera_offline", f"{site.id}/{cam.id}", _camera_severity(room), site.id, room.id,
+                     room.fire_zone, f"摄像机离线：{site.name} {room.name} {cam.name}（{limit:.0f} 秒无心跳）",
+                     f"Camera offline: {cam.name} in {room.name}, {site.name} (no heartbeat for {limit:.0f} s)",
+                     {"device": cam.id, "reason": "silent", "silent_s": round(now - last, 1)}, now)
+
+
+def gateway_offline(sit: Situation, obs: Observation) -> Iterator[Verdict]:
+    """A gateway lost without goodbye (its will) is critical: nothing of its site is watched.
+    A clean shutdown raises nothing (it is recorded); coming back online clears."""
+    if not obs.news:
+        return
+    gw, subj = sit.cfg.gateway(obs.msg.gateway), subject(obs, obs.msg.gateway)
+    if obs.body.state == "online":
+        yield Clear("gateway_offline", subj, obs.received, "gateway online again / 网关恢复在线")
+    elif obs.body.reason == "will":
+        yield raised(obs, "gateway_offline", subj, "critical",
+                     f"网关失联：{obs.site.name} {gw.name}（该网关下所有设备无法监测）",
+                     f"Gateway lost: {gw.name}, {obs.site.name} (its devices are unwatched)",
+                     at=obs.received, device=gw.id, reason="will", connected_ts=obs.ts)

@@ -1,0 +1,98 @@
+"""The durable outbox: every notice to send is a row, written in the same transaction as the
+transition that calls for it, and read by the dispatcher (:mod:`.dispatch`) — also after a restart.
+
+Row states: ``queued`` (due at ``next_at``) → ``sending`` (claimed) → ``sent`` or ``failed``
+(every channel of the contact tried ``attempts`` times). A row found ``sending`` at start was cut
+off by a crash and is queued again: a notice may then arrive twice, never not at all.
+
+Each channel tried for a row has a ``deliveries`` row (state, attempts, last error), which is what
+the API and the duty board show per alert.
+"""
+from __future__ import annotations
+
+import sqlite3
+from typing import Iterable
+
+from .kinds import SEVERITIES
+from .store import Alert
+
+# kind of notice → (Chinese, English) headline and a priority bonus (sent first when many are due)
+KINDS: dict[str, tuple[str, str, int]] = {
+    "new": ("新告警", "New alert", 3),
+    "escalated": ("告警升级", "Alert escalated", 3),
+    "escalation": ("逾期未确认，已逐级上报", "Not acknowledged in time — escalated to you", 2),
+    "undeliverable": ("下级通知失败，已逐级上报", "Could not reach the level below — escalated to you", 2),
+    "reminder": ("提醒：告警尚未确认", "Reminder: not acknowledged yet", 1),
+    "recurred": ("告警复发", "Alert back", 2),
+    "flapping": ("告警反复出现（抖动），此后的变化不再逐条通知", "Alert flapping — further changes are not notified", 2),
+    "acknowledged": ("告警已确认", "Alert acknowledged", 0),
+    "resolved": ("告警已解除", "Alert resolved", 0),
+    "dismissed": ("告警已排除（误报）", "Alert dismissed (false alarm)", 0),
+}
+
+
+def enqueue(db: sqlite3.Connection, alert: Alert, contacts: Iterable[str], level: int | None, kind: str,
+            now: float, note: str = "") -> list[int]:
+    """Queue one notice of ``kind`` about ``alert`` for each contact; returns the row ids."""
+    priority = SEVERITIES[alert.severity].rank * 10 + KINDS[kind][2]
+    return [db.execute("INSERT INTO outbox (alert_id, contact, level, kind, severity, priority, created_at, note)"
+                       " VALUES (?,?,?,?,?,?,?,?)",
+                       (alert.id, contact, level, kind, alert.severity, priority, now, note)).lastrowid
+            for contact in contacts]
+
+
+def claim(db: sqlite3.Connection, now: float, limit: int = 200) -> list[sqlite3.Row]:
+    """Due rows, most urgent first, marked ``sending``."""
+    rows = db.execute("SELECT * FROM outbox WHERE state='queued' AND next_at<=? ORDER BY priority DESC, id LIMIT ?",
+                      (now, limit)).fetchall()
+    if rows:
+        db.execute(f"UPDATE outbox SET state='sending' WHERE id IN ({','.join('?' * len(rows))})",
+                   [r["id"] for r in rows])
+    return rows
+
+
+def release(db: sqlite3.Connection, ids: list[int], next_at: float) -> None:
+    """Put claimed rows back, due at ``next_at`` (a rate-limited channel)."""
+    if ids:
+        db.execute(f"UPDATE outbox SET state='queued', next_at=? WHERE id IN ({','.join('?' * len(ids))})",
+                   [next_at, *ids])
+
+
+def requeue_interrupted(db: sqlite3.Connection) -> int:
+    return db.execute("UPDATE outbox SET state='queued' WHERE state='sending'").rowcount
+
+
+def next_due(db: sqlite3.Connection) -> float | None:
+    return db.execute("SELECT MIN(next_at) FROM outbox WHERE state='queued'").fetchone()[0]
+
+
+def delivery_row(db: sqlite3.Connection, row: sqlite3.Row, channel: str, now: float) -> int:
+    """The deliveries row of this outbox row on its current channel (made on the first attempt)."""
+    found = db.execute("SELECT id FROM deliveries WHERE outbox_id=? AND channel=? ORDER BY id DESC LIMIT 1",
+                       (row["id"], channel)).fetchone()
+    if found is not None and row["attempts"] > 0:
+        return found["id"]
+    return db.execute("INSERT INTO deliveries (alert_id, contact, channel, severity, state, at, outbox_id, kind,"
+                      " level) VALUES (?,?,?,?,'pending',?,?,?,?)",
+                      (row["alert_id"], row["contact"], channel, row["severity"], now, row["id"], row["kind"],
+                       row["level"])).lastrowid
+
+
+def told(db: sqlite3.Connection, alert_id: int) -> list[str]:
+    """Contacts that have been sent (or are being sent) a notice about the alert, in order."""
+    rows = db.execute("SELECT contact FROM outbox WHERE alert_id=? AND kind NOT IN ('acknowledged', 'resolved',"
+                      " 'dismissed') ORDER BY id", (alert_id,)).fetchall()
+    return list(dict.fromkeys(r["contact"] for r in rows))
+
+
+def level_reached(db: sqlite3.Connection, alert_id: int, level: int) -> bool | None:
+    """Did anyone of ``level`` get a notice? None while some notice to that level is still under way."""
+    states = {r["state"] for r in db.execute("SELECT state FROM outbox WHERE alert_id=? AND level=? AND kind NOT IN"
+                                             " ('acknowledged', 'resolved', 'dismissed')", (alert_id, level))}
+    if "sent" in states:
+        return True
+    return None if states & {"queued", "sending"} else False
+
+
+def rows_for(db: sqlite3.Connection, alert_id: int) -> list[dict]:
+    return [dict(r) for r in db.execute("SELECT * FROM outbox WHERE alert_id=? ORDER BY id", (alert_id,))]

@@ -1,0 +1,175 @@
+"""What the rules know between messages, and the memory that keeps it across restarts.
+
+:class:`Memory` is a set of small JSON namespaces (``seen``: device → engine time last heard;
+``zone``: detectors in alarm per fire zone; ``since``: when a band condition began; ``door``:
+when an exit was opened; ``misses``: failed camera probes …). Every change is marked dirty; the
+engine writes the dirty entries in the same transaction as the alerts they led to, so after a
+restart — even a SIGKILL — the timers and counts go on where they were.
+
+:class:`Situation` wraps the memory with the config look-ups the rules need (night windows,
+heating seasons, a gateway's devices) and turns each accepted message into an :class:`Observation`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time as dtime
+from typing import Any, Iterator
+
+from stationwatch.broker.config import Camera, Room, Site, StationConfig
+from stationwatch.broker.contract import Kind, Message
+
+from .policy import RuleSettings, Season
+
+
+class Memory:
+    """Namespaced key → JSON value, with dirty tracking.
+
+    >>> m = Memory({"seen": {"smk-1": 10.0}})
+    >>> m.put("seen", "smk-2", 12.0); m.get("seen", "smk-1"), m.dirty()
+    (10.0, {('seen', 'smk-2'): 12.0})
+    """
+
+    def __init__(self, data: dict[str, dict[str, Any]] | None = None):
+        self._data: dict[str, dict[str, Any]] = {ns: dict(v) for ns, v in (data or {}).items()}
+        self._dirty: dict[tuple[str, str], Any] = {}
+
+    def get(self, ns: str, key: str, default: Any = None) -> Any:
+        return self._data.get(ns, {}).get(key, default)
+
+    def put(self, ns: str, key: str, value: Any) -> None:
+        space = self._data.setdefault(ns, {})
+        if space.get(key) != value:
+            space[key] = value
+            self._dirty[(ns, key)] = value
+
+    def pop(self, ns: str, key: str) -> Any:
+        value = self._data.get(ns, {}).pop(key, None)
+        if value is not None:
+            self._dirty[(ns, key)] = None
+        return value
+
+    def space(self, ns: str) -> dict[str, Any]:
+        """The namespace's entries (read-only use: write with put/pop)."""
+        return self._data.get(ns, {})
+
+    def dirty(self) -> dict[tuple[str, str], Any]:
+        return dict(self._dirty)
+
+    def clean(self) -> None:
+        self._dirty.clear()
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One accepted message with the configuration it refers to."""
+    msg: Message
+    device: Any  # a sensor config, a Camera, or None for gateway status
+    kind: str  # the sensor kind, "camera" or "gateway"
+    site: Site
+    room: Room | None
+    ts: float  # the message's own time (gateway clock)
+    received: float  # the engine's clock at arrival
+    news: bool = True  # False: a retained status delivered again (after a reconnect)
+
+    @property
+    def body(self) -> Any:
+        return self.msg.body
+
+    @property
+    def drill(self) -> bool:
+        return bool(getattr(self.msg.body, "drill", False))
+
+    @property
+    def historical(self) -> bool:
+        return bool(getattr(self.msg.body, "historical", False))
+
+
+class Situation:
+    """The config look-ups and the memory the rules share."""
+
+    def __init__(self, cfg: StationConfig, memory: Memory | None = None):
+        self.cfg = cfg
+        self.mem = memory or Memory()
+        self.devices = {d.id: d for d in [*cfg.sensors, *cfg.cameras]}
+        self._by_gateway: dict[str, list[Any]] = {}
+        for d in self.devices.values():
+            self._by_gateway.setdefault(d.gateway, []).append(d)
+        self._bureaus = {b.id: b for b in cfg.bureaus}
+
+    @property
+    def settings(self) -> RuleSettings:
+        return self.cfg.rules
+
+    @property
+    def started(self) -> float | None:
+        return self.mem.get("engine", "started")
+
+    def start(self, now: float) -> None:
+        if self.started is None:
+            self.mem.put("engine", "started", now)
+
+    def resume(self, now: float) -> None:
+        """After a restart. Camera heartbeats are QoS 0, so the broker kept none while the engine
+        was down: each camera gets a full heartbeat period from now. Sensor messages (QoS 1) were
+        kept in the engine's session and arrive first, so their timers stand as stored."""
+        self.start(now)
+        for cam in self.cfg.cameras:
+            seen = self.mem.get("seen", cam.id)
+            if seen is not None and seen < now:
+                self.mem.put("seen", cam.id, now)
+
+    def observe(self, msg: Message, device: Any, now: float) -> Observation:
+        """Note the arrival and wrap the message for the rules."""
+        self.start(now)
+        site = self.cfg.site(msg.site)
+        if device is not None:
+            self.mem.put("seen", device.id, now)
+            kind = "camera" if isinstance(device, Camera) else device.kind
+            return Observation(msg, device, kind, site, site.room(device.room), msg.body.ts, now)
+        status = [msg.body.state, msg.body.ts]  # gateway status
+        news = self.mem.get("gateway", msg.gateway) != status
+        if news:
+            self.mem.put("gateway", msg.gateway, status)
+            if msg.body.state == "online":  # its devices count as heard from when it comes online
+                for d in self.devices_of(msg.gateway):
+                    self.mem.put("seen", d.id, max(self.mem.get("seen", d.id, now), now))
+                    self.mem.pop("silent", d.id)
+        return Observation(msg, None, "gateway", site, None, msg.body.ts, now, news)
+
+    def last_seen(self, device_id: str) -> float | None:
+        return self.mem.get("seen", device_id, self.started)
+
+    def devices_of(self, gateway: str) -> Iterator[Any]:
+        yield from self._by_gateway.get(gateway, ())
+
+    def gateway_down(self, gateway: str) -> bool:
+        """A gateway whose last word was a will (or a shutdown): its devices' silence is its own."""
+        state = self.mem.get("gateway", gateway)
+        return bool(state) and state[0] == "offline"
+
+    def is_night(self, ts: float, site: Site) -> bool:
+        local = datetime.fromtimestamp(ts, site.tz).time()
+        start, end = (dtime.fromisoformat(t) for t in (self.settings.night_start, self.settings.night_end))
+        return start <= local < end if start <= end else (local >= start or local < end)
+
+    def season(self, site: Site) -> Season:
+        """The heating season of the site's city: the first bureau up its chain with one set."""
+        bureau = self._bureaus.get(site.bureau)
+        while bureau is not None:
+            if bureau.id in self.settings.heating_seasons:
+                return self.settings.heating_seasons[bureau.id]
+            bureau = self._bureaus.get(bureau.parent) if bureau.parent else None
+        return self.settings.heating_season
+
+    def heating(self, ts: float, site: Site) -> bool:
+        """Is ``ts`` (site local date) inside the site's heating season?"""
+        return self.season(site).contains(datetime.fromtimestamp(ts, site.tz).date())
+
+    def outdoor(self, site: Site) -> float | None:
+        """The site's latest outdoor temperature, if any sensor reports one."""
+        value = self.mem.get("outdoor", site.id)
+        return None if value is None else value[1]
+
+
+def is_reading(obs: Observation) -> bool:
+    return obs.msg.kind is Kind.READING
