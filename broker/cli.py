@@ -115,13 +115,16 @@ def ingest(config: ConfigArg,
 def alerts(config: ConfigArg,
            broker: BrokerOpt = "127.0.0.1:1883",
            db: Annotated[Path, typer.Option(help="SQLite alert store")] = Path("alerts.db"),
+           client_id: Annotated[str, typer.Option(help="MQTT client id: names the persistent session kept while the engine is down")] = "stationwatch-alerts",
+           ca_file: Annotated[Optional[Path], typer.Option(help="CA certificate: connect to the broker with TLS")] = None,
            verbose: bool = False) -> None:
     """Run the alert rules on the live MQTT stream and send notifications. / 告警引擎。"""
     _setup_logging(verbose)
     from stationwatch.alerts.engine import run_engine
     from stationwatch.broker.mqtt import BrokerAddress
     cfg = _load(config)
-    run_engine(cfg, BrokerAddress.parse(broker), db, stop=_stop_event())
+    run_engine(cfg, BrokerAddress.parse(broker, str(ca_file) if ca_file else None), db, stop=_stop_event(),
+               client_id=client_id)
 
 
 @app.command()

@@ -20,6 +20,17 @@ RAW_POLICY = "raw"          # every reading, 30 days
 RECORDS_POLICY = "records"  # events and gateway status: alarm records, 400 days
 TREND_POLICY = "trend"      # 1-minute means of readings, 400 days (continuous query)
 POLICIES = {RAW_POLICY: "30d", RECORDS_POLICY: "400d", TREND_POLICY: "400d"}
+RETENTION_S = {name: int(duration[:-1]) * 86400 for name, duration in POLICIES.items()}
+RETENTION_MARGIN_S = 3600  # points this close to the edge are kept out too: the edge moves while we write
+
+
+class PointsRejected(Exception):
+    """The database refused (some of) a batch for what is in it, not because it is unavailable:
+    retrying the same batch can never succeed. ``partial``: the other points were written."""
+
+    def __init__(self, message: str, partial: bool):
+        self.partial = partial
+        super().__init__(message)
 
 
 @dataclass
@@ -127,11 +138,22 @@ class InfluxV1Writer:
                 raise
 
     def write(self, points: list[Point]) -> None:
+        from influxdb.exceptions import InfluxDBClientError
         by_policy: dict[str, list[dict]] = {}
         for p in points:
             by_policy.setdefault(p.policy, []).append(p.as_v1())
+        partial: list[str] = []
         for policy, batch in by_policy.items():
-            self._client.write_points(batch, time_precision="ms", retention_policy=policy, batch_size=5000)
+            try:
+                self._client.write_points(batch, time_precision="ms", retention_policy=policy, batch_size=5000)
+            except InfluxDBClientError as exc:
+                if exc.code is None or not 400 <= exc.code < 500:
+                    raise
+                if "partial write" not in str(exc):
+                    raise PointsRejected(str(exc), partial=False) from None
+                partial.append(str(exc))  # InfluxDB wrote the rest of this batch
+        if partial:
+            raise PointsRejected("; ".join(partial), partial=True)
 
     def query(self, influxql: str):
         return self._client.query(influxql, epoch="ms")
@@ -193,11 +215,17 @@ class InfluxV2Writer:
 
     def write(self, points: list[Point]) -> None:
         from influxdb_client import WritePrecision
+        from influxdb_client.rest import ApiException
         by_bucket: dict[str, list[str]] = {}
         for p in points:
             by_bucket.setdefault(self.bucket_for(p.policy), []).append(line_protocol(p))
         for bucket, lines in by_bucket.items():
-            self._api.write(bucket=bucket, org=self.org, record=lines, write_precision=WritePrecision.MS)
+            try:
+                self._api.write(bucket=bucket, org=self.org, record=lines, write_precision=WritePrecision.MS)
+            except ApiException as exc:
+                if exc.status in (400, 422):  # v2 refuses the whole batch for a bad point
+                    raise PointsRejected(f"{exc.status}: {exc.body}", partial=False) from None
+                raise
 
     def close(self) -> None:
         self._client.close()

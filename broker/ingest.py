@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .contract import ContractError, Inventory, parse, subscription
-from .influx import InfluxV1Writer, Point, PointWriter, to_point
+from .influx import RETENTION_MARGIN_S, RETENTION_S, InfluxV1Writer, Point, PointsRejected, PointWriter, to_point
 from .metrics import MetricsServer, prometheus_text
 from .mqtt import BrokerAddress, MqttLink
 from .quarantine import Quarantine
@@ -49,6 +49,8 @@ class _Pending:
     point: Point | None
     mid: int
     qos: int
+    topic: str = ""
+    payload: bytes = b""
 
 
 class Ingest:
@@ -82,7 +84,7 @@ class Ingest:
         except Exception as exc:  # a bug in validation must cost one message, not the service
             log.exception("unexpected error validating a message on %r", topic[:200])
             point = self._refuse(topic, payload, "internal_error", repr(exc))
-        self._queue.put(_Pending(point, mid, qos))
+        self._queue.put(_Pending(point, mid, qos, topic, payload))
 
     def _refuse(self, topic: str, payload: bytes, reason: str, detail: str) -> None:
         self.stats.quarantined += 1
@@ -115,12 +117,44 @@ class Ingest:
                 break
         return batch
 
+    def _outside_retention(self, batch: list[_Pending]) -> list[_Pending]:
+        """Points the database would drop as older than their retention policy (a gateway with a
+        wrong clock, a spool replayed after a month) go to the quarantine instead."""
+        now_ms = time.time() * 1000
+        keep = []
+        for p in batch:
+            limit = RETENTION_S.get(p.point.policy) if p.point is not None else None
+            if limit is not None and now_ms - p.point.time_ms > (limit - RETENTION_MARGIN_S) * 1000:
+                p.point = self._refuse(p.topic, p.payload, "beyond_retention",
+                                       f"timestamp older than the '{p.point.policy}' retention of {limit // 86400} days")
+            keep.append(p)
+        return keep
+
+    def _write_one_by_one(self, batch: list[_Pending]) -> None:
+        """The database refused a batch for its content: find the points it refuses, keep the rest."""
+        for p in batch:
+            if p.point is None:
+                continue
+            try:
+                self.writer.write([p.point])
+            except PointsRejected as exc:
+                if not exc.partial:
+                    p.point = self._refuse(p.topic, p.payload, "rejected_by_database", str(exc)[:500])
+
     def _write(self, batch: list[_Pending], stop: threading.Event) -> None:
+        batch = self._outside_retention(batch)
         points = [p.point for p in batch if p.point is not None]
         delay = 0.2
         while points:
             try:
                 self.writer.write(points)
+                break
+            except PointsRejected as exc:  # retrying this batch as it is can never succeed
+                self.stats.write_errors += 1
+                log.warning("InfluxDB refused points of a batch of %d (%s)", len(points), str(exc)[:300])
+                if not exc.partial:
+                    self._write_one_by_one(batch)
+                points = [p.point for p in batch if p.point is not None]
                 break
             except Exception as exc:  # InfluxDB down or refusing: keep the batch, back off, retry
                 self.stats.write_errors += 1

@@ -71,8 +71,9 @@ def system(tmp_path, mosquitto, influxdb, receiver):
     port = free_port()
     procs = [
         Proc("ingest", ["ingest", "-c", str(cfg), "--broker", broker, "--influx", influxdb.url,
-                        "--database", database, "--quarantine", str(tmp_path / "q.db")], tmp_path),
-        Proc("alerts", ["alerts", "-c", str(cfg), "--broker", broker, "--db", str(tmp_path / "alerts.db")], tmp_path),
+                        "--database", database, "--quarantine", str(tmp_path / "q.db"), "--instance", database], tmp_path),
+        Proc("alerts", ["alerts", "-c", str(cfg), "--broker", broker, "--db", str(tmp_path / "alerts.db"),
+                        "--client-id", f"alerts-{database}"], tmp_path),  # an own session: the broker is shared
         Proc("api", ["serve", "-c", str(cfg), "--db", str(tmp_path / "alerts.db"), "--port", str(port)], tmp_path),
     ]
     api = f"http://127.0.0.1:{port}"

@@ -28,7 +28,9 @@ class Service:
     """`stationwatch alerts` in a process of its own."""
 
     def __init__(self, cfg: Path, broker: str, db: Path, log: Path):
-        self.args = CLI + ["alerts", "-c", str(cfg), "--broker", broker, "--db", str(db)]
+        # an own persistent session (client id), kept across the kill: the suite's broker is shared
+        self.args = CLI + ["alerts", "-c", str(cfg), "--broker", broker, "--db", str(db),
+                           "--client-id", f"alerts-{db.parent.name}"]
         self.log = log
         self.proc: subprocess.Popen | None = None
 

@@ -24,7 +24,7 @@ def running_ingest(city_config, broker_address, influxdb, tmp_path):
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("ingest", run_ingest(
         city_config, broker_address, influxdb.url, database, tmp_path / "q.db", stop,
-        options=IngestOptions(metrics_every_s=0.3))), daemon=True)
+        options=IngestOptions(metrics_every_s=0.3, instance=database))), daemon=True)
     thread.start()
     writer = InfluxV1Writer(influxdb.url, database)
     # the ingest's persistent session exists once the database does and its subscription is live
@@ -143,3 +143,23 @@ def test_the_pipeline_charts_itself_in_influxdb(running_ingest, publisher):
     rows = wait_for(lambda: [r for r in writer.query('SELECT * FROM "pipeline" WHERE "service" = \'ingest\'').get_points()
                              if r["written_total"] >= 1], what="a pipeline point counting the write")
     assert rows[-1]["subscribed"] == 1 and rows[-1]["quarantined_total"] == 0
+
+
+def test_a_reading_older_than_its_retention_is_quarantined_and_does_not_jam_the_stream(running_ingest, publisher):
+    """InfluxDB drops points older than their retention policy and answers 400 ("partial write");
+    a gateway with a wrong clock must not stop every later reading from being stored."""
+    writer, qpath = running_ingest
+    _ready(writer, publisher)
+    old = time.time() - 40 * 86400  # raw readings are kept 30 days
+    items = [(topic(SITE, GW, Kind.READING, "t-dorm-m2"), encode(Reading(v=1, ts=old + i, seq=500 + i, value=5.0)), Kind.READING)
+             for i in range(5)]
+    items.append((topic(SITE, GW, Kind.EVENT, "door-store"), encode(Event(v=1, ts=old, seq=600, state="open")), Kind.EVENT))
+    items.append((topic(SITE, GW, Kind.READING, "t-dorm-m2"), encode(Reading(v=1, ts=time.time(), seq=601, value=21.0)), Kind.READING))
+    _publish_all(publisher, items)
+    wait_for(lambda: _count(writer, 'SELECT count("value") FROM "reading" WHERE sensor=\'t-dorm-m2\' AND seq=601'),
+             what="the fresh reading after the stale ones")
+    # events are alarm records, kept 400 days: a 40-day-old one is still stored
+    assert list(writer.query('SELECT * FROM "records"."event" WHERE device=\'door-store\'').get_points())
+    import sqlite3
+    with sqlite3.connect(qpath) as db:
+        assert db.execute("SELECT count(*) FROM quarantine WHERE reason='beyond_retention'").fetchone()[0] == 5

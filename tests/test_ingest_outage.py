@@ -27,12 +27,14 @@ SENSORS = ["t-dorm-m1", "t-dorm-m2", "t-dorm-f1", "t-minors-1", "t-med-obs", "t-
 
 
 class IngestProcess:
-    def __init__(self, broker, influx_url, database, tmp_path, name="ingest", extra=()):
+    def __init__(self, broker, influx_url, database, tmp_path, name="ingest", extra=(), instance=None):
         self.metrics_port = free_port()
         self.log = tmp_path / f"{name}-{uuid.uuid4().hex[:4]}.log"
         self.args = [sys.executable, "-m", "stationwatch.broker.cli", "ingest", "-c", str(EXAMPLES / "city-station.yaml"),
                      "--broker", f"{broker.host}:{broker.port}", "--influx", influx_url, "--database", database,
-                     "--quarantine", str(tmp_path / f"quarantine-{name}.db"), "--metrics-port", str(self.metrics_port), *extra]
+                     "--quarantine", str(tmp_path / f"quarantine-{name}.db"), "--metrics-port", str(self.metrics_port),
+                     # an own persistent session per test: the suite's broker is shared
+                     *(["--instance", instance or database] if "--instance" not in extra else []), *extra]
         self.proc = subprocess.Popen(self.args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         wait_for(lambda: (self.metrics() or {}).get("subscribed") == 1, timeout=30, what="ingest subscribed")
 
