@@ -17,6 +17,15 @@ from support import wait_for
 SITE, GW = "sl-station", "gw-sl-main"
 
 
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A broker of this test's own: the suite's shared one carries other tests' retained status
+    and sessions, and these tests count every message the ingest receives."""
+    from stationwatch.broker.stack import LocalMosquitto
+    with LocalMosquitto(tmp_path / "mosquitto") as broker:
+        yield broker
+
 @pytest.fixture
 def running_ingest(city_config, broker_address, influxdb, tmp_path):
     database = f"t_{uuid.uuid4().hex[:8]}"

@@ -80,6 +80,15 @@ def _exactly_once(writer, n):
     return sorted(seqs) == list(range(n))
 
 
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A broker of this test's own: the suite's shared one carries other tests' retained status
+    and sessions, and these tests count every message the ingest receives."""
+    from stationwatch.broker.stack import LocalMosquitto
+    with LocalMosquitto(tmp_path / "mosquitto") as broker:
+        yield broker
+
 @pytest.fixture
 def own_influx(tmp_path):
     with LocalInfluxDB(tmp_path / "influx") as db:
