@@ -19,6 +19,7 @@ test: deps test-deps venv
 bench: deps venv
 	$(BIN)/python tests/benchmarks/bench_ingest.py
 	$(BIN)/python tests/benchmarks/bench_alerts.py
+	$(BIN)/python tests/benchmarks/bench_gateway.py
 
 deps:
 	@PKGS="$(RUNTIME_PKGS)" sh apt-install.sh

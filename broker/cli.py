@@ -81,6 +81,38 @@ def simulate(config: Annotated[Optional[Path], typer.Option("--config", "-c", he
         raise typer.Exit(2) from None
 
 
+@app.command("gateway")
+def gateway_agent(config: ConfigArg,
+                  gateway: Annotated[Optional[str], typer.Option(help="gateway id (default: the first one)")] = None,
+                  broker: BrokerOpt = "127.0.0.1:1883",
+                  ca_file: Annotated[Optional[Path], typer.Option(help="CA certificate: connect to the broker with TLS")] = None,
+                  spool: Annotated[Optional[Path], typer.Option(help="spool file (default: gateways[].agent.spool_path)")] = None,
+                  verbose: bool = False) -> None:
+    """Run the gateway agent: sensors, local alarm, disk spool, MQTT. / 网关代理。
+    The broker password of the gateway's account is read from STATIONWATCH_BROKER_PASSWORD."""
+    _setup_logging(verbose)
+    import dataclasses
+    from stationwatch.broker.mqtt import BrokerAddress
+    from stationwatch.gateway.agent import run_agent
+    from stationwatch.gateway.simulator import config_version
+    from stationwatch.gateway.spool import SpoolError
+    cfg = _load(config)
+    gw = cfg.gateway(gateway) if gateway else cfg.gateways[0]
+    if gw is None:
+        typer.echo(f"error / 错误: unknown gateway '{gateway}' / 网关不存在; known: "
+                   f"{', '.join(g.id for g in cfg.gateways)}", err=True)
+        raise typer.Exit(2)
+    address = BrokerAddress.parse(broker, str(ca_file) if ca_file else None)
+    if address.username is None and os.environ.get("STATIONWATCH_BROKER_PASSWORD"):
+        address = dataclasses.replace(address, username=gw.id, password=os.environ["STATIONWATCH_BROKER_PASSWORD"])
+    try:
+        run_agent(cfg, gw, address, _stop_event(), config_version=config_version(config),
+                  spool_path=str(spool) if spool else None)
+    except SpoolError as exc:
+        typer.echo(f"error / 错误: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def ingest(config: ConfigArg,
            broker: BrokerOpt = "127.0.0.1:1883",

@@ -1,0 +1,414 @@
+"""The gateway agent on the Pi: polls the sensor drivers, sounds the local alarm, and publishes
+readings, events and heartbeats through the disk spool (gateway/spool.py).
+
+- **Polling**: each driver is read at the shortest ``interval_s`` of its sensors, in a small thread
+  pool (a camera probe waiting for its timeout delays nobody else); a reading goes out every
+  ``interval_s``, a camera heartbeat every ``heartbeat_s``.
+- **Events** on every change of state: binary states, the heat threshold (GB 4716: 54 °C, normal
+  2 °C below), faults and their end. ``on_change`` drivers report edges at once, not at the next poll.
+- **Local alarm first**: a state change switches the buzzer/relay/LED (gateway/alarm.py) in the
+  thread that saw it, before anything is written or sent; the network plays no part.
+- **MQTT**: client id = gateway id; last will ``Status(offline, reason="will")`` (retained); birth
+  ``Status(online, config_version, drivers)`` on every connection; a clean stop publishes
+  ``Status(offline, reason="shutdown")``. Commands on its own ``cmd/+``: ``silence`` and ``ack``.
+  The session is clean: a command sent while the gateway was away is not acted on later.
+- **seq**: one counter per gateway, kept in the spool file, so it never goes backwards.
+
+Example::
+
+    run_agent(cfg, cfg.gateway("gw-sl-main"), BrokerAddress("127.0.0.1", 1883), threading.Event())
+"""
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import queue
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
+
+from stationwatch.broker.config import Gateway, StationConfig
+from stationwatch.broker.contract import (Command, ContractError, Event, Heartbeat, Kind, Reading, Status, encode,
+                                          parse, topic)
+from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.sensors.kinds import KINDS
+
+from .alarm import LocalAlarm
+from .spool import Forwarder, Outgoing, Spool
+from .watchdog import sd_notify, watchdog_period
+
+log = logging.getLogger(__name__)
+
+HEAT_HYSTERESIS_C = 2.0  # a heat detector is normal again this far below its threshold
+DUE_TOLERANCE = 0.1      # a reading is due after 90 % of its interval (polls jitter)
+LOOP_MAX_S = 5.0         # the loop goes round at least this often, polls due or not
+LINGER_S = 0.02          # gather what the other polls of a tick produce into one spool commit
+POLL_WORKERS = 4
+
+
+class SampleLike(Protocol):  # what a driver reports (stationwatch.sensors.base.Sample has this shape)
+    sensor: str
+    value: float | None
+    quality: str  # ok | fault | stale
+    ts: float
+    state: str | None
+
+
+class Driver(Protocol):
+    def read(self, now: float) -> Sequence[SampleLike]: ...
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class EdgeDriver(Protocol):
+    def on_change(self, callback: Callable[[SampleLike], None]) -> None: ...
+
+
+@dataclass(frozen=True)
+class _Fault:  # the sample the agent makes itself when a driver's read raises
+    sensor: str
+    ts: float
+    detail: str
+    value: float | None = None
+    quality: str = "fault"
+    state: str | None = "fault"
+
+
+# ---- states from samples: one rule per kind (binary kinds and the rest by default)
+StateRule = Callable[[Any, float, "str | None"], "str | None"]
+
+
+def _binary_state(sensor, value: float, last: str | None) -> str | None:
+    spec = KINDS[sensor.kind]
+    return spec.active_state if value >= 0.5 else spec.idle_state
+
+
+def _heat_state(sensor, value: float, last: str | None) -> str | None:
+    if value >= sensor.threshold_c:
+        return "alarm"
+    if value <= sensor.threshold_c - HEAT_HYSTERESIS_C:
+        return "normal"
+    return last if last in ("alarm", "normal") else "normal"
+
+
+def _analog_state(sensor, value: float, last: str | None) -> str | None:
+    return "normal" if last == "fault" else last  # only a fault (and its end) is an event
+
+
+STATE_RULES: dict[str, StateRule] = {"heat": _heat_state}
+
+
+def _rule(kind: str) -> StateRule:
+    return STATE_RULES.get(kind) or (_binary_state if KINDS[kind].binary else _analog_state)
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def inventory(drivers: Iterable[Any]) -> list[str]:
+    """Driver families and how many of each, for the birth message: ``["camera:9", "gpio:10"]``."""
+    try:
+        from stationwatch.sensors.base import DRIVERS
+        names = {path.split(":")[1]: family for family, path in DRIVERS.items()} | {"FaultyDriver": "faulty"}
+    except ImportError:
+        names = {}
+    counts = Counter(getattr(d, "family", None) or names.get(type(d).__name__, type(d).__name__.lower())
+                     for d in drivers)
+    return [f"{family}:{n}" for family, n in sorted(counts.items())]
+
+
+class Agent:
+    """One gateway's agent: ``start()``, then ``stop()`` for a clean goodbye."""
+
+    def __init__(self, cfg: StationConfig, gw: Gateway, address: BrokerAddress, drivers: Sequence[Driver], *,
+                 spool: Spool, alarm: LocalAlarm | None = None, config_version: str | None = None):
+        self.gateway, self.settings = gw, gw.agent
+        self.drivers = list(drivers)
+        self.spool = spool
+        self.alarm = alarm or LocalAlarm()
+        self.config_version = config_version
+        self.sensors = {s.id: s for s in cfg.sensors if s.gateway == gw.id}
+        self.cameras = {c.id: c for c in cfg.cameras if c.gateway == gw.id}
+        self._every = {s.id: s.interval_s for s in self.sensors.values()} | \
+            {c.id: c.heartbeat_s for c in self.cameras.values()}  # device → seconds between messages
+        self.stats: Counter[str] = Counter()  # readings, events, heartbeats, commands, births, read_errors
+        self.born = threading.Event()  # set at each birth (tests wait on it)
+        will = Status(v=1, ts=time.time(), state="offline", reason="will")
+        self.link = MqttLink(address, gw.id, will=(self.topic(Kind.STATUS), encode(will)),
+                             on_connect=self._on_connect, on_message=self._on_command)
+        self.link.client.max_inflight_messages_set(self.settings.send_window)
+        self.forwarder = Forwarder(spool, self.link, self.settings.send_window)
+        self._lock = threading.Lock()  # the per-device state below
+        self._state: dict[str, str] = {}
+        self._last_sent: dict[str, float] = {}  # device → monotonic time of its last reading/heartbeat
+        self._served: dict[int, set[str]] = {}  # driver index → devices it reported
+        self._period: dict[int, float] = {}
+        self._read_at: dict[int, float] = {}  # driver index → the ``now`` of its last read
+        self._busy: set[int] = set()
+        self._unknown: set[str] = set()
+        self._outbox: queue.SimpleQueue[list[Outgoing]] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(POLL_WORKERS, thread_name_prefix="poll")
+        self._thread: threading.Thread | None = None
+        self.loop_at = time.monotonic()
+
+    def topic(self, kind: Kind, device: str | None = None) -> str:
+        return topic(self.gateway.site, self.gateway.id, kind, device)
+
+    # ---- life cycle
+    def start(self) -> "Agent":
+        for driver in self.drivers:
+            if isinstance(driver, EdgeDriver):
+                driver.on_change(self._on_edge)
+        self.forwarder.start()
+        self.link.start(wait=None)  # connect in the background; the agent works without a network
+        self._thread = threading.Thread(target=self._run, name=f"agent-{self.gateway.id}", daemon=True)
+        self._thread.start()
+        log.info("网关代理已启动 / gateway agent %s started: %d drivers (%s), spool %s (%d waiting)",
+                 self.gateway.id, len(self.drivers), ", ".join(inventory(self.drivers)), self.spool.path,
+                 self.spool.rows)
+        return self
+
+    def stop(self) -> None:
+        """Stop polling, spool what was read, send what the drain time allows, say goodbye
+        (``Status(offline, reason="shutdown")``) and disconnect. What is left stays spooled."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._outbox.put([])
+        if self._thread is not None:
+            self._thread.join(30)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._spool(self._collect(0.0))  # what polls still running at the stop produced
+        for driver in self.drivers:
+            try:
+                driver.close()
+            except Exception:  # noqa: BLE001 — one bad driver must not block the goodbye
+                log.exception("driver close failed")
+        if self.link.connected.is_set():
+            self.forwarder.drain(self.settings.drain_s)
+            bye = Status(v=1, ts=time.time(), state="offline", reason="shutdown")
+            try:
+                self.link.publish(self.topic(Kind.STATUS), encode(bye), Kind.STATUS).wait_for_publish(5)
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not publish the shutdown status: %s", exc)
+        self.forwarder.stop()
+        self.link.stop()
+        log.info("网关代理已停止 / gateway agent %s stopped; %d message(s) stay spooled; %s",
+                 self.gateway.id, self.spool.rows, self.spool.stats.as_dict())
+
+    def __enter__(self) -> "Agent":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- the loop: schedule polls, spool what they produce
+    def _run(self) -> None:
+        now, first_period = time.monotonic(), min(self._every.values(), default=10.0)
+        schedule = [(now, i) for i in range(len(self.drivers))]
+        heapq.heapify(schedule)
+        held: list[Outgoing] = []  # could not be spooled yet (disk trouble): tried again
+        while not self._stopping.is_set():
+            now = self.loop_at = time.monotonic()
+            while schedule and schedule[0][0] <= now:
+                due, i = heapq.heappop(schedule)
+                with self._lock:
+                    idle = i not in self._busy
+                    self._busy.add(i)
+                if idle:
+                    self._pool.submit(self._poll, i)
+                heapq.heappush(schedule, (max(due + self._period.get(i, first_period), now), i))
+            # wake at least every LOOP_MAX_S, so a live loop is seen as alive by the watchdog
+            held += self._collect(min(LOOP_MAX_S, max(0.0, schedule[0][0] - time.monotonic())) if schedule else 1.0)
+            held = self._spool(held)
+        held += self._collect(0.0)
+        self._spool(held)
+
+    def alive(self) -> bool:
+        """The polling loop went round recently (what the systemd watchdog is told)."""
+        return time.monotonic() - self.loop_at < 3 * LOOP_MAX_S
+
+    def _collect(self, timeout: float) -> list[Outgoing]:
+        """What polls and edges produced: wait up to ``timeout`` for the first, then gather the
+        rest of the tick (up to LINGER_S while polls are still running)."""
+        try:
+            batch = list(self._outbox.get(timeout=timeout))
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + LINGER_S
+        while True:
+            with self._lock:
+                polling = bool(self._busy)
+            try:
+                batch += self._outbox.get(timeout=max(0.0, deadline - time.monotonic()) if polling else 0.0)
+            except queue.Empty:
+                return batch
+
+    def _spool(self, items: list[Outgoing]) -> list[Outgoing]:
+        if not items:
+            return []
+        try:
+            self.spool.append(items, offline=not self.link.connected.is_set())
+        except Exception:  # noqa: BLE001 — the disk may be full or failing; keep the alarm path alive
+            log.exception("写入缓存失败 / cannot write the spool; %d message(s) held in memory", len(items))
+            return items[-10_000:]
+        self.forwarder.wake()
+        return []
+
+    def _poll(self, i: int) -> None:
+        driver, now, period = self.drivers[i], time.time(), self._period.get(i, 0.0)
+        # dispatch jitter must not make a poll read as less than a period after the last one, or
+        # a driver that keeps its own schedule (camera probes) skips it and reports a period late
+        if i in self._read_at and 0 < self._read_at[i] + period - now < DUE_TOLERANCE * period:
+            now = self._read_at[i] + period
+        self._read_at[i] = now
+        try:
+            samples: Sequence[SampleLike] = driver.read(now)
+        except Exception as exc:  # noqa: BLE001 — a driver bug is its sensors' fault, not the agent's end
+            self.stats["read_errors"] += 1
+            log.warning("driver %s read failed: %s", type(driver).__name__, exc)
+            samples = [_Fault(s, now, f"read failed: {exc}") for s in sorted(self._served.get(i, ()))]
+        try:
+            out: list[Outgoing] = []
+            for sample in samples:
+                out += self._observe(sample, poll=True)
+            served = self._served.setdefault(i, set())
+            served.update(s.sensor for s in samples if s.sensor in self._every)
+            if served:
+                self._period[i] = min(self._every[d] for d in served)
+            if out:
+                self._outbox.put(out)
+        finally:
+            with self._lock:
+                self._busy.discard(i)
+
+    def _on_edge(self, sample: SampleLike) -> None:
+        """A contact changed (the driver's thread): alarm at once, event to the spool."""
+        out = self._observe(sample, poll=False)
+        if out:
+            self._outbox.put(out)
+
+    # ---- samples → alarm, events, readings, heartbeats
+    def _observe(self, sample: SampleLike, poll: bool) -> list[Outgoing]:
+        sensor = self.sensors.get(sample.sensor)
+        if sensor is None:
+            camera = self.cameras.get(sample.sensor)
+            if camera is not None:
+                return self._heartbeat(sample, camera.heartbeat_s) if poll else []
+            if sample.sensor not in self._unknown:
+                self._unknown.add(sample.sensor)
+                log.info("忽略未配置的设备 / samples of '%s' ignored: not a device of gateway %s",
+                         sample.sensor, self.gateway.id)
+            return []
+        value = _finite(sample.value)
+        quality = sample.quality if value is not None or sample.quality != "ok" else "fault"
+        out: list[Outgoing] = []
+        with self._lock:
+            last = self._state.get(sensor.id)
+            state = "fault" if quality == "fault" else None if quality == "stale" else \
+                sample.state or _rule(sensor.kind)(sensor, value, last)
+            if state is not None and state != last:
+                self._state[sensor.id] = state
+                if sensor.kind in self.settings.alarm_kinds and state != "fault":  # a fault changes nothing
+                    self.alarm.update(sensor.id, state == "alarm")
+                if last is not None or state not in ("normal", KINDS[sensor.kind].idle_state):
+                    out.append(self._event(sensor.id, state, value, sample.ts))
+            if poll and self._due(sensor.id, sensor.interval_s):
+                self.stats["readings"] += 1
+                unit = KINDS[sensor.kind].unit
+                out.append(Outgoing(Kind.READING, self.topic(Kind.READING, sensor.id), lambda seq: Reading(
+                    v=1, ts=sample.ts, seq=seq, value=None if quality == "fault" else value, unit=unit,
+                    quality=quality)))
+        return out
+
+    def _event(self, device: str, state: str, value: float | None, ts: float) -> Outgoing:
+        self.stats["events"] += 1
+        log.info("事件 / event %s/%s: %s", self.gateway.id, device, state)
+        return Outgoing(Kind.EVENT, self.topic(Kind.EVENT, device),
+                        lambda seq: Event(v=1, ts=ts, seq=seq, state=state, value=value))
+
+    def _heartbeat(self, sample: SampleLike, period: float) -> list[Outgoing]:
+        with self._lock:
+            if not self._due(sample.sensor, period):
+                return []
+        self.stats["heartbeats"] += 1
+        online = sample.quality == "ok"
+        latency = _finite(sample.value) if online else None
+        return [Outgoing(Kind.HEARTBEAT, self.topic(Kind.HEARTBEAT, sample.sensor),
+                         lambda seq: Heartbeat(v=1, ts=sample.ts, seq=seq, online=online, latency_ms=latency))]
+
+    def _due(self, device: str, period: float) -> bool:
+        now, last = time.monotonic(), self._last_sent.get(device)
+        if last is not None and now - last < period * (1 - DUE_TOLERANCE):
+            return False
+        self._last_sent[device] = now
+        return True
+
+    # ---- MQTT (paho's network thread)
+    def _on_connect(self, link: MqttLink) -> None:
+        birth = Status(v=1, ts=time.time(), state="online", config_version=self.config_version,
+                       drivers=inventory(self.drivers))
+        link.publish(self.topic(Kind.STATUS), encode(birth), Kind.STATUS)
+        link.subscribe(self.topic(Kind.CMD, "+"), 1)
+        self.forwarder.connected()
+        self.stats["births"] += 1
+        self.born.set()
+        log.info("已连接 / connected to the broker; %d message(s) waiting in the spool", self.spool.rows)
+
+    def _on_command(self, topic_name: str, payload: bytes, _msg) -> None:
+        try:
+            msg = parse(topic_name, payload)
+        except ContractError as exc:
+            log.warning("命令无效已忽略 / invalid command on %s ignored: %s", topic_name, exc)
+            return
+        handler = COMMANDS.get(msg.device or "") if msg.kind is Kind.CMD else None
+        if handler is None or msg.body.name != msg.device:
+            log.warning("未知命令已忽略 / unknown command '%s' on %s ignored", msg.device, topic_name)
+            return
+        self.stats["commands"] += 1
+        handler(self, msg.body)
+
+
+COMMANDS: dict[str, Callable[[Agent, Command], None]] = {
+    "silence": lambda agent, cmd: agent.alarm.silence("cmd:silence"),
+    "ack": lambda agent, cmd: agent.alarm.silence("cmd:ack"),  # acknowledged centrally
+}
+
+
+def run_agent(cfg: StationConfig, gw: Gateway, address: BrokerAddress, stop: threading.Event, *,
+              config_version: str | None = None, drivers: Sequence[Driver] | None = None,
+              pin_factory: Any = None, spool_path: str | None = None, ready: threading.Event | None = None,
+              **driver_seams: Any) -> Agent:
+    """Run the agent of gateway ``gw`` until ``stop`` is set, then stop cleanly.
+
+    ``drivers`` default to :func:`stationwatch.sensors.base.build_drivers` with ``pin_factory``
+    and ``driver_seams`` (onewire_base, serial_for_url, probe); the local alarm uses the same
+    ``pin_factory``. ``ready`` is set once the agent runs. Returns the stopped agent."""
+    settings = gw.agent
+    spool = Spool(spool_path or settings.spool_path, int(settings.spool_max_mb * 2**20), settings.spool_sync)
+    alarm = LocalAlarm(settings.outputs, settings.silence_button, pin_factory)
+    try:
+        if drivers is None:
+            from stationwatch.sensors.base import build_drivers
+            drivers = build_drivers(cfg, gw, pin_factory=pin_factory, **driver_seams)
+        with Agent(cfg, gw, address, drivers, spool=spool, alarm=alarm, config_version=config_version) as agent:
+            if ready is not None:
+                ready.set()
+            sd_notify("READY=1")
+            period = watchdog_period() or LOOP_MAX_S
+            while not stop.wait(period):
+                if agent.alive():
+                    sd_notify("WATCHDOG=1")
+                else:  # systemd restarts us when the pings stop
+                    log.error("the polling loop is stuck; not telling the watchdog")
+            sd_notify("STOPPING=1")
+        return agent
+    finally:
+        alarm.close()
+        spool.close()

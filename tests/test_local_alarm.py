@@ -1,0 +1,206 @@
+"""Local-first safety: a smoke or heat alarm drives the buzzer, relay and LED on the gateway's own
+GPIOs (gpiozero MockFactory pins) within a second with no broker at all, until it is silenced on
+site (button) or acknowledged centrally (``ack``/``silence`` command over the real Mosquitto)."""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+from gpiozero import DigitalInputDevice
+from gpiozero.pins.mock import MockFactory
+
+from stationwatch.broker.contract import Command, Kind, encode, parse, topic
+from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.broker.stack import free_port
+from stationwatch.gateway.agent import Agent, run_agent
+from stationwatch.gateway.alarm import LocalAlarm
+from stationwatch.gateway.settings import AgentSettings, AlarmOutputs
+from stationwatch.gateway.spool import Spool
+from support import wait_for
+
+BUZZER, RELAY, LED, BUTTON, SMOKE_PIN = 17, 27, 22, 23, 5
+OUTPUTS = AlarmOutputs(buzzer=BUZZER, relay=RELAY, led=LED)
+
+
+@dataclass(frozen=True)
+class Sample:
+    sensor: str
+    value: float | None
+    quality: str
+    ts: float
+    state: str | None = None
+    detail: str | None = None
+
+
+class SmokeContact:
+    """A smoke detector's alarm relay on a GPIO input, reported on every edge."""
+
+    def __init__(self, sensor: str, pin: int, factory):
+        self.sensor = sensor
+        self.input = DigitalInputDevice(pin, pull_up=False, pin_factory=factory)
+        self.callbacks: list[Callable[[Sample], None]] = []
+        self.input.when_activated = self.input.when_deactivated = self._changed
+
+    def sample(self) -> Sample:
+        active = bool(self.input.is_active)
+        return Sample(self.sensor, float(active), "ok", time.time(), "alarm" if active else "normal")
+
+    def read(self, now: float) -> list[Sample]:
+        return [self.sample()]
+
+    def on_change(self, callback: Callable[[Sample], None]) -> None:
+        self.callbacks.append(callback)
+
+    def _changed(self) -> None:
+        for callback in self.callbacks:
+            callback(self.sample())
+
+    def close(self) -> None:
+        self.input.close()
+
+
+class Thermometer:
+    """An analog heat detector read by polling; the test sets its value."""
+
+    def __init__(self, sensor: str, value: float = 25.0):
+        self.sensor, self.value = sensor, value
+
+    def read(self, now: float) -> list[Sample]:
+        return [Sample(self.sensor, self.value, "ok", now)]
+
+    def close(self) -> None:
+        pass
+
+
+def gateway_of(cfg, tmp_path, interval_s: float | None = None, **agent):
+    """The example station's gateway, renamed (topics of its own on the shared broker), with
+    outputs, a silence button and a spool in ``tmp_path``."""
+    settings = AgentSettings(spool_path=str(tmp_path / "spool.db"), outputs=OUTPUTS, silence_button=BUTTON, **agent)
+    old = cfg.gateways[0]
+    gw = old.model_copy(update={"id": "gw-alarm-test", "agent": settings})
+    sensors = [s.model_copy(update={"gateway": gw.id} | ({"interval_s": interval_s} if interval_s else {}))
+               for s in cfg.sensors if s.gateway == old.id]
+    return cfg.model_copy(update={"gateways": [gw], "sensors": sensors, "cameras": []}), gw
+
+
+def outputs(factory) -> tuple[bool, bool, bool]:
+    return tuple(bool(factory.pin(p).state) for p in (BUZZER, RELAY, LED))
+
+
+@pytest.fixture
+def forget_status(broker_address):
+    """Call with a gateway whose retained status the test leaves on the shared broker; it is cleared
+    afterwards (ingest tests count every message they refuse, and these gateways are not in their config)."""
+    gateways = []
+    yield gateways.append
+    link = MqttLink(broker_address, "test-forget-status").start()
+    for gw in gateways:
+        link.publish(topic(gw.site, gw.id, Kind.STATUS), b"", Kind.STATUS).wait_for_publish(5)
+    link.stop()
+
+
+NOWHERE = BrokerAddress("127.0.0.1", free_port())  # nothing listens here: the network is down
+
+
+def test_smoke_edge_sounds_the_alarm_within_a_second_with_no_broker_and_the_button_silences_it(city_config, tmp_path):
+    cfg, gw = gateway_of(city_config, tmp_path)
+    factory = MockFactory()
+    smoke = SmokeContact("smk-dorm-m1", SMOKE_PIN, factory)
+    stop, ready = threading.Event(), threading.Event()
+    runner = threading.Thread(target=run_agent, args=(cfg, gw, NOWHERE, stop),
+                              kwargs={"drivers": [smoke], "pin_factory": factory, "ready": ready}, daemon=True)
+    runner.start()
+    try:
+        assert ready.wait(10)
+        assert outputs(factory) == (False, False, False)
+        factory.pin(SMOKE_PIN).drive_high()  # the detector's relay closes
+        wait_for(lambda: outputs(factory) == (True, True, True), 1.0, what="buzzer, relay and LED on")
+
+        factory.pin(BUTTON).drive_low()  # silence pressed on site
+        wait_for(lambda: outputs(factory) == (False, False, True), 1.0, what="silenced; LED still lit")
+        factory.pin(BUTTON).drive_high()
+
+        factory.pin(SMOKE_PIN).drive_low()  # smoke gone: all dark
+        wait_for(lambda: outputs(factory) == (False, False, False), 1.0, what="all outputs off")
+        factory.pin(SMOKE_PIN).drive_high()  # a new alarm sounds again after a silence
+        wait_for(lambda: outputs(factory) == (True, True, True), 1.0, what="sounding again")
+    finally:
+        stop.set()
+        runner.join(30)
+    # the events waited in the spool, as historical: the network was down the whole time
+    with Spool(tmp_path / "spool.db") as spool:
+        rows = [r for r in spool.pending({}, 100) if r.kind is Kind.EVENT]
+    assert [parse(r.topic, r.payload).body.state for r in rows] == ["alarm", "normal", "alarm"]
+    assert all(r.historical for r in rows)
+
+
+def test_a_heat_detector_read_by_polling_sounds_the_alarm_and_clears_below_the_hysteresis(city_config, tmp_path):
+    cfg, gw = gateway_of(city_config, tmp_path, interval_s=0.05)
+    factory = MockFactory()
+    heat = Thermometer("heat-kitchen")
+    alarm = LocalAlarm(OUTPUTS, BUTTON, factory)
+    with Spool(tmp_path / "spool.db") as spool, Agent(cfg, gw, NOWHERE, [heat], spool=spool, alarm=alarm):
+        heat.value = 54.0  # GB 4716 static threshold
+        wait_for(lambda: outputs(factory) == (True, True, True), 2.0, what="heat alarm")
+        heat.value = 53.0  # inside the hysteresis band: still in alarm
+        wait_for(lambda: spool.stats.spooled["reading"] >= 5, 5, what="more polls")
+        assert alarm.sounding
+        heat.value = 51.9
+        wait_for(lambda: outputs(factory) == (False, False, False), 2.0, what="heat alarm cleared")
+    alarm.close()
+
+
+def test_a_door_opening_is_an_event_but_does_not_sound_the_alarm(city_config, tmp_path):
+    cfg, gw = gateway_of(city_config, tmp_path)
+    factory = MockFactory()
+    door = SmokeContact("door-exit-main", SMOKE_PIN, factory)  # same contact, a door's sensor id
+    door.sample = lambda: Sample("door-exit-main", float(door.input.is_active), "ok", time.time(),
+                                 "open" if door.input.is_active else "closed")
+    alarm = LocalAlarm(OUTPUTS, BUTTON, factory)
+    with Spool(tmp_path / "spool.db") as spool, Agent(cfg, gw, NOWHERE, [door], spool=spool, alarm=alarm):
+        factory.pin(SMOKE_PIN).drive_high()
+        wait_for(lambda: spool.stats.spooled["event"] >= 1, 5, what="the door event")
+        assert outputs(factory) == (False, False, False) and not alarm.active
+    alarm.close()
+
+
+@pytest.mark.parametrize("command", ["ack", "silence"])
+def test_a_central_command_silences_the_local_alarm(city_config, tmp_path, broker_address, forget_status, command):
+    cfg, gw = gateway_of(city_config, tmp_path)
+    forget_status(gw)
+    factory = MockFactory()
+    smoke = SmokeContact("smk-dorm-m1", SMOKE_PIN, factory)
+    alarm = LocalAlarm(OUTPUTS, BUTTON, factory)
+    centre = MqttLink(broker_address, f"test-centre-{command}").start()
+    with Spool(tmp_path / "spool.db") as spool, \
+            Agent(cfg, gw, broker_address, [smoke], spool=spool, alarm=alarm) as agent:
+        assert agent.link.subscribed.wait(10), "the agent did not subscribe to its commands"
+        factory.pin(SMOKE_PIN).drive_high()
+        wait_for(lambda: outputs(factory) == (True, True, True), 1.0, what="alarm sounding")
+        cmd = Command(v=1, ts=time.time(), name=command)
+        centre.publish(topic(gw.site, gw.id, Kind.CMD, command), encode(cmd), Kind.CMD).wait_for_publish(5)
+        wait_for(lambda: outputs(factory) == (False, False, True), 5, what=f"silenced by '{command}'")
+        assert agent.stats["commands"] == 1
+    centre.stop()
+    alarm.close()
+
+
+def test_config_refuses_alarm_gpios_used_twice_or_taken_by_a_sensor(city_config_path):
+    import yaml
+
+    from stationwatch.broker.config import ConfigError, parse_config
+    data = yaml.safe_load(city_config_path.read_text(encoding="utf-8"))
+    data["gateways"][0]["agent"] = {"outputs": {"buzzer": 17, "relay": 17, "led": 22}, "silence_button": 5,
+                                    "alarm_kinds": ["smoke", "fire"]}
+    data["sensors"][0]["source"] = {"driver": "gpio", "pin": 5}
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    problems = {p.path: p.message for p in err.value.problems}
+    assert "used twice" in problems["gateways[0].agent.outputs.buzzer"]
+    assert "used twice" in problems["gateways[0].agent.outputs.relay"]
+    assert "smk-dorm-m1" in problems["gateways[0].agent.silence_button"]
+    assert "unknown sensor kind 'fire'" in problems["gateways[0].agent.alarm_kinds[1]"]
+    assert "gateways[0].agent.outputs.led" not in problems
