@@ -18,7 +18,7 @@ from stationwatch.alerts.policy import (AlertRouting, ApiSettings, MaintenanceWi
                                         policy_problems)
 from stationwatch.gateway.settings import AgentSettings, agent_problems
 from stationwatch.sensors.kinds import KINDS, SensorConfig
-from stationwatch.sensors.wiring import Bus, wiring_problems
+from stationwatch.sensors.wiring import SOURCES, Bus, wiring_problems
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 
@@ -163,8 +163,8 @@ def _loc_path(loc: tuple) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in KINDS and out.endswith("]"):
-            continue  # pydantic names the union member; the user only needs the list index
+        elif (part in KINDS and out.endswith("]")) or (part in SOURCES and out.endswith(".source")):
+            continue  # pydantic names the union member (sensor kind, driver); the user needs only the field
         else:
             out += f".{part}" if out else str(part)
     return out or "(top level)"

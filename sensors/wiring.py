@@ -123,8 +123,9 @@ SensorSource = Annotated[
                   custom_error_message=f"missing or unknown driver; expected one of {', '.join(SOURCES)} / 未知驱动"),
 ]
 
-# pins a source family takes for itself (SPI port/chip select; 1-Wire: dtoverlay=w1-gpio default GPIO4)
-SPI_PINS = {(0, 0): (11, 10, 9, 8), (0, 1): (11, 10, 9, 7),
+# pins a source family takes for itself (SPI port/chip select; 1-Wire: dtoverlay=w1-gpio default GPIO4).
+# `dtparam=spi=on` hands both chip selects of SPI0 (GPIO8 and GPIO7) to the kernel, whichever is used.
+SPI_PINS = {(0, 0): (11, 10, 9, 8, 7), (0, 1): (11, 10, 9, 8, 7),
             (1, 0): (21, 20, 19, 18), (1, 1): (21, 20, 19, 17), (1, 2): (21, 20, 19, 16)}
 ONEWIRE_PIN = 4
 

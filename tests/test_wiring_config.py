@@ -182,3 +182,28 @@ def test_camera_probe_urls_are_checked():
     assert "unsupported probe scheme 'ftp'" in got["cameras[0].probe"]
     assert "needs host and port" in got["cameras[1].probe"]
     assert "cameras[2].probe" not in got
+
+
+def test_error_paths_name_the_field_not_the_driver_union_member():
+    import yaml
+    from stationwatch.broker.config import ConfigError, parse_config
+    from support import EXAMPLES
+    data = yaml.safe_load((EXAMPLES / "city-station.yaml").read_text(encoding="utf-8"))
+    data["sensors"][1]["source"] = {"driver": "gpio", "pin": "seventeen"}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    paths = [p.path for p in info.value.problems]
+    assert "sensors[1].source.pin" in paths, paths
+
+
+def test_spi0_takes_both_chip_selects_so_gpio7_is_refused_for_a_contact():
+    import yaml
+    from stationwatch.broker.config import ConfigError, parse_config
+    from support import EXAMPLES
+    data = yaml.safe_load((EXAMPLES / "city-station.yaml").read_text(encoding="utf-8"))
+    data["sensors"][0]["source"] = {"driver": "gpio", "pin": 7}
+    kitchen = next(i for i, x in enumerate(data["sensors"]) if x["id"] == "smk-kitchen")
+    data["sensors"][kitchen]["source"] = {"driver": "mcp3008", "channel": 0, "alarm_above": 300, "calibration": MQ2}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert any("GPIO7" in p.message for p in info.value.problems), [str(p) for p in info.value.problems]
