@@ -178,6 +178,14 @@ def parse(topic_name: str, payload: bytes) -> Message:
     return Message(site, gateway, kind, device, body, topic_name)
 
 
+def parse_command(topic_name: str, payload: bytes) -> Command:
+    """A command to a gateway: a ``cmd`` message whose topic level and ``name`` agree."""
+    msg = parse(topic_name, payload)
+    if msg.kind is not Kind.CMD or msg.body.name != msg.device:
+        raise ContractError("bad_command", f"'{topic_name[:200]}' is not a command named after its topic")
+    return msg.body
+
+
 class Inventory:
     """What the organisation config says exists; refuses messages from devices it does not know."""
 

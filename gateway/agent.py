@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import math
 import queue
 import threading
 import time
@@ -33,17 +32,17 @@ from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkabl
 
 from stationwatch.broker.config import Gateway, StationConfig
 from stationwatch.broker.contract import (Command, ContractError, Event, Heartbeat, Kind, Reading, Status, encode,
-                                          parse, topic)
+                                          parse_command, topic)
 from stationwatch.broker.mqtt import BrokerAddress, MqttLink
 from stationwatch.sensors.kinds import KINDS
 
 from .alarm import LocalAlarm
 from .spool import Forwarder, Outgoing, Spool
+from .states import finite, state_rule
 from .watchdog import sd_notify, watchdog_period
 
 log = logging.getLogger(__name__)
 
-HEAT_HYSTERESIS_C = 2.0  # a heat detector is normal again this far below its threshold
 DUE_TOLERANCE = 0.1      # a reading is due after 90 % of its interval (polls jitter)
 LOOP_MAX_S = 5.0         # the loop goes round at least this often, polls due or not
 LINGER_S = 0.02          # gather what the other polls of a tick produce into one spool commit
@@ -76,38 +75,6 @@ class _Fault:  # the sample the agent makes itself when a driver's read raises
     value: float | None = None
     quality: str = "fault"
     state: str | None = "fault"
-
-
-# ---- states from samples: one rule per kind (binary kinds and the rest by default)
-StateRule = Callable[[Any, float, "str | None"], "str | None"]
-
-
-def _binary_state(sensor, value: float, last: str | None) -> str | None:
-    spec = KINDS[sensor.kind]
-    return spec.active_state if value >= 0.5 else spec.idle_state
-
-
-def _heat_state(sensor, value: float, last: str | None) -> str | None:
-    if value >= sensor.threshold_c:
-        return "alarm"
-    if value <= sensor.threshold_c - HEAT_HYSTERESIS_C:
-        return "normal"
-    return last if last in ("alarm", "normal") else "normal"
-
-
-def _analog_state(sensor, value: float, last: str | None) -> str | None:
-    return "normal" if last == "fault" else last  # only a fault (and its end) is an event
-
-
-STATE_RULES: dict[str, StateRule] = {"heat": _heat_state}
-
-
-def _rule(kind: str) -> StateRule:
-    return STATE_RULES.get(kind) or (_binary_state if KINDS[kind].binary else _analog_state)
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 def inventory(drivers: Iterable[Any]) -> list[str]:
@@ -306,13 +273,13 @@ class Agent:
                 log.info("忽略未配置的设备 / samples of '%s' ignored: not a device of gateway %s",
                          sample.sensor, self.gateway.id)
             return []
-        value = _finite(sample.value)
+        value = finite(sample.value)
         quality = sample.quality if value is not None or sample.quality != "ok" else "fault"
         out: list[Outgoing] = []
         with self._lock:
             last = self._state.get(sensor.id)
             state = "fault" if quality == "fault" else None if quality == "stale" else \
-                sample.state or _rule(sensor.kind)(sensor, value, last)
+                sample.state or state_rule(sensor.kind)(sensor, value, last)
             if state is not None and state != last:
                 self._state[sensor.id] = state
                 if sensor.kind in self.settings.alarm_kinds and state != "fault":  # a fault changes nothing
@@ -339,7 +306,7 @@ class Agent:
                 return []
         self.stats["heartbeats"] += 1
         online = sample.quality == "ok"
-        latency = _finite(sample.value) if online else None
+        latency = finite(sample.value) if online else None
         return [Outgoing(Kind.HEARTBEAT, self.topic(Kind.HEARTBEAT, sample.sensor),
                          lambda seq: Heartbeat(v=1, ts=sample.ts, seq=seq, online=online, latency_ms=latency))]
 
@@ -363,16 +330,16 @@ class Agent:
 
     def _on_command(self, topic_name: str, payload: bytes, _msg) -> None:
         try:
-            msg = parse(topic_name, payload)
+            cmd = parse_command(topic_name, payload)
         except ContractError as exc:
             log.warning("命令无效已忽略 / invalid command on %s ignored: %s", topic_name, exc)
             return
-        handler = COMMANDS.get(msg.device or "") if msg.kind is Kind.CMD else None
-        if handler is None or msg.body.name != msg.device:
-            log.warning("未知命令已忽略 / unknown command '%s' on %s ignored", msg.device, topic_name)
+        handler = COMMANDS.get(cmd.name)
+        if handler is None:
+            log.warning("未知命令已忽略 / unknown command '%s' on %s ignored", cmd.name, topic_name)
             return
         self.stats["commands"] += 1
-        handler(self, msg.body)
+        handler(self, cmd)
 
 
 COMMANDS: dict[str, Callable[[Agent, Command], None]] = {

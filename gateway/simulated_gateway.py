@@ -19,7 +19,7 @@ from typing import Callable, Mapping
 
 from stationwatch.broker.config import Gateway, StationConfig
 from stationwatch.broker.contract import (Command, ContractError, Event, Heartbeat, Kind, Reading, Sequenced,
-                                          Status, encode, parse, topic)
+                                          Status, encode, parse_command, topic)
 from stationwatch.broker.mqtt import BrokerAddress, MqttLink
 from stationwatch.sensors.kinds import KINDS
 
@@ -294,18 +294,18 @@ class SimulatedGateway:
     # ---- commands
     def _on_message(self, topic_name: str, payload: bytes, _msg) -> None:
         try:
-            msg = parse(topic_name, payload)
+            cmd = parse_command(topic_name, payload)
         except ContractError as exc:
             log.warning("命令无效已忽略 / invalid command on %s ignored: %s", topic_name, exc)
             return
-        handler = COMMANDS.get(msg.device or "") if msg.kind is Kind.CMD else None
-        if handler is None or msg.body.name != msg.device:
-            log.warning("未知命令已忽略 / unknown command '%s' on %s ignored", msg.device, topic_name)
+        handler = COMMANDS.get(cmd.name)
+        if handler is None:
+            log.warning("未知命令已忽略 / unknown command '%s' on %s ignored", cmd.name, topic_name)
             return
         try:
-            handler(self, msg.body)
+            handler(self, cmd)
         except SimulationError as exc:
-            log.warning("命令未执行 / command '%s' not carried out: %s", msg.device, exc)
+            log.warning("命令未执行 / command '%s' not carried out: %s", cmd.name, exc)
 
     def _command_scenario(self, cmd: Command) -> None:
         name, speed = cmd.args.get("name"), cmd.args.get("speed")
