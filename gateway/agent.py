@@ -27,13 +27,13 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 
 from stationwatch.broker.config import Gateway, StationConfig
 from stationwatch.broker.contract import (Command, ContractError, Event, Heartbeat, Kind, Reading, Status, encode,
                                           parse_command, topic)
 from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.sensors.base import Sample
 from stationwatch.sensors.kinds import KINDS
 
 from .alarm import LocalAlarm
@@ -65,16 +65,6 @@ class Driver(Protocol):
 @runtime_checkable
 class EdgeDriver(Protocol):
     def on_change(self, callback: Callable[[SampleLike], None]) -> None: ...
-
-
-@dataclass(frozen=True)
-class _Fault:  # the sample the agent makes itself when a driver's read raises
-    sensor: str
-    ts: float
-    detail: str
-    value: float | None = None
-    quality: str = "fault"
-    state: str | None = "fault"
 
 
 def inventory(drivers: Iterable[Any]) -> list[str]:
@@ -240,7 +230,7 @@ class Agent:
         except Exception as exc:  # noqa: BLE001 — a driver bug is its sensors' fault, not the agent's end
             self.stats["read_errors"] += 1
             log.warning("driver %s read failed: %s", type(driver).__name__, exc)
-            samples = [_Fault(s, now, f"read failed: {exc}") for s in sorted(self._served.get(i, ()))]
+            samples = [Sample.fault(s, now, f"read failed: {exc}") for s in sorted(self._served.get(i, ()))]
         try:
             out: list[Outgoing] = []
             for sample in samples:

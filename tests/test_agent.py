@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
 
 import pytest
 
@@ -19,17 +18,8 @@ from stationwatch.broker.stack import LocalMosquitto, free_port
 from stationwatch.gateway.agent import Agent, run_agent
 from stationwatch.gateway.settings import AgentSettings
 from stationwatch.gateway.spool import Spool
+from stationwatch.sensors.base import Sample
 from support import wait_for
-
-
-@dataclass(frozen=True)
-class Sample:
-    sensor: str
-    value: float | None
-    quality: str
-    ts: float
-    state: str | None = None
-    detail: str | None = None
 
 
 class Thermometer:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import pytest
@@ -19,20 +18,11 @@ from stationwatch.gateway.agent import Agent, run_agent
 from stationwatch.gateway.alarm import LocalAlarm
 from stationwatch.gateway.settings import AgentSettings, AlarmOutputs
 from stationwatch.gateway.spool import Spool
+from stationwatch.sensors.base import Sample
 from support import wait_for
 
 BUZZER, RELAY, LED, BUTTON, SMOKE_PIN = 17, 27, 22, 23, 5
 OUTPUTS = AlarmOutputs(buzzer=BUZZER, relay=RELAY, led=LED)
-
-
-@dataclass(frozen=True)
-class Sample:
-    sensor: str
-    value: float | None
-    quality: str
-    ts: float
-    state: str | None = None
-    detail: str | None = None
 
 
 class SmokeContact:
