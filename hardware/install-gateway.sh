@@ -296,7 +296,8 @@ step "6. systemd unit, udev rule, settings / 服务单元、udev 规则、运行
 install_file "$HERE/systemd/$UNIT" "/etc/systemd/system/$UNIT" 0644
 install_file "$HERE/udev/99-stationwatch-rs485.rules" /etc/udev/rules.d/99-stationwatch-rs485.rules 0644
 udev_changed=$CHANGED
-# Holds the MQTT password: root only (systemd reads it as root before dropping privileges).
+# Holds the MQTT password (STATIONWATCH_BROKER_PASSWORD, handed to the agent in its environment,
+# not on its command line): root only (systemd reads it as root before dropping privileges).
 install_file "$HERE/systemd/stationwatch-gateway.env.example" /etc/stationwatch/gateway.env 0600 keep
 
 # ---------------------------------------------------------------------------------------------
@@ -337,7 +338,11 @@ todo=()
 [ -e "$ROOT/etc/stationwatch/ca.crt" ] || \
     todo+=("copy the deployment CA certificate to /etc/stationwatch/ca.crt / 拷贝 CA 证书")
 if [ ! -e "$ROOT/etc/stationwatch/gateway.env" ] || grep -q 'CHANGE-ME' "$ROOT/etc/stationwatch/gateway.env"; then
-    todo+=("set STATIONWATCH_GATEWAY and STATIONWATCH_BROKER in /etc/stationwatch/gateway.env / 填写网关编号与密码")
+    todo+=("set STATIONWATCH_GATEWAY, STATIONWATCH_BROKER (host and port only) and STATIONWATCH_BROKER_PASSWORD in /etc/stationwatch/gateway.env / 填写网关编号、服务器地址与密码")
+fi
+# An older gateway.env put the password into the URL, which shows in ps and the journal.
+if [ -e "$ROOT/etc/stationwatch/gateway.env" ] && grep -Eq '^STATIONWATCH_BROKER=([^/]*//)?[^/@]*@' "$ROOT/etc/stationwatch/gateway.env"; then
+    todo+=("move the password out of STATIONWATCH_BROKER (mqtts://host:8883) into STATIONWATCH_BROKER_PASSWORD in /etc/stationwatch/gateway.env: the URL shows in ps / 密码不要写在服务器地址里，改用 STATIONWATCH_BROKER_PASSWORD")
 fi
 todo+=("check: $VENV/bin/stationwatch check-config /etc/stationwatch/station.yaml")
 if [ "$REBOOT_NEEDED" = 1 ]; then

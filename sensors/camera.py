@@ -10,9 +10,12 @@ Active probes, chosen by the scheme of the camera's ``probe`` URL:
 | ``tcp://host:port`` | TCP connect | the connection is accepted |
 | ``push://…`` | none: the recorder pushes heartbeats, see :meth:`CameraWatch.record_heartbeat` | a push arrived within the last ``heartbeat_s`` |
 
-Each camera is checked every ``heartbeat_s``. A failed check is quality ``stale`` (still ``online``)
-until ``misses`` checks in a row have failed: then quality ``fault``, state ``offline``. One good
-check brings it back ``online``. Credentials in a URL are never sent by a probe.
+Each camera is checked every ``heartbeat_s``. A check is due from ``DUE_TOLERANCE`` of a period before
+its time, so a ``read()`` a few ms early (scheduling jitter) still probes rather than skipping a whole
+period; the checks stay on their grid (an early one does not pull the next forward, a late one brings
+no burst of catch-up checks). A failed check is quality ``stale`` (still ``online``) until ``misses``
+checks in a row have failed: then quality ``fault``, state ``offline``. One good check brings it
+back ``online``. Credentials in a URL are never sent by a probe.
 
 Example::
 
@@ -35,6 +38,7 @@ from urllib.parse import SplitResult, urlsplit
 from stationwatch.sensors.base import Driver, Probe, Sample, Seams
 
 PUSH = "push"
+DUE_TOLERANCE = 0.1  # a check is due within this fraction of its period before its time (read() jitters)
 ONVIF_TIME = (b'<?xml version="1.0" encoding="UTF-8"?>'
               b'<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">'
               b'<s:Body xmlns:tds="http://www.onvif.org/ver10/device/wsdl"><tds:GetSystemDateAndTime/></s:Body>'
@@ -150,7 +154,7 @@ class CameraWatch:
         self.cameras[camera].last_push = ts
 
     def read(self, now: float) -> list[Sample]:
-        due = [c for c in self.cameras.values() if c.next_due is None or now >= c.next_due]
+        due = [c for c in self.cameras.values() if self._due(c, now)]
         if not due:
             return []
         # probe in parallel: a few dead cameras must not hold the others up by their timeouts
@@ -158,10 +162,15 @@ class CameraWatch:
             results = list(pool.map(lambda cam: self._check(cam, now), due))
         samples = []
         for cam, (latency_ms, why) in zip(due, results):
-            cam.next_due = now + cam.heartbeat_s
+            on_grid = now if cam.next_due is None else max(cam.next_due, now)
+            cam.next_due = on_grid + cam.heartbeat_s
             cam.failures = 0 if why is None else cam.failures + 1
             samples.append(self._sample(cam, now, latency_ms, why))
         return samples
+
+    @staticmethod
+    def _due(cam: CameraSpec, now: float) -> bool:
+        return cam.next_due is None or now >= cam.next_due - DUE_TOLERANCE * cam.heartbeat_s
 
     def _check(self, cam: CameraSpec, now: float) -> tuple[float | None, str | None]:
         pushed = cam.last_push is not None and now - cam.last_push <= cam.heartbeat_s

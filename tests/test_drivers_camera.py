@@ -173,9 +173,33 @@ def test_offline_after_three_missed_heartbeats_and_back_online(rtsp):
 def test_a_camera_is_probed_once_per_heartbeat_period(rtsp):
     w = watch(CameraSpec("cam", f"rtsp://127.0.0.1:{rtsp.port}/", heartbeat_s=60))
     w.read(0.0)
-    assert w.read(30.0) == [] and w.read(59.9) == []
-    assert len(w.read(60.0)) == 1
-    assert len(rtsp.requests) == 2
+    assert w.read(30.0) == [] and w.read(53.9) == []  # more than DUE_TOLERANCE (6 s) early
+    assert len(w.read(59.9)) == 1  # early by jitter: this period's probe
+    assert w.read(60.0) == [] and w.read(113.9) == []  # and not a second one for the same period
+    assert len(w.read(120.0)) == 1
+    assert len(rtsp.requests) == 3
+
+
+def test_reads_a_few_ms_early_still_probe_every_period_and_three_misses_go_offline(rtsp):
+    # GB/T 28181 defaults; each read() comes slightly before its due time, as a jittery poll loop does
+    w = watch(CameraSpec("cam", f"rtsp://127.0.0.1:{rtsp.port}/stream1"))
+    early = [0.0, 0.003, 0.012, 0.001, 0.047, 0.008, 0.02, 0.005]
+    got = [one(w, 60.0 * k - e) for k, e in enumerate(early[:5])]
+    assert got == [("ok", "online")] * 5
+    assert len(rtsp.requests) == 5  # one probe per period, none skipped
+    rtsp.status = "RTSP/1.0 503 Service Unavailable"
+    got = [one(w, 60.0 * k - e) for k, e in enumerate(early[5:], start=5)]
+    assert got == [("stale", "online"), ("stale", "online"), ("fault", "offline")]
+    rtsp.status = "RTSP/1.0 200 OK"
+    assert one(w, 480.0 - 0.002) == ("ok", "online")
+
+
+def test_a_late_read_probes_once_and_keeps_the_period(rtsp):
+    w = watch(CameraSpec("cam", f"rtsp://127.0.0.1:{rtsp.port}/", heartbeat_s=60))
+    w.read(0.0)
+    assert len(w.read(200.0)) == 1  # three periods late: one probe, not a burst of catch-ups
+    assert w.read(250.0) == []
+    assert len(w.read(260.0)) == 1
 
 
 def test_a_server_that_never_answers_is_a_miss(rtsp):

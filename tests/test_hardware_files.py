@@ -11,6 +11,7 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -181,6 +182,22 @@ def test_unit_command_line_matches_the_env_file():
                if line and not line.startswith("#")}
     assert used <= defined, f"ExecStart uses variables the env file does not set: {used - defined}"
     assert svc["EnvironmentFile"] == "/etc/stationwatch/gateway.env"
+
+
+def _env_example() -> dict[str, str]:
+    return dict(line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines()
+                if line and not line.startswith("#"))
+
+
+def test_env_example_keeps_the_password_out_of_the_broker_url():
+    # the URL is on the command line (ps, systemctl status, journal); the password is not
+    env = _env_example()
+    url = urlsplit(env["STATIONWATCH_BROKER"])
+    assert (url.scheme, url.hostname, url.port) == ("mqtts", "mqtt.city.example", 8883)
+    assert url.username is None and url.password is None and "@" not in env["STATIONWATCH_BROKER"]
+    assert env["STATIONWATCH_BROKER_PASSWORD"] == "CHANGE-ME"  # what the installer looks for
+    cmd = _unit()["Service"]["ExecStart"]
+    assert "STATIONWATCH_BROKER_PASSWORD" not in cmd and "CHANGE-ME" not in cmd
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
