@@ -87,30 +87,61 @@ def gateway_agent(config: ConfigArg,
                   broker: BrokerOpt = "127.0.0.1:1883",
                   ca_file: Annotated[Optional[Path], typer.Option(help="CA certificate: connect to the broker with TLS")] = None,
                   spool: Annotated[Optional[Path], typer.Option(help="spool file (default: gateways[].agent.spool_path)")] = None,
+                  onewire_base: Annotated[Optional[Path], typer.Option(help="1-Wire sysfs folder (default /sys/bus/w1/devices)")] = None,
                   verbose: bool = False) -> None:
     """Run the gateway agent: sensors, local alarm, disk spool, MQTT. / 网关代理。
-    The broker password of the gateway's account is read from STATIONWATCH_BROKER_PASSWORD."""
+    The broker password of the gateway's account is read from STATIONWATCH_BROKER_PASSWORD.
+
+    Validates the config, writes this gateway's plan beside its spool and becomes the lean
+    runtime (gateway/runtime.py) by exec: same process for systemd, without the validation
+    machinery in memory. A broken config falls back to the last good plan, loudly."""
     _setup_logging(verbose)
-    import dataclasses
-    from stationwatch.broker.mqtt import BrokerAddress
-    from stationwatch.gateway.agent import run_agent
+    from stationwatch.broker.config import ConfigError, load_config
+    from stationwatch.gateway.plan import compile_plan, load_plan, plan_path, write_plan
     from stationwatch.gateway.simulator import config_version
-    from stationwatch.gateway.spool import SpoolError
-    cfg = _load(config)
-    gw = cfg.gateway(gateway) if gateway else cfg.gateways[0]
-    if gw is None:
-        typer.echo(f"error / 错误: unknown gateway '{gateway}' / 网关不存在; known: "
-                   f"{', '.join(g.id for g in cfg.gateways)}", err=True)
-        raise typer.Exit(2)
-    address = BrokerAddress.parse(broker, str(ca_file) if ca_file else None)
-    if address.username is None and os.environ.get("STATIONWATCH_BROKER_PASSWORD"):
-        address = dataclasses.replace(address, username=gw.id, password=os.environ["STATIONWATCH_BROKER_PASSWORD"])
     try:
-        run_agent(cfg, gw, address, _stop_event(), config_version=config_version(config),
-                  spool_path=str(spool) if spool else None)
-    except SpoolError as exc:
-        typer.echo(f"error / 错误: {exc}", err=True)
-        raise typer.Exit(2) from None
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(str(exc), err=True)
+        cfg = None
+    if cfg is not None:
+        gw = cfg.gateway(gateway) if gateway else cfg.gateways[0]
+        if gw is None:
+            typer.echo(f"error / 错误: unknown gateway '{gateway}' / 网关不存在; known: "
+                       f"{', '.join(g.id for g in cfg.gateways)}", err=True)
+            raise typer.Exit(2)
+        path = plan_path(spool or gw.agent.spool_path)
+        write_plan(compile_plan(cfg, gw, config_version(config)), path)
+    else:  # the alarms must keep working while somebody fixes the file
+        path = plan_path(spool or _last_spool_path(config, gateway))
+        try:
+            last = load_plan(path)
+        except ValueError as exc:
+            typer.echo(f"网关未启动 / not starting: no last good plan to fall back on ({exc})", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"配置有误，网关按上次有效配置运行 / config refused: running on the last good plan {path} "
+                   f"(config version {last.config_version}) until the file is fixed", err=True)
+    argv = [sys.executable, "-m", "stationwatch.gateway.runtime", str(path), "--broker", broker]
+    argv += ["--ca-file", str(ca_file)] if ca_file else []
+    argv += ["--spool", str(spool)] if spool else []
+    argv += ["--onewire-base", str(onewire_base)] if onewire_base else []
+    argv += ["--verbose"] if verbose else []
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+
+
+def _last_spool_path(config: Path, gateway: str | None) -> str:
+    """Where the last good plan is when the config is refused: the gateway's ``spool_path`` if the
+    file still says it plainly, else the default place."""
+    import yaml
+    from stationwatch.gateway.settings import AgentSettings
+    try:
+        gateways = yaml.safe_load(config.read_text(encoding="utf-8"))["gateways"]
+        entry = next(g for g in gateways if gateway is None or g.get("id") == gateway)
+        return str(entry["agent"]["spool_path"])
+    except Exception:  # noqa: BLE001 — the file is broken; this is only a best guess
+        return AgentSettings().spool_path
 
 
 @app.command()

@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from stationwatch.alerts.policy import (AlertRouting, ApiSettings, MaintenanceWindow, Roster, RuleSettings, User,
                                         policy_problems)
 from stationwatch.gateway.settings import AgentSettings, agent_problems
-from stationwatch.sensors.kinds import KINDS, SensorConfig
+from stationwatch.sensors.config import SensorConfig
+from stationwatch.sensors.kinds import KINDS
 from stationwatch.sensors.wiring import SOURCES, Bus, wiring_problems
 
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]

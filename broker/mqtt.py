@@ -12,7 +12,7 @@ from typing import Callable
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .contract import DELIVERY, Kind
+from .wire import DELIVERY, Kind
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,11 @@ readings, events and heartbeats through the disk spool (gateway/spool.py).
 - **Events** on every change of state: binary states, the heat threshold (GB 4716: 54 °C, normal
   2 °C below), faults and their end. ``on_change`` drivers report edges at once, not at the next poll.
 - **Local alarm first**: a state change switches the buzzer/relay/LED (gateway/alarm.py) in the
-  thread that saw it, before anything is written or sent; the network plays no part.
+  thread that saw it, before anything is written or sent; the network plays no part. What the alarm
+  then does (``sounding``, ``silenced`` by the button or a command, ``quiet``) is handed to the outbox
+  and spooled as ``health/local_alarm`` (urgent: sent before routine telemetry, never dropped).
+- **Health**: the health driver's samples (``{gateway}-{metric}``, sensors/health.py) go out as
+  ``health/{metric}`` every ``health_interval_s`` (default 60 s), faults with quality ``fault``.
 - **MQTT**: client id = gateway id; last will ``Status(offline, reason="will")`` (retained); birth
   ``Status(online, config_version, drivers)`` on every connection; a clean stop publishes
   ``Status(offline, reason="shutdown")``. Commands on its own ``cmd/+``: ``silence`` and ``ack``.
@@ -27,19 +31,21 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
 
-from stationwatch.broker.config import Gateway, StationConfig
-from stationwatch.broker.contract import (Command, ContractError, Event, Heartbeat, Kind, Reading, Status, encode,
-                                          parse_command, topic)
 from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.broker.wire import LOCAL_ALARM, Command, ContractError, Kind, parse_command, payload, topic
 from stationwatch.sensors.base import Sample
+from stationwatch.sensors.health import METRICS as HEALTH_METRICS, sample_id
 from stationwatch.sensors.kinds import KINDS
 
-from .alarm import LocalAlarm
+from .alarm import AlarmChange, LocalAlarm
 from .spool import Forwarder, Outgoing, Spool
 from .states import finite, state_rule
 from .watchdog import sd_notify, watchdog_period
+
+if TYPE_CHECKING:  # the runtime gives the agent the plain view of gateway/plan.py, not these
+    from stationwatch.broker.config import Gateway, StationConfig
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +97,16 @@ class Agent:
         self.config_version = config_version
         self.sensors = {s.id: s for s in cfg.sensors if s.gateway == gw.id}
         self.cameras = {c.id: c for c in cfg.cameras if c.gateway == gw.id}
+        self.health = {sample_id(gw.id, m): m for m in HEALTH_METRICS}  # health sample id → metric
+        health_s = self.settings.health_interval_s
         self._every = {s.id: s.interval_s for s in self.sensors.values()} | \
-            {c.id: c.heartbeat_s for c in self.cameras.values()}  # device → seconds between messages
-        self.stats: Counter[str] = Counter()  # readings, events, heartbeats, commands, births, read_errors
+            {c.id: c.heartbeat_s for c in self.cameras.values()} | \
+            {h: health_s for h in self.health}  # device → seconds between messages
+        # readings, events, heartbeats, health, local_alarm, commands, births, read_errors
+        self.stats: Counter[str] = Counter()
         self.born = threading.Event()  # set at each birth (tests wait on it)
-        will = Status(v=1, ts=time.time(), state="offline", reason="will")
-        self.link = MqttLink(address, gw.id, will=(self.topic(Kind.STATUS), encode(will)),
+        will = payload(time.time(), state="offline", config_version=None, drivers=[], reason="will")
+        self.link = MqttLink(address, gw.id, will=(self.topic(Kind.STATUS), will),
                              on_connect=self._on_connect, on_message=self._on_command)
         self.link.client.max_inflight_messages_set(self.settings.send_window)
         self.forwarder = Forwarder(spool, self.link, self.settings.send_window)
@@ -122,6 +132,7 @@ class Agent:
         for driver in self.drivers:
             if isinstance(driver, EdgeDriver):
                 driver.on_change(self._on_edge)
+        self.alarm.on_change(self._on_alarm)
         self.forwarder.start()
         self.link.start(wait=None)  # connect in the background; the agent works without a network
         self._thread = threading.Thread(target=self._run, name=f"agent-{self.gateway.id}", daemon=True)
@@ -149,9 +160,10 @@ class Agent:
                 log.exception("driver close failed")
         if self.link.connected.is_set():
             self.forwarder.drain(self.settings.drain_s)
-            bye = Status(v=1, ts=time.time(), state="offline", reason="shutdown")
+            bye = payload(time.time(), state="offline", config_version=self.config_version, drivers=[],
+                          reason="shutdown")
             try:
-                self.link.publish(self.topic(Kind.STATUS), encode(bye), Kind.STATUS).wait_for_publish(5)
+                self.link.publish(self.topic(Kind.STATUS), bye, Kind.STATUS).wait_for_publish(5)
             except (RuntimeError, ValueError) as exc:
                 log.warning("could not publish the shutdown status: %s", exc)
         self.forwarder.stop()
@@ -258,6 +270,9 @@ class Agent:
             camera = self.cameras.get(sample.sensor)
             if camera is not None:
                 return self._heartbeat(sample, camera.heartbeat_s) if poll else []
+            metric = self.health.get(sample.sensor)
+            if metric is not None:
+                return self._health(sample, metric) if poll else []
             if sample.sensor not in self._unknown:
                 self._unknown.add(sample.sensor)
                 log.info("忽略未配置的设备 / samples of '%s' ignored: not a device of gateway %s",
@@ -279,16 +294,15 @@ class Agent:
             if poll and self._due(sensor.id, sensor.interval_s):
                 self.stats["readings"] += 1
                 unit = KINDS[sensor.kind].unit
-                out.append(Outgoing(Kind.READING, self.topic(Kind.READING, sensor.id), lambda seq: Reading(
-                    v=1, ts=sample.ts, seq=seq, value=None if quality == "fault" else value, unit=unit,
-                    quality=quality)))
+                out.append(Outgoing(Kind.READING, self.topic(Kind.READING, sensor.id), lambda seq: payload(
+                    sample.ts, seq, value=None if quality == "fault" else value, unit=unit, quality=quality)))
         return out
 
     def _event(self, device: str, state: str, value: float | None, ts: float) -> Outgoing:
         self.stats["events"] += 1
         log.info("事件 / event %s/%s: %s", self.gateway.id, device, state)
         return Outgoing(Kind.EVENT, self.topic(Kind.EVENT, device),
-                        lambda seq: Event(v=1, ts=ts, seq=seq, state=state, value=value))
+                        lambda seq: payload(ts, seq, state=state, value=value, drill=False))
 
     def _heartbeat(self, sample: SampleLike, period: float) -> list[Outgoing]:
         with self._lock:
@@ -298,7 +312,27 @@ class Agent:
         online = sample.quality == "ok"
         latency = finite(sample.value) if online else None
         return [Outgoing(Kind.HEARTBEAT, self.topic(Kind.HEARTBEAT, sample.sensor),
-                         lambda seq: Heartbeat(v=1, ts=sample.ts, seq=seq, online=online, latency_ms=latency))]
+                         lambda seq: payload(sample.ts, seq, online=online, latency_ms=latency))]
+
+    def _health(self, sample: SampleLike, metric: str) -> list[Outgoing]:
+        with self._lock:
+            if not self._due(sample.sensor, self._every[sample.sensor]):
+                return []
+        self.stats["health"] += 1
+        value = finite(sample.value)
+        quality = sample.quality if value is not None or sample.quality != "ok" else "fault"
+        state = "fault" if quality == "fault" else sample.state
+        detail = getattr(sample, "detail", None)
+        unit = HEALTH_METRICS[metric].unit
+        return [Outgoing(Kind.HEALTH, self.topic(Kind.HEALTH, metric), lambda seq: payload(
+            sample.ts, seq, value=None if quality == "fault" else value, unit=unit, quality=quality, state=state,
+            detail=detail[:200] if detail else None))]
+
+    def _on_alarm(self, change: AlarmChange) -> None:
+        """The local alarm changed (any thread, under the alarm's lock): to the outbox, never waiting."""
+        self.stats["local_alarm"] += 1
+        self._outbox.put([Outgoing(Kind.HEALTH, self.topic(Kind.HEALTH, LOCAL_ALARM), lambda seq: payload(
+            change.ts, seq, state=change.state, by=change.by, detectors=list(change.detectors)), urgent=True)])
 
     def _due(self, device: str, period: float) -> bool:
         now, last = time.monotonic(), self._last_sent.get(device)
@@ -309,9 +343,9 @@ class Agent:
 
     # ---- MQTT (paho's network thread)
     def _on_connect(self, link: MqttLink) -> None:
-        birth = Status(v=1, ts=time.time(), state="online", config_version=self.config_version,
-                       drivers=inventory(self.drivers))
-        link.publish(self.topic(Kind.STATUS), encode(birth), Kind.STATUS)
+        birth = payload(time.time(), state="online", config_version=self.config_version,
+                        drivers=inventory(self.drivers), reason=None)
+        link.publish(self.topic(Kind.STATUS), birth, Kind.STATUS)
         link.subscribe(self.topic(Kind.CMD, "+"), 1)
         self.forwarder.connected()
         self.stats["births"] += 1

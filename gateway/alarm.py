@@ -6,6 +6,11 @@ It sounds until it is silenced on site (the silence button) or acknowledged cent
 sounds it again. The LED stays lit while any detector is still in alarm, silenced or not, so the
 installer can see that the condition is still there; everything goes dark when all are normal.
 
+Each change of what the alarm does — ``sounding``, ``silenced``, ``quiet`` — is handed to the
+callbacks given to :meth:`LocalAlarm.on_change` (the agent spools it as ``health/local_alarm``), after
+the outputs have switched. They run in the thread that made the change, under the alarm's lock, so
+they see changes in order; they must only hand the change on (a queue put), never wait.
+
 Example (the test suite drives the same seam with ``MockFactory`` pins)::
 
     from gpiozero.pins.mock import MockFactory
@@ -20,9 +25,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from .settings import AlarmOutputs
+if TYPE_CHECKING:
+    from .settings import AlarmOutputs
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,15 @@ log = logging.getLogger(__name__)
 class OutputRole:
     device: str        # gpiozero class that drives it
     silenceable: bool  # switched off by a silence; otherwise on while any alarm is active
+
+
+@dataclass(frozen=True)
+class AlarmChange:
+    """What the local alarm started doing, why, and when."""
+    state: str  # sounding | silenced | quiet (stationwatch.broker.wire.LOCAL_ALARM_STATES)
+    by: str  # sounding: the detector that set it off; silenced: "button", "cmd:ack" …; quiet: the last detector
+    detectors: tuple[str, ...]  # in alarm at that moment, sorted
+    ts: float  # Unix time
 
 
 OUTPUT_ROLES: dict[str, OutputRole] = {
@@ -46,12 +61,13 @@ class LocalAlarm:
     ``update`` may be called from any thread (a driver's edge callback, the polling loop, MQTT);
     it switches the outputs before it returns."""
 
-    def __init__(self, outputs: AlarmOutputs = AlarmOutputs(), silence_button: int | None = None,
+    def __init__(self, outputs: AlarmOutputs | None = None, silence_button: int | None = None,
                  pin_factory: Any = None):
-        pins = {name: pin for name, pin in outputs.model_dump().items() if pin is not None}
+        pins = {name: getattr(outputs, name) for name in OUTPUT_ROLES if getattr(outputs, name, None) is not None}
         self._lock = threading.RLock()
         self._active: dict[str, float] = {}  # detector in alarm → since (Unix time)
         self._silenced = False
+        self._callbacks: list[Callable[[AlarmChange], None]] = []
         self._devices: dict[str, tuple[Any, OutputRole]] = {}
         self._button = None
         if not pins and silence_button is None:
@@ -75,9 +91,15 @@ class LocalAlarm:
         with self._lock:
             return bool(self._active) and not self._silenced
 
+    def on_change(self, callback: Callable[[AlarmChange], None]) -> None:
+        """Call ``callback`` with every :class:`AlarmChange` (see the module's notes: never wait in it)."""
+        with self._lock:
+            self._callbacks.append(callback)
+
     def update(self, detector: str, alarming: bool) -> None:
         """A detector went into alarm (``True``) or back to normal (``False``)."""
         with self._lock:
+            was = self._doing()
             if alarming and detector not in self._active:
                 self._active[detector] = time.time()
                 self._silenced = False  # a new alarm sounds again
@@ -86,6 +108,9 @@ class LocalAlarm:
                 self._silenced = False
                 log.info("本地报警解除 / local alarm cleared (%s back to normal)", detector)
             self._apply()
+            now = self._doing()
+            if now != was:
+                self._changed(now, detector)
 
     def silence(self, source: str) -> bool:
         """Silence the buzzer and relay (``source``: "button", "cmd:ack", …); True if it was sounding."""
@@ -94,9 +119,22 @@ class LocalAlarm:
             if self._active:
                 self._silenced = True
             self._apply()
+            if was:
+                self._changed("silenced", source)
         if was:
             log.warning("本地报警已消音 / local alarm silenced by %s", source)
         return was
+
+    def _doing(self) -> str:
+        return "quiet" if not self._active else "silenced" if self._silenced else "sounding"
+
+    def _changed(self, state: str, by: str) -> None:
+        change = AlarmChange(state, by, tuple(sorted(self._active)), time.time())
+        for callback in self._callbacks:
+            try:
+                callback(change)
+            except Exception:  # noqa: BLE001 — reporting must never break the alarm itself
+                log.exception("local alarm change callback failed")
 
     def _apply(self) -> None:
         on = bool(self._active)

@@ -4,7 +4,7 @@ file first and leaves it only when the broker has acknowledged it (PUBACK).
 Example::
 
     spool = Spool("/var/lib/stationwatch/spool.db", max_bytes=256 * 2**20)
-    spool.append([Outgoing(Kind.READING, topic_name, lambda seq: Reading(v=1, ts=now, seq=seq, value=21.5))],
+    spool.append([Outgoing(Kind.READING, topic_name, lambda seq: payload(now, seq, value=21.5, unit="°C"))],
                  offline=not link.connected.is_set())
     Forwarder(spool, link).start()   # publishes in order, deletes on PUBACK
 
@@ -44,13 +44,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
-from stationwatch.broker.contract import DELIVERY, Kind, Sequenced, encode
+from stationwatch.broker.wire import DELIVERY, Kind
 from stationwatch.broker.mqtt import MqttLink
 
 log = logging.getLogger(__name__)
 
 ROUTINE, URGENT = 0, 1
-PRIORITY: dict[Kind, int] = {Kind.EVENT: URGENT, Kind.READING: ROUTINE, Kind.HEARTBEAT: ROUTINE}
+PRIORITY: dict[Kind, int] = {Kind.EVENT: URGENT, Kind.READING: ROUTINE, Kind.HEARTBEAT: ROUTINE,
+                             Kind.HEALTH: ROUTINE}  # health samples; a local-alarm change is spooled urgent
 ROW_OVERHEAD = 64  # bytes a row costs beyond topic and payload: row header, index entry, page slack
 LIVE_FLAG, HISTORICAL_FLAG = b'"historical":false', b'"historical":true'
 DELETE_CHUNK = 500  # ids per DELETE … IN (…) statement
@@ -81,10 +82,12 @@ class SpoolError(RuntimeError):
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message to spool; ``body`` builds it once the spool has given it its ``seq``."""
+    """A message to spool; ``body`` encodes it once the spool has given it its ``seq``
+    (:func:`stationwatch.broker.wire.payload`, which writes the ``historical`` flag)."""
     kind: Kind
     topic: str
-    body: Callable[[int], Sequenced]
+    body: Callable[[int], bytes]
+    urgent: bool = False  # True: sent first and never dropped whatever its class (a local-alarm change)
 
 
 @dataclass(frozen=True)
@@ -209,11 +212,12 @@ class Spool:
             for item in items:
                 seq = first + len(rows)
                 try:
-                    payload = encode(item.body(seq))
+                    payload = item.body(seq)
                 except ValueError as exc:  # e.g. a NaN from a driver: drop that message, keep the batch
                     log.error("message for %s not spooled: %s", item.topic, exc)
                     continue
-                rows.append((item.topic, payload, item.kind.value, seq, PRIORITY[item.kind], int(offline),
+                priority = URGENT if item.urgent else PRIORITY[item.kind]
+                rows.append((item.topic, payload, item.kind.value, seq, priority, int(offline),
                              len(item.topic) + len(payload) + ROW_OVERHEAD))
             if not rows:
                 return []

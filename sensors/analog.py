@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from stationwatch.sensors.base import Driver, Sample, Seams, set_up, sources_of
 from stationwatch.sensors.kinds import KINDS, SensorKind
-from stationwatch.sensors.wiring import CalibrationPoint, Mcp3008Source
+
+if TYPE_CHECKING:  # config models; the runtime passes the plain view of gateway/plan.py
+    from stationwatch.sensors.wiring import CalibrationPoint, Mcp3008Source
 
 RAIL_FAULTS = (  # (pinned at, why)
     (0.0, "open circuit: input pinned at 0 V (sensor or load resistor disconnected) / 开路"),

@@ -78,6 +78,7 @@ class Seams:
     onewire_base: Path = Path("/sys/bus/w1/devices")
     serial_for_url: Callable[..., Any] | None = None  # None: serial.serial_for_url
     probes: Mapping[str, Probe] = field(default_factory=dict)  # URL scheme → probe, over the defaults
+    register_maps: Mapping[str, Any] | None = None  # name → RegisterMap; None: the shipped files (regmap.py)
 
 
 class FaultyDriver:
@@ -131,11 +132,12 @@ def driver_class(name: str) -> type:
 
 def build_drivers(cfg, gateway, *, pin_factory: Any = None, onewire_base: str | Path | None = None,
                   serial_for_url: Callable[..., Any] | None = None,
-                  probe: Mapping[str, Probe] | None = None) -> list[Driver]:
+                  probe: Mapping[str, Probe] | None = None,
+                  register_maps: Mapping[str, Any] | None = None) -> list[Driver]:
     """Every driver of one gateway: its sensors' sources, its cameras, its own health."""
     seams = Seams(pin_factory=pin_factory,
                   onewire_base=Path(onewire_base) if onewire_base is not None else Seams.onewire_base,
-                  serial_for_url=serial_for_url, probes=dict(probe or {}))
+                  serial_for_url=serial_for_url, probes=dict(probe or {}), register_maps=register_maps)
     drivers: list[Driver] = []
     for name in DRIVERS:
         drivers += driver_class(name).build(cfg, gateway, seams)

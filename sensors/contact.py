@@ -32,11 +32,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from stationwatch.sensors.base import Driver, Sample, Seams, set_up, sources_of
 from stationwatch.sensors.kinds import KINDS, SensorKind
-from stationwatch.sensors.wiring import GpioSource
+
+if TYPE_CHECKING:  # config models; the runtime passes the plain view of gateway/plan.py
+    from stationwatch.sensors.wiring import GpioSource
 
 SUPERVISION_OPEN = "wiring fault: end-of-line supervision contact open (loop power lost or wire cut) / 线路故障"
 

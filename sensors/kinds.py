@@ -1,17 +1,17 @@
-"""The table of sensor kinds and the config schema of each.
+"""The table of sensor kinds: what each kind measures, its unit, states and plausible range.
 
-A kind is a row: adding a device family means adding a row and (for its own settings) a small
-pydantic model, never a branch elsewhere. Binary kinds (smoke, heat contact, door) report a
-*state* as events and 0/1 as readings; analog kinds report a value in their unit.
+A kind is a row: adding a device family means adding a row here and (for its own settings) a
+small model in :mod:`stationwatch.sensors.config`, never a branch elsewhere. This module is plain
+Python: the gateway runtime uses it without loading pydantic. Binary kinds (smoke, heat alarm contact, door,
+pump running) report a *state* as events and 0/1 as readings (1: the active state); analog kinds report a value
+in their unit.
+
+``heat`` is a heat detector with an analog output (°C, the alert rules apply GB 4716); ``heat_alarm`` is the
+alarm relay contact of a heat detector (or the fire panel output that follows it): the detector has decided.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Literal, Union
-
-from pydantic import BaseModel, ConfigDict, Field
-
-from stationwatch.sensors.wiring import SensorSource
 
 
 @dataclass(frozen=True)
@@ -36,52 +36,11 @@ KINDS: dict[str, SensorKind] = {k.name: k for k in (
     SensorKind("supply_temperature", "供暖供水温度", "heating supply water temperature", "°C", False, -10, 130),
     SensorKind("door", "门磁", "door contact", "", True, 0, 1, "open", "closed"),
     SensorKind("boiler_fault", "锅炉故障信号", "boiler fault contact", "", True, 0, 1, "alarm", "normal"),
+    SensorKind("heat_alarm", "感温探测器报警触点", "heat detector alarm contact", "", True, 0, 1, "alarm", "normal"),
+    SensorKind("pump_running", "循环泵运行信号", "circulation pump running", "", True, 0, 1, "running", "stopped"),
+    SensorKind("return_temperature", "供暖回水温度", "heating return water temperature", "°C", False, -10, 130),
+    # PN16 (16 bar) is the usual pressure rating of heating pipework, valves and gauges: above is a broken sensor
+    SensorKind("pressure", "供暖系统水压", "heating system water pressure", "bar", False, 0, 16),
+    SensorKind("humidity", "相对湿度", "relative humidity", "%RH", False, 0, 100),
 )}
 
-
-class _SensorBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-    name: str
-    gateway: str
-    room: str
-    interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
-    source: SensorSource | None = None  # the hardware it is read from (sensors/wiring.py); None: simulated
-
-
-class SmokeSensor(_SensorBase):
-    kind: Literal["smoke"]
-
-
-class HeatSensor(_SensorBase):
-    """A heat detector with an analog output; alarms at the static threshold (GB 4716: 54 °C)."""
-    kind: Literal["heat"]
-    threshold_c: Annotated[float, Field(ge=40, le=100)] = 54.0
-
-
-class TemperatureSensor(_SensorBase):
-    kind: Literal["temperature"]
-
-
-class OutdoorTemperatureSensor(_SensorBase):
-    kind: Literal["outdoor_temperature"]
-
-
-class SupplyTemperatureSensor(_SensorBase):
-    kind: Literal["supply_temperature"]
-
-
-class DoorSensor(_SensorBase):
-    kind: Literal["door"]
-    exit: bool = False  # an exit to the outside: opening it at night may mean a resident leaving (走失)
-
-
-class BoilerFaultSensor(_SensorBase):
-    kind: Literal["boiler_fault"]
-
-
-SensorConfig = Annotated[
-    Union[SmokeSensor, HeatSensor, TemperatureSensor, OutdoorTemperatureSensor,
-          SupplyTemperatureSensor, DoorSensor, BoilerFaultSensor],
-    Field(discriminator="kind"),
-]

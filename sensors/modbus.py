@@ -1,14 +1,14 @@
 """Modbus RTU over RS-485 (pymodbus on pyserial): temperature/humidity transmitters and heating
 controllers, several devices per bus.
 
-What each device holds is DATA: a register map ``sensors/registers/{name}.yaml`` names its points
+What each device holds is DATA: a register map ``sensors/registers/{name}.yaml`` (regmap.py) names its points
 (table, address, type, scale, unit, the raw values by which the device reports its own probe as
 broken). A sensor's source picks ``bus``, ``unit`` (slave address), ``register_map`` and ``point``.
 
 One :class:`ModbusBus` driver owns one serial line. Its :class:`BusSchedule` reads each point every
 ``interval_s``, staggering the points over the interval instead of in bursts, keeps the 3.5-character
 silence between frames, and knows the line's budget: a 9600-baud 8N1 line carries about 40
-single-register reads a second (:meth:`Bus.poll_s`). A configured load over that is refused by the
+single-register reads a second (:func:`~stationwatch.sensors.regmap.poll_s`). A configured load over that is refused by the
 config check and logged by the driver. ``read(now)`` returns only the points that fell due — call it
 often (several times a second).
 
@@ -21,6 +21,7 @@ Example::
     >>> from stationwatch.sensors.wiring import Bus
     >>> from stationwatch.sensors.kinds import KINDS
     >>> bus = Bus(id="rs485-1", port="/dev/ttyUSB0")
+    >>> from stationwatch.sensors.regmap import register_map
     >>> point = register_map("th-transmitter").points["temperature"]
     >>> driver = ModbusBus(bus, [Poll("t-dorm-1", KINDS["temperature"], unit=1, point=point, interval_s=10)])
     >>> driver.read(now=0.0)  # doctest: +SKIP
@@ -29,119 +30,25 @@ Example::
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
-from typing import Annotated, Any, Callable, Literal
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from stationwatch.sensors.base import Driver, Sample, Seams, set_up, sources_of
 from stationwatch.sensors.kinds import KINDS, SensorKind
-from stationwatch.sensors.wiring import Bus
+from stationwatch.sensors.regmap import Point, char_s, poll_s, polls_per_s, register_map
+
+if TYPE_CHECKING:  # config model; the runtime passes the plain view of gateway/plan.py
+    from stationwatch.sensors.wiring import Bus
 
 log = logging.getLogger(__name__)
 
-# type → (registers, decode of big-endian-ordered words)
-WORD_TYPES: dict[str, tuple[int, Callable[[list[int]], float]]] = {
-    "uint16": (1, lambda w: w[0]),
-    "int16": (1, lambda w: struct.unpack(">h", struct.pack(">H", w[0]))[0]),
-    "uint32": (2, lambda w: w[0] << 16 | w[1]),
-    "int32": (2, lambda w: struct.unpack(">i", struct.pack(">HH", *w))[0]),
-    "float32": (2, lambda w: struct.unpack(">f", struct.pack(">HH", *w))[0]),
-    "bit": (1, lambda w: w[0]),
-}
 READS = {"holding": "read_holding_registers", "input": "read_input_registers",
          "coil": "read_coils", "discrete": "read_discrete_inputs"}
 EXCEPTION_CODES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
                    4: "device failure", 5: "acknowledge", 6: "device busy",
                    10: "gateway path unavailable", 11: "gateway target did not respond"}
-
-
-class RegisterMapError(ValueError):
-    """A register map is missing or malformed; the message names it."""
-
-
-class Point(BaseModel):
-    """One value in a device's register map."""
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    table: Literal["holding", "input", "coil", "discrete"] = "holding"
-    address: Annotated[int, Field(ge=0, le=65535)]
-    type: Literal["uint16", "int16", "uint32", "int32", "float32", "bit"] = "uint16"
-    bit: Annotated[int, Field(ge=0, le=15)] | None = None  # type bit: which bit of the register
-    scale: float = 1.0
-    offset: float = 0.0
-    unit: str = ""
-    word_order: Literal["big", "little"] = "big"  # 32-bit types: which register holds the high word
-    fault_values: list[float] = []  # raw values by which the device reports its probe broken
-    active_when: Literal[0, 1] = 1  # binary points
-
-    @model_validator(mode="after")
-    def _check(self) -> "Point":
-        if self.table in ("coil", "discrete") and self.type != "bit":
-            raise ValueError(f"a {self.table} point is a bit: type must be 'bit'")
-        if self.table in ("holding", "input") and (self.type == "bit") != (self.bit is not None):
-            raise ValueError("type 'bit' of a register needs 'bit' (0..15), and only it")
-        return self
-
-    @property
-    def registers(self) -> int:
-        return WORD_TYPES[self.type][0]
-
-    @property
-    def binary(self) -> bool:
-        return self.type == "bit"
-
-    def unfit_for(self, kind: SensorKind) -> str | None:
-        """Why this point cannot feed a sensor of ``kind``, or None."""
-        if kind.binary != self.binary:
-            want = "a bit (coil, discrete input or register bit)" if kind.binary else f"a value in {kind.unit}"
-            return f"kind '{kind.name}' needs {want}; this point is not / 点位类型与传感器类型不符"
-        if not kind.binary and self.unit != kind.unit:
-            return f"point is in '{self.unit}' but kind '{kind.name}' is in '{kind.unit}' / 单位不符"
-        return None
-
-    def decode(self, values: list[Any]) -> float:
-        """The raw number (before scale) from the registers or bits read."""
-        if self.table in ("coil", "discrete"):
-            return float(bool(values[0]))
-        words = [int(v) for v in values[: self.registers]]
-        if self.word_order == "little":
-            words.reverse()
-        raw = WORD_TYPES[self.type][1](words)
-        return float((raw >> self.bit) & 1) if self.bit is not None else float(raw)
-
-
-class RegisterMap(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str
-    title: str
-    points: Annotated[dict[str, Point], Field(min_length=1)]
-
-
-def register_map_names() -> list[str]:
-    folder = resources.files("stationwatch.sensors") / "registers"
-    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-@lru_cache(maxsize=None)
-def register_map(name: str) -> RegisterMap:
-    """The shipped register map ``sensors/registers/{name}.yaml``."""
-    path = resources.files("stationwatch.sensors") / "registers" / f"{name}.yaml"
-    if not path.is_file():
-        raise RegisterMapError(f"no register map '{name}' (shipped: {', '.join(register_map_names())}) "
-                               f"/ 寄存器表不存在")
-    try:
-        regmap = RegisterMap.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (yaml.YAMLError, ValidationError) as exc:
-        raise RegisterMapError(f"register map '{name}' is malformed: {exc}") from None
-    if regmap.name != name:
-        raise RegisterMapError(f"register map file '{name}.yaml' calls itself '{regmap.name}'")
-    return regmap
 
 
 @dataclass
@@ -169,7 +76,7 @@ class BusSchedule:
     def __init__(self, bus: Bus, polls: list[Poll]):
         self.bus = bus
         self.polls = polls
-        self.load = sum(bus.poll_s(p.point.registers) / p.interval_s for p in polls)
+        self.load = sum(poll_s(bus, p.point.registers) / p.interval_s for p in polls)
 
     @property
     def overloaded(self) -> bool:
@@ -177,7 +84,7 @@ class BusSchedule:
 
     def describe(self) -> str:
         return (f"bus '{self.bus.id}': {len(self.polls)} points use {self.load:.0%} of the line "
-                f"({self.bus.baudrate} baud ≈ {self.bus.polls_per_s:.0f} single-register reads/s)")
+                f"({self.bus.baudrate} baud ≈ {polls_per_s(self.bus):.0f} single-register reads/s)")
 
     def due(self, now: float) -> list[Poll]:
         """The polls due at ``now``, oldest first; each is rescheduled (missed periods are skipped)."""
@@ -246,7 +153,9 @@ class ModbusBus:
     def build(cls, cfg, gateway, seams: Seams) -> list[Driver]:
         polls: dict[str, list[Poll]] = defaultdict(list)
         for s, src in sources_of(cfg, gateway, "modbus"):
-            point = register_map(src.register_map).points[src.point]  # the config check vouches for it
+            regmap = seams.register_maps[src.register_map] if seams.register_maps is not None \
+                else register_map(src.register_map)
+            point = regmap.points[src.point]  # the config check vouches for it
             polls[src.bus].append(Poll(s.id, KINDS[s.kind], src.unit, point, s.interval_s))
         buses = {b.id: b for b in gateway.buses}
         return [set_up([p.sensor for p in bus_polls],
@@ -295,7 +204,7 @@ class ModbusBus:
             self._client.close()  # reopen on the next poll (adapter unplugged, port gone)
             raise BusFault(f"bus '{self.bus.id}' failed: {exc} / 总线故障", "line") from None
         finally:
-            self._quiet_until = self._monotonic() + 3.5 * self.bus.char_s
+            self._quiet_until = self._monotonic() + 3.5 * char_s(self.bus)
         if reply.isError():
             code = getattr(reply, "exception_code", None)
             raise BusFault(f"unit {unit} refused {point.table} register {point.address}: "

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from stationwatch.sensors.regmap import poll_s, polls_per_s
+
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 Pin = Annotated[int, Field(ge=0, le=27)]  # BCM numbering: GPIO17 is 17
 
@@ -41,24 +43,18 @@ class Bus(_Model):
     timeout_s: Annotated[float, Field(gt=0, le=5)] = 0.3
     turnaround_ms: Annotated[float, Field(ge=0, le=1000)] = 2.0  # the slowest device's answer delay
 
-    @property
-    def char_s(self) -> float:
-        """Line time of one character: start bit, 8 data bits, parity, stop bits."""
-        return (1 + 8 + (self.parity != "N") + self.stopbits) / self.baudrate
-
+    # line time: sensors/regmap.py (plain, shared with the gateway runtime)
     def poll_s(self, registers: int = 1) -> float:
-        """Line time of one read: an 8-byte request, a (5 + 2n)-byte answer, the 3.5-character
-        silence after each frame, and the device's turnaround. 9600 8N1, one register: ≈ 25 ms."""
-        return (8 + 5 + 2 * registers + 2 * 3.5) * self.char_s + self.turnaround_ms / 1000
+        return poll_s(self, registers)
 
     @property
     def polls_per_s(self) -> float:
-        """Single-register reads the line carries per second (≈ 40 at 9600 baud)."""
-        return 1 / self.poll_s(1)
+        return polls_per_s(self)
 
 
 class GpioSource(_Model):
-    """A dry contact on a GPIO input: smoke/heat detector relay, door reed, boiler fault (contact.py)."""
+    """A dry contact on a GPIO input: smoke/heat detector relay, door reed, boiler fault, pump running
+    (contact.py)."""
     driver: Literal["gpio"]
     pin: Pin
     wiring: Literal["no", "nc"] = "no"  # normally open: closed = active; normally closed: open = active
@@ -132,8 +128,10 @@ ONEWIRE_PIN = 4
 
 def _fits_kind(driver: str, kind) -> str | None:
     """Why a source cannot feed a sensor of this kind, or None."""
+    from stationwatch.sensors.kinds import KINDS
+    binary = ", ".join(k.name for k in KINDS.values() if k.binary)
     rules = {
-        "gpio": (kind.binary, "a GPIO contact reads a binary kind (smoke, door, boiler_fault)"),
+        "gpio": (kind.binary, f"a GPIO contact reads a binary kind ({binary})"),
         "onewire": (kind.unit == "°C", "a 1-Wire thermometer reads a °C kind"),
     }
     ok, why = rules.get(driver, (True, ""))
@@ -181,7 +179,7 @@ def _camera_problems(cfg) -> Iterator[tuple[str, str]]:
 
 def _source_problems(cfg) -> Iterator[tuple[str, str]]:
     from stationwatch.sensors.kinds import KINDS  # kinds.py imports this module
-    from stationwatch.sensors.modbus import RegisterMapError, register_map  # imports this module too
+    from stationwatch.sensors.regmap import RegisterMapError, register_map
 
     # claims per gateway: key → [path, …]; any key claimed twice is a conflict
     pins: dict[tuple[str, int], list[str]] = defaultdict(list)

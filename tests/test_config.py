@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from stationwatch.broker.config import ConfigError, load_config, parse_config
-from stationwatch.sensors.kinds import KINDS, SensorConfig
+from stationwatch.sensors.config import SensorConfig
+from stationwatch.sensors.kinds import KINDS
 from support import EXAMPLES
 
 CLI = [sys.executable, "-m", "stationwatch.broker.cli"]

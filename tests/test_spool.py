@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from stationwatch.broker.contract import Event, Heartbeat, Kind, Reading, parse, topic
+from stationwatch.broker.contract import Kind, parse, topic
+from stationwatch.broker.wire import payload
 from stationwatch.broker.mqtt import MqttLink
 from stationwatch.gateway.spool import ROW_OVERHEAD, Forwarder, Outgoing, Spool, SpoolError
 from support import wait_for
@@ -21,17 +22,17 @@ SITE, GW = "spool-test", "gw-spool-test"  # topics of its own on the shared brok
 
 def reading(sensor: str = "t-dorm-m1", value: float = 21.5) -> Outgoing:
     return Outgoing(Kind.READING, topic(SITE, GW, Kind.READING, sensor),
-                    lambda seq: Reading(v=1, ts=time.time(), seq=seq, value=value, unit="°C"))
+                    lambda seq: payload(time.time(), seq, value=value, unit="°C", quality="ok"))
 
 
 def event(device: str = "smk-dorm-m1", state: str = "alarm") -> Outgoing:
     return Outgoing(Kind.EVENT, topic(SITE, GW, Kind.EVENT, device),
-                    lambda seq: Event(v=1, ts=time.time(), seq=seq, state=state, value=1.0))
+                    lambda seq: payload(time.time(), seq, state=state, value=1.0))
 
 
 def heartbeat(camera: str = "cam-hall") -> Outgoing:
     return Outgoing(Kind.HEARTBEAT, topic(SITE, GW, Kind.HEARTBEAT, camera),
-                    lambda seq: Heartbeat(v=1, ts=time.time(), seq=seq, online=True, latency_ms=12.0))
+                    lambda seq: payload(time.time(), seq, online=True, latency_ms=12.0))
 
 
 def bodies(spool: Spool, limit: int = 100_000):
@@ -115,7 +116,7 @@ def test_messages_spooled_offline_or_left_from_an_earlier_run_are_historical(tmp
 
 def test_a_message_that_cannot_be_encoded_is_skipped_without_losing_the_batch(tmp_path, caplog):
     bad = Outgoing(Kind.READING, topic(SITE, GW, Kind.READING, "t-bad"),
-                   lambda seq: Reading(v=1, ts=time.time(), seq=seq, value=float("nan")))
+                   lambda seq: payload(time.time(), seq, value=float("nan")))
     with Spool(tmp_path / "spool.db") as spool:
         assert spool.append([reading("a"), bad, reading("b")], offline=False) == [0, 1]
         assert [r.topic.rsplit("/", 1)[1] for r in spool.pending({}, 10)] == ["a", "b"]

@@ -21,15 +21,15 @@ KILLS = 50
 
 CHILD = r"""
 import random, sys, time
-from stationwatch.broker.contract import Event, Kind, Reading, topic
+from stationwatch.broker.wire import Kind, payload, topic
 from stationwatch.gateway.spool import Outgoing, Spool
 
 spool = Spool(sys.argv[1], max_bytes=1 << 40)
 rng = random.Random()
 reading = Outgoing(Kind.READING, topic("s", "g", Kind.READING, "t"),
-                   lambda seq: Reading(v=1, ts=time.time(), seq=seq, value=20.5, unit="°C"))
+                   lambda seq: payload(time.time(), seq, value=20.5, unit="°C"))
 event = Outgoing(Kind.EVENT, topic("s", "g", Kind.EVENT, "smk"),
-                 lambda seq: Event(v=1, ts=time.time(), seq=seq, state="alarm"))
+                 lambda seq: payload(time.time(), seq, state="alarm"))
 print("open", spool.last_seq, flush=True)
 while True:
     seqs = spool.append([rng.choice((reading, reading, event)) for _ in range(rng.randint(1, 50))], offline=True)

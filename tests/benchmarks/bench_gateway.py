@@ -1,5 +1,6 @@
 """Gateway benchmark: the agent's footprint (RSS, CPU per reading) with 64 sensors at one reading
-per 10 s and per 1 s, each measured on an agent process talking to a real local Mosquitto; what
+per 10 s and per 1 s, each measured on the production command (``stationwatch gateway``, which
+execs the runtime) reading 64 DS18B20 files and talking to a real local Mosquitto; what
 the RSS is made of (import by import, from a bare ``python``); and the spool's replay rate for
 1,000,000 buffered readings with its memory sampled during the replay, against the rate of a
 bare paho publisher measured in the same run.
@@ -21,7 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, publish_in_process, write_section  # noqa: E402
 
-from stationwatch.broker.contract import Kind, Reading, encode, topic  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from modbus_line import Line, Server  # noqa: E402
+
+from stationwatch.broker.wire import Kind, payload, topic  # noqa: E402
 from stationwatch.broker.mqtt import BrokerAddress, MqttLink  # noqa: E402
 from stationwatch.broker.stack import LocalMosquitto  # noqa: E402
 from stationwatch.gateway.spool import Outgoing, Spool  # noqa: E402
@@ -29,38 +33,13 @@ from stationwatch.gateway.spool import Outgoing, Spool  # noqa: E402
 SENSORS = 64
 TICK = os.sysconf("SC_CLK_TCK")
 
-# one process per measured agent; synthetic 1-Wire-like thermometers, MockFactory GPIO outputs
-AGENT = r"""
-import json, signal, sys, threading
-from gpiozero.pins.mock import MockFactory
-from stationwatch.broker.config import parse_config
-from stationwatch.broker.mqtt import BrokerAddress
-from stationwatch.gateway.agent import run_agent
+# the DS18B20 files the measured gateway reads (a temp dir standing in for /sys/bus/w1/devices)
+W1_SLAVE = "72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n"
 
-class Thermometer:
-    family = "onewire"
-    def __init__(self, sensor): self.sensor, self.n = sensor, 0
-    def read(self, now):
-        self.n += 1
-        return [Sample(self.sensor, 20.0 + self.n % 50 / 10, "ok", now)]
-    def close(self): pass
 
-from dataclasses import dataclass
-@dataclass(frozen=True)
-class Sample:
-    sensor: str
-    value: float
-    quality: str
-    ts: float
-    state: str = None
+def w1_address(i: int) -> str:
+    return f"28-{i:012x}"
 
-cfg = parse_config(json.loads(sys.argv[1]))
-stop = threading.Event()
-signal.signal(signal.SIGTERM, lambda *_: stop.set())
-drivers = [Thermometer(s.id) for s in cfg.sensors]
-run_agent(cfg, cfg.gateways[0], BrokerAddress(sys.argv[2], int(sys.argv[3])), stop, config_version="bench",
-          drivers=drivers, pin_factory=MockFactory())
-"""
 
 REPLAY = r"""
 import sys, time
@@ -79,17 +58,24 @@ print("done", time.perf_counter() - t0, spool.stats.sent["reading"], spool.stats
 forwarder.stop(); link.stop(); spool.close()
 """
 
-# what the footprint is made of: RSS after each import, in one fresh interpreter
+# what the footprint is made of: RSS after each import, in one fresh interpreter. The first rows are
+# what the gateway runtime loads; the last row is what `stationwatch gateway` leaves behind by exec.
 LAYERS = r"""
 import sys
 def rss():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmRSS:"))
 out = [("python (bare interpreter)", rss())]
-for label, module in [("+ sqlite3", "sqlite3"), ("+ paho-mqtt", "paho.mqtt.client"), ("+ pydantic", "pydantic"),
-                      ("+ the MQTT contract", "stationwatch.broker.contract"),
-                      ("+ the organisation config (PyYAML, alert policy …)", "stationwatch.broker.config"),
-                      ("+ gpiozero", "gpiozero"), ("+ the agent", "stationwatch.gateway.agent")]:
-    __import__(module)
+for label, module in [("+ sqlite3", "sqlite3"), ("+ paho-mqtt (with ssl)", "paho.mqtt.client"),
+                      ("+ gpiozero", "gpiozero"),
+                      ("+ the runtime: agent, spool, plan, wire contract", "stationwatch.gateway.runtime"),
+                      ("+ the drivers (GPIO, MCP3008, 1-Wire, camera, health, Modbus)", "stationwatch.sensors.all_drivers"),
+                      ("+ pymodbus (only on a gateway with an RS-485 bus)", "pymodbus.client"),
+                      ("(not in the runtime) + pydantic and the validated config", "stationwatch.broker.config")]:
+    if module == "stationwatch.sensors.all_drivers":
+        for m in ("contact", "analog", "onewire", "camera", "health", "modbus"):
+            __import__("stationwatch.sensors." + m)
+    else:
+        __import__(module)
     out.append((label, rss()))
 import json
 print(json.dumps(out))
@@ -108,18 +94,31 @@ def proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
-def station(interval_s: float, spool: Path) -> dict:
-    return {"version": 1, "name": "bench", "bureaus": [{"id": "b", "name": "B", "level": "city"}],
+MODBUS_UNITS = 8  # the Modbus run: 8 RS-485 transmitters (units 1..8) in place of 8 DS18B20
+
+
+def station(interval_s: float, spool: Path, bus_port: str | None = None) -> dict:
+    """64 thermometers on one gateway with a buzzer, relay, LED and silence button: DS18B20s, or
+    with ``bus_port`` 56 DS18B20s and 8 Modbus transmitters on one RS-485 line."""
+    cfg = {"version": 1, "name": "bench", "bureaus": [{"id": "b", "name": "B", "level": "city"}],
             "sites": [{"id": "s", "name": "S", "bureau": "b",
                        "rooms": [{"id": "r", "name": "R", "kind": "dormitory"}]}],
             "gateways": [{"id": "gw-bench", "name": "GW", "site": "s",
                           "agent": {"spool_path": str(spool), "outputs": {"buzzer": 17, "relay": 27, "led": 22},
                                     "silence_button": 23}}],
             "sensors": [{"id": f"t{i:02d}", "name": f"T{i}", "kind": "temperature", "gateway": "gw-bench",
-                         "room": "r", "interval_s": interval_s} for i in range(SENSORS)]}
+                         "room": "r", "interval_s": interval_s,
+                         "source": {"driver": "onewire", "address": w1_address(i)}} for i in range(SENSORS)]}
+    if bus_port is not None:
+        cfg["gateways"][0]["buses"] = [{"id": "rs485-1", "port": bus_port}]
+        for unit, sensor in enumerate(cfg["sensors"][:MODBUS_UNITS], start=1):
+            sensor["source"] = {"driver": "modbus", "bus": "rs485-1", "unit": unit,
+                                "register_map": "th-transmitter", "point": "temperature"}
+    return cfg
 
 
-def footprint(address: BrokerAddress, interval_s: float, seconds: float, workdir: Path) -> dict:
+def footprint(address: BrokerAddress, interval_s: float, seconds: float, workdir: Path,
+              bus_port: str | None = None) -> dict:
     """Run an agent process for ``seconds`` after a warm-up; RSS, CPU and readings delivered."""
     count = [0]
     lock = threading.Lock()
@@ -129,9 +128,16 @@ def footprint(address: BrokerAddress, interval_s: float, seconds: float, workdir
             count[0] += 1
     sub = MqttLink(address, f"bench-gw-sub-{interval_s}", on_message=on_message).start()
     sub.subscribe_wait("sw/v1/s/gw-bench/reading/+")
-    cfg = json.dumps(station(interval_s, workdir / f"spool-{interval_s}.db"))
-    proc = subprocess.Popen([sys.executable, "-c", AGENT, cfg, address.host, str(address.port)],
-                            stderr=subprocess.PIPE)
+    cfg = workdir / f"station-{interval_s}.yaml"  # JSON is YAML
+    cfg.write_text(json.dumps(station(interval_s, workdir / f"spool-{interval_s}-{bus_port is not None}.db", bus_port)))
+    w1 = workdir / "w1"
+    for i in range(SENSORS):
+        (w1 / w1_address(i)).mkdir(parents=True, exist_ok=True)
+        (w1 / w1_address(i) / "w1_slave").write_text(W1_SLAVE)
+    # the production command (what the systemd unit runs); it execs the runtime in the same process
+    proc = subprocess.Popen([sys.executable, "-m", "stationwatch.broker.cli", "gateway", "-c", str(cfg),
+                             "--broker", f"{address.host}:{address.port}", "--onewire-base", str(w1)],
+                            env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
         while count[0] < SENSORS and time.monotonic() < deadline:  # running: every sensor read once
@@ -148,15 +154,15 @@ def footprint(address: BrokerAddress, interval_s: float, seconds: float, workdir
         proc.terminate()
         proc.wait(30)
         sub.stop()
-    return {"interval": interval_s, "readings": n, "wall": wall, "cpu": cpu, "rss_max": max(rss), "hwm": hwm,
+    return {"interval": interval_s, "modbus": bus_port is not None, "readings": n, "wall": wall, "cpu": cpu, "rss_max": max(rss), "hwm": hwm,
             "core_pct": 100 * cpu / wall, "ms_per_reading": 1000 * cpu / max(n, 1)}
 
 
 def fill(path: Path, n: int) -> float:
     """``n`` readings into a spool as if the broker had been away; returns seconds taken."""
     t = topic("s", "gw-bench", Kind.READING, "t00")
-    item = Outgoing(Kind.READING, t, lambda seq: Reading.model_construct(
-        v=1, ts=1_795_614_042.0 + seq, seq=seq, value=21.5, unit="°C", quality="ok", historical=False))
+    item = Outgoing(Kind.READING, t, lambda seq: payload(
+        1_795_614_042.0 + seq, seq, value=21.5, unit="°C", quality="ok"))
     t0 = time.perf_counter()
     with Spool(path, max_bytes=1 << 40) as spool:
         for i in range(0, n, 10_000):
@@ -185,7 +191,7 @@ def replay(address: BrokerAddress, path: Path) -> dict:
 def ceiling_publish(address: BrokerAddress, n: int) -> float:
     """A bare paho publisher (QoS 1, 1,000 in flight) in its own process: messages/s to PUBACK."""
     msgs = [(topic("s", "gw-ceiling", Kind.READING, "t00"),
-             encode(Reading(v=1, ts=1_795_614_042.0 + i, seq=i, value=21.5, unit="°C"))) for i in range(n)]
+             payload(1_795_614_042.0 + i, i, value=21.5, unit="°C", quality="ok")) for i in range(n)]
     start, done, proc = publish_in_process(address.host, address.port, msgs)
     start.set()
     elapsed = done.get(timeout=120)
@@ -206,6 +212,13 @@ def main() -> None:
         with LocalMosquitto(tmp / "m") as broker:
             address = BrokerAddress(broker.host, broker.port)
             runs = [footprint(address, interval, args.seconds, tmp) for interval in (10.0, 1.0)]
+            line = Line()  # a pty pair to a real pymodbus RTU server (the tests' Modbus seam)
+            server = Server(line.server_port, {unit: [456, 215] for unit in range(1, MODBUS_UNITS + 1)})
+            try:
+                runs.append(footprint(address, 10.0, args.seconds, tmp, bus_port=line.client_port))
+            finally:
+                server.close()
+                line.close()
             fill_s = fill(tmp / "replay.db", args.replay)
             spool_mb = sum(f.stat().st_size for f in tmp.glob("replay.db*")) / 2**20
             rep = replay(address, tmp / "replay.db")
@@ -226,10 +239,13 @@ def main() -> None:
 
 Command: `make bench` (this part: `.venv/bin/python tests/benchmarks/bench_gateway.py --seconds {args.seconds:g} --replay {args.replay}`).
 Machine: {host_info}.
-Conditions: a fresh Mosquitto (project config) on this machine; the agent in its own process with 64 synthetic
-thermometers (no hardware I/O: a real 1-Wire read costs the kernel more, not the agent), gpiozero MockFactory
-outputs, spool with `synchronous=FULL` on this machine's disk (an SD card fsyncs slower); a subscriber counts
-the readings that arrived; CPU is the agent's utime + stime from `/proc`, RSS its VmRSS sampled every second.
+Conditions: a fresh Mosquitto (project config) on this machine; the gateway started as the systemd unit starts it,
+`stationwatch gateway -c station.yaml` (validates, writes the plan, execs the runtime in the same process), with
+64 DS18B20 thermometers read through the 1-Wire driver from `w1_slave` files in a temp dir (`--onewire-base`;
+the kernel's own 1-Wire bus time is not in it), the gateway-health driver, gpiozero MockFactory pins for buzzer,
+relay, LED and button (`GPIOZERO_PIN_FACTORY=mock`), spool with `synchronous=FULL` on this machine's disk (an SD
+card fsyncs slower); a subscriber counts the readings that arrived; CPU is the process's utime + stime from
+`/proc`, RSS its VmRSS sampled every second after the first reading of every sensor arrived.
 
 | run | readings delivered | RSS (max sampled) | CPU, share of one core | CPU per reading |
 |---|---|---|---|---|
