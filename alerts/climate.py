@@ -1,6 +1,7 @@
 """Heating and heat (寒冬送温暖 / 夏季送清凉): temperature bands held for a duration, with hysteresis,
 gated by the site's heating season; heating supply water too cold while it is cold outside; the
-boiler's fault contact.
+boiler's fault contact; the circulation pump stopped in the heating season; heating water pressure
+below a sensor's own ``low_bar``.
 
 A band (a row of :data:`BANDS`) is entered when the value passes its limit and left only when it is
 ``room_hysteresis_c`` back on the good side; the time in the band is measured on the message clock
@@ -52,9 +53,9 @@ BANDS: tuple[Band, ...] = (
 
 
 def _track(sit: Situation, key: str, value: float, limit: float, below: bool, ts: float,
-           holds: bool) -> tuple[float | None, bool]:
-    """Enter, keep or leave a band: returns (since, just entered)."""
-    hyst = sit.settings.room_hysteresis_c
+           holds: bool, hyst: float | None = None) -> tuple[float | None, bool]:
+    """Enter, keep or leave a band: returns (since, just entered). ``hyst``: default ``room_hysteresis_c``."""
+    hyst = sit.settings.room_hysteresis_c if hyst is None else hyst
     beyond = value < limit if below else value > limit
     back = value >= limit + hyst if below else value <= limit - hyst
     since = sit.mem.get("since", key)
@@ -157,3 +158,51 @@ def boiler_fault(sit: Situation, obs: Observation) -> Iterator[Verdict]:
         yield raised(obs, "boiler_fault", subj, "major",
                      f"锅炉故障：{where['site']} {where['device']}（供暖可能中断）",
                      f"Boiler fault: {where['device']}, {where['site']} (heating may stop)")
+
+
+def pump_stopped(sit: Situation, obs: Observation) -> Iterator[Verdict]:
+    """The circulation pump stopped for ``pump_stopped_for_s`` in the heating season: however hot the
+    boiler, no heat reaches the rooms. Outside the season a stopped pump is normal (and clears)."""
+    signal, subj = binary_signal(obs), subject(obs, obs.device.id)
+    if signal is None:
+        return
+    s, key = sit.settings, f"pump_stopped|major|{obs.device.id}"
+    if signal or not sit.heating(obs.ts, obs.site):
+        sit.mem.pop("since", key)
+        yield Clear("pump_stopped", subj, obs.ts, "pump running, or heating season over / 循环泵恢复运行或非供暖季")
+        return
+    since, new = sit.mem.get("since", key), False
+    if since is None:
+        since, new = obs.ts, True
+        sit.mem.put("since", key, since)
+    where, minutes = names(obs), (obs.ts - since) / 60
+    if obs.ts - since >= s.pump_stopped_for_s:
+        yield raised(obs, "pump_stopped", subj, "major",
+                     f"循环泵停运：{where['site']} {where['device']}（已 {minutes:.0f} 分钟，供暖中断）",
+                     f"Circulation pump stopped: {where['device']}, {where['site']} (for {minutes:.0f} min; "
+                     f"no heat reaches the rooms)", since=since)
+    elif new:
+        yield raised(obs, "pump_stopped", subj, "major",
+                     f"循环泵停运（观察中）：{where['site']} {where['device']}",
+                     f"Circulation pump stopped (watching): {where['device']}, {where['site']}", pending=True)
+
+
+def pressure_low(sit: Situation, obs: Observation) -> Iterator[Verdict]:
+    """Heating water pressure below the sensor's ``low_bar`` for ``pressure_for_s`` (a leak, a failed
+    fill: the top radiators run empty, the boiler locks out). Only sensors with ``low_bar`` set."""
+    low, value = getattr(obs.device, "low_bar", None), plausible_value(obs)
+    if low is None or value is None:
+        return
+    s, subj = sit.settings, subject(obs, obs.device.id)
+    since, new = _track(sit, f"pressure_low|major|{obs.device.id}", value, low, True, obs.ts, True,
+                        hyst=s.pressure_hysteresis_bar)
+    where = names(obs)
+    if since is None:
+        yield Clear("pressure_low", subj, obs.ts, f"pressure back to {value:.2f} bar / 水压恢复")
+    elif obs.ts - since >= s.pressure_for_s or new:
+        pending = obs.ts - since < s.pressure_for_s
+        mark_zh, mark_en = ("（观察中）", " (watching)") if pending else ("", "")
+        yield raised(obs, "pressure_low", subj, "major",
+                     f"供暖系统水压过低{mark_zh}：{where['site']} {where['device']} {value:.2f} bar（低于 {low:g} bar）",
+                     f"Heating water pressure low{mark_en}: {where['device']}, {where['site']} {value:.2f} bar "
+                     f"(below {low:g} bar)", pending=pending, value=value, limit=low)

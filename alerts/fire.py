@@ -1,6 +1,7 @@
 """Fire: detector signals and the two-detector confirmation per fire zone.
 
-* smoke detectors: their ``alarm``/``normal`` events, or 1/0 readings;
+* smoke detectors and heat detector alarm contacts (``heat_alarm``): their ``alarm``/``normal`` events,
+  or 1/0 readings — the detector itself has decided, so a heat contact counts exactly like a smoke detector;
 * heat detectors (GB 4716): static threshold ``heat_static_c`` with ``heat_hysteresis_c`` on the way
   back, and rate of rise (class A1R): ``rate_of_rise_c_per_min`` over ``rate_of_rise_window_s``.
 
@@ -52,6 +53,7 @@ def _heat_signal(sit: Situation, obs: Observation) -> tuple[bool | None, str]:
 DETECTOR_SIGNALS: dict[str, Callable[[Situation, Observation], tuple[bool | None, str]]] = {
     "smoke": lambda sit, obs: (binary_signal(obs), "smoke"),
     "heat": _heat_signal,
+    "heat_alarm": lambda sit, obs: (binary_signal(obs), "heat_alarm"),
 }
 
 

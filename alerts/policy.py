@@ -64,6 +64,11 @@ class RuleSettings(_Model):
     supply_min_c: float = 40.0  # heating supply water below this while it is cold outside → major
     outdoor_cold_c: float = 5.0
     supply_for_s: Annotated[float, Field(ge=0)] = 900.0
+    # No standard figure: long enough for a duty/standby pump changeover or a controller restart (seconds to a
+    # minute), short beside the ~2 h the supply water takes to cool after a heating failure (DESIGN §5 heating).
+    pump_stopped_for_s: Annotated[float, Field(ge=0)] = 300.0
+    pressure_for_s: Annotated[float, Field(ge=0)] = 300.0  # below a pressure sensor's `low_bar` this long
+    pressure_hysteresis_bar: Annotated[float, Field(ge=0, le=2)] = 0.1  # back above low_bar + this: clear
     heating_season_start: MonthDay = "11-15"
     heating_season_end: MonthDay = "03-15"
     heating_seasons: dict[str, Season] = {}  # per bureau id (a city and the bureaus below it)

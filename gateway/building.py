@@ -2,9 +2,11 @@
 and the temperatures its sensors read.
 
 Temperatures are *quantities* named ``room:{room id}`` (room and heat detectors of that room read
-it), ``outdoor`` and ``supply:{sensor id}`` (heating supply water). Each follows a baseline — a
+it), ``outdoor``, ``supply:{sensor id}`` and ``return:{sensor id}`` (heating supply and return water);
+so are ``pressure:{sensor id}`` (bar) and ``humidity:{room id}`` (%RH). Each follows a baseline — a
 plausible winter value with a slow daily swing — until a scenario sets a trend on it (a linear
-``Ramp`` for a fire, an exponential ``Approach`` for a heating failure).
+``Ramp`` for a fire, an exponential ``Approach`` for a heating failure). Contacts are not quantities:
+they rest idle, except the kinds in :data:`ACTIVE_AT_REST` (a circulation pump runs all winter).
 
 Example::
 
@@ -110,6 +112,9 @@ BASELINES: dict[str, Baseline] = {
     "room": Baseline(20.3, 21.7, 0.3, 0.08),      # heated rooms ~20–22 °C
     "outdoor": Baseline(-2.5, -2.5, 2.5, 0.15),   # winter: −5 °C at night … 0 °C in the afternoon
     "supply": Baseline(57.0, 58.0, 1.0, 0.2),     # heating supply water ~55–60 °C
+    "return": Baseline(45.0, 46.0, 1.0, 0.2),     # return water ~10 °C below the supply
+    "pressure": Baseline(1.4, 1.6, 0.0, 0.01),    # bar: a filled low-rise system
+    "humidity": Baseline(35.0, 50.0, 3.0, 0.5),   # %RH: heated rooms in a northern winter are dry
 }
 
 
@@ -139,11 +144,13 @@ class Building:
         trend = self._trends.get(quantity)
         return trend.at(t) if trend else self._baseline(quantity, t)
 
-    def temperature(self, quantity: str, t: float) -> float:
-        """What a sensor on ``quantity`` reads at simulated time ``t`` (°C, with noise)."""
+    def value(self, quantity: str, t: float) -> float:
+        """What a sensor on ``quantity`` reads at simulated time ``t`` (°C, bar or %RH, with noise)."""
         with self._lock:
             noise = self._rng.gauss(0.0, BASELINES[quantity.split(":")[0]].noise_c)
             return round(self._true_value(quantity, t) + noise, 2)
+
+    temperature = value
 
     def ramp(self, quantity: str, t: float, rate_c_per_s: float, cap_c: float) -> None:
         with self._lock:
@@ -160,4 +167,10 @@ QUANTITY: dict[str, Callable[[object], str]] = {
     "heat": lambda s: f"room:{s.room}",  # a heat detector reads its room's temperature
     "outdoor_temperature": lambda s: "outdoor",
     "supply_temperature": lambda s: f"supply:{s.id}",
+    "return_temperature": lambda s: f"return:{s.id}",
+    "pressure": lambda s: f"pressure:{s.id}",
+    "humidity": lambda s: f"humidity:{s.room}",
 }
+
+# binary kinds whose contact is in its active state in a healthy building (the pump runs all heating season)
+ACTIVE_AT_REST: frozenset[str] = frozenset({"pump_running"})

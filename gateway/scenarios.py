@@ -65,7 +65,15 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         Step(0, "activate", "boiler_fault", required=False),
         Step(0, "approach", "outdoor", {"to_c": -8.0, "tau_s": 0.5 * HOUR}, required=False),
         Step(0, "approach", "supply", {"to_c": 24.0, "tau_s": 0.5 * HOUR}, required=False),
+        Step(0, "approach", "return", {"to_c": 22.0, "tau_s": 0.5 * HOUR}, required=False),
         Step(0, "approach", "sleeping_rooms", {"to_c": 13.8, "tau_s": 1.5 * HOUR}),
+    )),
+    # Winter, the circulation pump stops (tripped motor): the boiler stays hot, but no heat reaches
+    # the rooms; the return water and the sleeping rooms cool down.
+    Scenario("pump-failure", "循环泵停运 / circulation pump stopped", 60.0, 2 * HOUR, (
+        Step(0, "release", "pumps"),
+        Step(0, "approach", "return", {"to_c": 20.0, "tau_s": 0.5 * HOUR}, required=False),
+        Step(0, "approach", "sleeping_rooms", {"to_c": 15.0, "tau_s": 2 * HOUR}),
     )),
     # A resident leaves through an exit at night (走失 risk): the door events read 02:00 and 02:01.
     Scenario("night-exit", "夜间出口门开启 / exit door opened at night", 1.0, 60.0, (
@@ -153,7 +161,7 @@ def _watched_camera(st: Station) -> tuple[str, ...]:
     return tuple(c.id for c in (observed or list(st.cameras))[:1])
 
 
-# role → the device ids (or climate quantities, "room:{id}", "outdoor", "supply:{id}") it names
+# role → the device ids (or climate quantities, "room:{id}", "outdoor", "supply:{id}", "return:{id}") it names
 ROLES: dict[str, Callable[[Station], tuple[str, ...]]] = {
     "fire_smoke_first": _first_fire,
     "fire_smoke_second": _second_fire,
@@ -161,7 +169,9 @@ ROLES: dict[str, Callable[[Station], tuple[str, ...]]] = {
     "sleeping_rooms": lambda st: tuple(f"room:{r.id}" for r in st.site.rooms if r.people_sleep),
     "outdoor": lambda st: ("outdoor",) if st.sensors_of("outdoor_temperature") else (),
     "supply": lambda st: tuple(f"supply:{s.id}" for s in st.sensors_of("supply_temperature")),
+    "return": lambda st: tuple(f"return:{s.id}" for s in st.sensors_of("return_temperature")),
     "boiler_fault": lambda st: tuple(s.id for s in st.sensors_of("boiler_fault")),
+    "pumps": lambda st: tuple(s.id for s in st.sensors_of("pump_running")),
     "exit_door": lambda st: tuple(s.id for s in st.sensors_of("door") if s.exit)[:1],
     "watched_camera": _watched_camera,
     "gateway": lambda st: (st.gateway.id,),
@@ -174,6 +184,7 @@ MISSING: dict[str, str] = {
     "fire_room": "a dormitory zone with two smoke detectors / 宿舍防火分区内两只感烟探测器",
     "sleeping_rooms": "a room where people sleep / 住宿房间",
     "exit_door": "a door sensor with `exit: true` / 出口门磁",
+    "pumps": "a `pump_running` sensor / 循环泵运行信号",
     "watched_camera": "a camera / 摄像机",
 }
 

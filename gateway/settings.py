@@ -47,9 +47,11 @@ class AgentSettings(_Model):
     spool_sync: Literal["full", "normal"] = "full"
     outputs: AlarmOutputs = AlarmOutputs()
     silence_button: Pin | None = None  # a push button to GND (internal pull-up)
-    alarm_kinds: list[str] = ["smoke", "heat"]  # sensor kinds whose "alarm" sounds the local alarm
+    # sensor kinds whose "alarm" sounds the local alarm: every fire detector, analog heat or heat contact
+    alarm_kinds: list[str] = ["smoke", "heat", "heat_alarm"]
     send_window: Annotated[int, Field(ge=1, le=10_000)] = 1000  # messages awaiting PUBACK at once
     drain_s: Annotated[float, Field(ge=0, le=60)] = 2.0  # on a clean stop, time to finish sending
+    health_interval_s: Annotated[float, Field(ge=5, le=3600)] = 60.0  # the gateway's own health (health/{metric})
 
 
 def _taken_pins(cfg, gateway_id: str) -> dict[int, str]:

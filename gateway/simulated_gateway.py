@@ -23,7 +23,7 @@ from stationwatch.broker.contract import (Command, ContractError, Event, Heartbe
 from stationwatch.broker.mqtt import BrokerAddress, MqttLink
 from stationwatch.sensors.kinds import KINDS
 
-from .building import QUANTITY, Building, SimClock, most_recent
+from .building import ACTIVE_AT_REST, QUANTITY, Building, SimClock, most_recent
 from .scenarios import Scenario, SimulationError, Station, Step, cast, check_scenario
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ class SimulatedGateway:
         self.powered = False
         self.plays: list[Play] = []
         self._active: list[Play] = []  # scenarios still playing; the last one sets the speed
-        self._contacts: set[str] = set()  # binary sensors in their active state
+        # binary sensors in their active state (a running pump rests there)
+        self._contacts: set[str] = {s.id for s in self.station.sensors if s.kind in ACTIVE_AT_REST}
         self._heat_alarms: set[str] = set()
         self._cameras_down: set[str] = set()
         self._seq = itertools.count()
@@ -94,7 +95,13 @@ class SimulatedGateway:
         self._connect()
         now = self.clock.now()
         devices = [*self.station.sensors, *self.station.cameras]
+        for sensor in self.station.sensors:
+            if not self._simulates(sensor):
+                log.warning("不模拟该类型 / sensor %s: kind '%s' is not simulated; it stays silent",
+                            sensor.id, sensor.kind)
         for i, sensor in enumerate(self.station.sensors):  # staggered so they don't all fire at once
+            if not self._simulates(sensor):
+                continue
             self._every(now + sensor.interval_s * i / len(devices), sensor.interval_s,
                         lambda _t, s=sensor: self._read(s))
         for i, camera in enumerate(self.station.cameras, start=len(self.station.sensors)):
@@ -198,12 +205,17 @@ class SimulatedGateway:
                 return
             self._link.publish(self.topic(kind, device), encode(make(next(self._seq))), kind)
 
+    @staticmethod
+    def _simulates(sensor) -> bool:
+        """Contacts always; an analog kind when the building has a quantity for it."""
+        return KINDS[sensor.kind].binary or sensor.kind in QUANTITY
+
     def _read(self, sensor) -> None:
         kind = KINDS[sensor.kind]
         if kind.binary:
             value = 1.0 if sensor.id in self._contacts else 0.0
         else:
-            value = self.building.temperature(QUANTITY[sensor.kind](sensor), self.clock.now())
+            value = self.building.value(QUANTITY[sensor.kind](sensor), self.clock.now())
         self._send(Kind.READING, sensor.id,
                    lambda seq: Reading(v=1, ts=time.time(), seq=seq, value=value, unit=kind.unit))
         threshold = getattr(sensor, "threshold_c", None)
