@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from stationwatch.broker.config import StationConfig
-from stationwatch.broker.contract import ContractError, Inventory, Kind, parse, subscription
+from stationwatch.broker.contract import LOCAL_ALARM, ContractError, Inventory, Kind, parse, subscription
 from stationwatch.broker.mqtt import BrokerAddress, MqttLink
 from stationwatch.broker.quarantine import Quarantine
 
-from . import outbox
+from . import gateway_health, outbox
 from .dispatch import Notifier
 from .escalation import Escalator
 from .kinds import ALERT_KINDS
@@ -182,7 +182,13 @@ class AlertEngine:
             return []
         self.stats.accepted += 1
         try:
-            obs = self.situation.observe(msg, device, now)
+            if msg.kind is Kind.HEALTH:  # the gateway's own health: its device is the gateway
+                obs = gateway_health.observe(self.situation, msg, device, now)
+                if msg.device == LOCAL_ALARM:
+                    with self.store.tx() as db:
+                        gateway_health.local_alarm(self.situation, self.store, db, obs)
+            else:
+                obs = self.situation.observe(msg, device, now)
         except Exception as exc:  # a bug must cost one message, not the engine
             log.exception("could not observe a message on %r", topic[:200])
             self._refuse(topic, payload, "internal_error", repr(exc))

@@ -69,4 +69,7 @@ ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
     AlertKind("hot_room", "室温过高", "room too hot", follows=True),
     AlertKind("supply_cold", "供暖供水温度过低", "heating supply water too cold", follows=True),
     AlertKind("boiler_fault", "锅炉故障", "boiler fault"),
+    AlertKind("gateway_health", "网关需检修", "gateway needs maintenance"),  # alerts/gateway_health.py
+    AlertKind("pump_stopped", "循环泵停运", "circulation pump stopped"),
+    AlertKind("pressure_low", "供暖系统水压过低", "heating water pressure low"),
 )}

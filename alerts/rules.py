@@ -11,10 +11,11 @@ Adding a rule = one function in a small module + one row here.
 
 | module | rules |
 |---|---|
-| :mod:`.fire` | smoke and heat detectors (static, rate of rise), two-detector confirmation per zone |
+| :mod:`.fire` | smoke and heat detectors (static, rate of rise, alarm contacts), two-detector confirmation per zone |
 | :mod:`.doors` | exits opened at night, doors held open |
 | :mod:`.liveness` | sensor faults and silence, camera heartbeats, gateway wills |
-| :mod:`.climate` | cold and hot rooms by heating season, supply water, boiler fault |
+| :mod:`.gateway_health` | a gateway's under-voltage, throttling, full disk, unsynchronised clock; its local alarm silenced |
+| :mod:`.climate` | cold and hot rooms by heating season, supply water, boiler fault, pump stopped, low water pressure |
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from typing import Callable, Iterable
 from stationwatch.broker.contract import Kind
 from stationwatch.sensors.kinds import KINDS
 
-from . import climate, doors, fire, liveness
+from . import climate, doors, fire, gateway_health, liveness
 from .situation import Observation, Situation
 from .verdicts import Clear, Verdict
 
@@ -45,7 +46,7 @@ def _watch(classes: Iterable[Kind], kinds: Iterable[str]) -> frozenset[tuple[Kin
 
 BOTH = (Kind.EVENT, Kind.READING)
 RULES: tuple[Rule, ...] = (
-    Rule("fire", _watch(BOTH, ("smoke", "heat")), fire.fire),
+    Rule("fire", _watch(BOTH, tuple(fire.DETECTOR_SIGNALS)), fire.fire),  # smoke, heat, heat_alarm
     Rule("night_exit", _watch(BOTH, ("door",)), doors.night_exit),
     Rule("door_held_open", _watch(BOTH, ("door",)), doors.door_state, tick=doors.doors_held_open),
     Rule("sensor_fault", _watch(BOTH, tuple(KINDS)), liveness.sensor_fault, tick=liveness.sensors_stale),
@@ -56,4 +57,7 @@ RULES: tuple[Rule, ...] = (
     Rule("outdoor", _watch((Kind.READING,), ("outdoor_temperature",)), climate.outdoor_temperature),
     Rule("supply_cold", _watch((Kind.READING,), ("supply_temperature",)), climate.supply_water),
     Rule("boiler_fault", _watch(BOTH, ("boiler_fault",)), climate.boiler_fault),
+    Rule("pump_stopped", _watch(BOTH, ("pump_running",)), climate.pump_stopped),
+    Rule("pressure_low", _watch((Kind.READING,), ("pressure",)), climate.pressure_low),
+    Rule("gateway_health", _watch((Kind.HEALTH,), (gateway_health.KIND,)), gateway_health.gateway_health),
 )

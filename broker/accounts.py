@@ -50,7 +50,7 @@ def verify_password(password: str, stored: str) -> bool:
 def gateway_topics(site: str, gateway: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     base = f"{ROOT}/{site}/{gateway}"
     writes = (f"{base}/{Kind.STATUS.value}",) + tuple(
-        f"{base}/{k.value}/+" for k in (Kind.READING, Kind.EVENT, Kind.HEARTBEAT))
+        f"{base}/{k.value}/+" for k in (Kind.READING, Kind.EVENT, Kind.HEARTBEAT, Kind.HEALTH))
     reads = (f"{base}/{Kind.CMD.value}/+",)
     return reads, writes
 

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from .contract import Event, Heartbeat, Kind, Message, Reading, Status
+from .contract import LOCAL_ALARM, Event, HealthSample, Heartbeat, Kind, LocalAlarmState, Message, Reading, Status
 
 log = logging.getLogger(__name__)
 
 # Retention (GB 50440: alarm and audit records ≥ 1 year).
-RAW_POLICY = "raw"          # every reading, 30 days
-RECORDS_POLICY = "records"  # events and gateway status: alarm records, 400 days
+RAW_POLICY = "raw"          # every reading, heartbeat and health sample, 30 days
+RECORDS_POLICY = "records"  # events, gateway status, local alarm changes: alarm records, 400 days
 TREND_POLICY = "trend"      # 1-minute means of readings, 400 days (continuous query)
 POLICIES = {RAW_POLICY: "30d", RECORDS_POLICY: "400d", TREND_POLICY: "400d"}
 RETENTION_S = {name: int(duration[:-1]) * 86400 for name, duration in POLICIES.items()}
@@ -91,7 +91,25 @@ def _status(msg: Message, device) -> Point:
     return Point("gateway_status", {**_common(msg, None), "state": b.state}, fields, _ms(b.ts), RECORDS_POLICY)
 
 
-TO_POINT = {Kind.READING: _reading, Kind.EVENT: _event, Kind.HEARTBEAT: _heartbeat, Kind.STATUS: _status}
+def _health(msg: Message, device) -> Point:
+    if msg.device == LOCAL_ALARM:  # a siren started or was silenced: an alarm record, kept as long as events
+        a: LocalAlarmState = msg.body
+        fields: dict[str, object] = {"state": a.state, "by": a.by, "detectors": ",".join(a.detectors),
+                                     "seq": a.seq, "historical": a.historical}
+        return Point("local_alarm", _common(msg, None), fields, _ms(a.ts), RECORDS_POLICY)
+    b: HealthSample = msg.body
+    fields = {"quality": b.quality, "seq": b.seq, "historical": b.historical}
+    if b.value is not None:
+        fields["value"] = float(b.value)
+    if b.state is not None:
+        fields["state"] = b.state
+    if b.detail:
+        fields["detail"] = b.detail
+    return Point("gateway_health", {**_common(msg, None), "metric": msg.device}, fields, _ms(b.ts))
+
+
+TO_POINT = {Kind.READING: _reading, Kind.EVENT: _event, Kind.HEARTBEAT: _heartbeat, Kind.STATUS: _status,
+            Kind.HEALTH: _health}
 
 
 def to_point(msg: Message, device) -> Point | None:

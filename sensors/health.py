@@ -14,6 +14,9 @@ call and the kernel clock query; tests use temp files and fake command output.
 
 A source that cannot be read makes its samples FAULT with the reason (e.g. ``vcgencmd`` missing).
 
+The agent publishes each sample on ``sw/v1/{site}/{gateway}/health/{name}``; :data:`METRICS` is the
+table of names the MQTT contract accepts there (docs/mqtt-contract.md).
+
 Example::
 
     >>> health = GatewayHealth("gw-1", HealthSeams(run=lambda argv: "throttled=0x50005\\n"))
@@ -122,6 +125,30 @@ def read_clock(seams: HealthSeams) -> dict[str, Reading]:
     return {"clock_unsynced": _flag(value == "no")}
 
 
+class Metric(NamedTuple):
+    """One health sample as the gateway publishes it (``sw/v1/{site}/{gateway}/health/{name}``)."""
+    name: str
+    unit: str
+    flag: bool  # 1/0 with ``alarm``/``normal``: something is wrong while it is 1
+
+
+# The metrics the health driver gives: the MQTT contract accepts exactly these on health/{name}
+# (plus ``local_alarm``, which the agent sends), and ingest and alerts read them from here.
+METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("cpu_temperature", "°C", False),
+    Metric("under_voltage", "", True),
+    Metric("throttled", "", True),
+    Metric("disk_free", "%", False),
+    Metric("memory_available", "%", False),
+    Metric("clock_unsynced", "", True),
+)}
+
+
+def sample_id(gateway: str, metric: str) -> str:
+    """The sensor id of a health sample: ``gw-1`` + ``disk_free`` → ``gw-1-disk_free``."""
+    return f"{gateway}-{metric}"
+
+
 class Check(NamedTuple):
     names: tuple[str, ...]  # the samples it gives; all FAULT when it fails
     read: Callable[[HealthSeams], dict[str, Reading]]
@@ -134,6 +161,7 @@ CHECKS = (
     Check(("memory_available",), read_memory),
     Check(("clock_unsynced",), read_clock),
 )
+assert {n for c in CHECKS for n in c.names} == set(METRICS), "every check's samples are metrics, and back"
 
 
 class GatewayHealth:
@@ -158,9 +186,9 @@ class GatewayHealth:
                 readings = check.read(self.seams)
             except (OSError, ValueError, KeyError, subprocess.SubprocessError) as exc:
                 why = f"{type(exc).__name__}: {exc}"
-                samples += [Sample.fault(f"{self.gateway}-{name}", now, why) for name in check.names]
+                samples += [Sample.fault(sample_id(self.gateway, name), now, why) for name in check.names]
                 continue
-            samples += [Sample(f"{self.gateway}-{name}", r.value, "ok", now, state=r.state, detail=r.detail)
+            samples += [Sample(sample_id(self.gateway, name), r.value, "ok", now, state=r.state, detail=r.detail)
                         for name, r in readings.items()]
         return samples
 

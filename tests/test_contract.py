@@ -83,3 +83,16 @@ def test_deeply_nested_json_is_refused_not_a_crash():
     with pytest.raises(ContractError) as info:
         parse("sw/v1/s/g/reading/x", b"[" * 3000)
     assert info.value.reason == "not_json"
+
+
+def test_health_payloads_as_the_gateway_writes_them_are_what_the_schemas_read():
+    from stationwatch.broker.contract import LOCAL_ALARM, HealthSample, LocalAlarmState
+    from stationwatch.broker.wire import payload
+    sample = payload(NOW, 5, value=None, unit="%", quality="fault", state="fault", detail="OSError: disk gone")
+    msg = parse(topic("sl-station", "gw-sl-main", Kind.HEALTH, "disk_free"), sample)
+    assert msg.body == HealthSample(v=1, ts=NOW, seq=5, value=None, unit="%", quality="fault", state="fault",
+                                    detail="OSError: disk gone")
+    change = payload(NOW, 6, state="silenced", by="cmd:ack", detectors=["smk-dorm-m1"])
+    msg = parse(topic("sl-station", "gw-sl-main", Kind.HEALTH, LOCAL_ALARM), change)
+    assert msg.body == LocalAlarmState(v=1, ts=NOW, seq=6, state="silenced", by="cmd:ack", detectors=["smk-dorm-m1"])
+    assert subscription(Kind.HEALTH) == "sw/v1/+/+/health/+"
