@@ -87,8 +87,10 @@ class SimulatedGateway:
 
     @property
     def drivers(self) -> list[str]:
-        kinds = {s.kind for s in self.station.sensors} | ({"camera"} if self.station.cameras else set())
-        return sorted(kinds)
+        """The birth message's inventory in the contract's ``family:count`` form: the simulated
+        sensors count as one family, the cameras as one camera watch (as on a real gateway)."""
+        families = {"simulated": len(self.station.sensors), "camera": 1 if self.station.cameras else 0}
+        return [f"{family}:{n}" for family, n in sorted(families.items()) if n]
 
     # ---- life cycle
     def start(self) -> "SimulatedGateway":

@@ -4,11 +4,7 @@ line answering as the generic 8-channel digital-input module (register map ``di-
 from __future__ import annotations
 
 import asyncio
-import os
-import pty
-import select
 import threading
-import tty
 
 import pytest
 import yaml
@@ -22,6 +18,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice  # noqa: E402
 from stationwatch.broker.config import parse_config  # noqa: E402
 from stationwatch.sensors.base import build_drivers  # noqa: E402
 from support import EXAMPLES, wait_for  # noqa: E402
+from modbus_line import Line  # noqa: E402
 
 GW, DI_UNIT = "gw-sl-main", 7
 
@@ -90,35 +87,6 @@ def test_a_heat_contact_reports_its_alarm_edge_at_once(factory):
 
 
 # ---- the 8-channel DI module on RS-485 --------------------------------------------------------
-class Line:
-    """Two pty pairs and a relay thread: the RS-485 line between the module and the driver."""
-
-    def __init__(self):
-        self.server_master, self.server_slave = pty.openpty()
-        self.client_master, self.client_slave = pty.openpty()
-        for fd in (self.server_slave, self.client_slave):
-            tty.setraw(fd)
-        self.server_port, self.client_port = os.ttyname(self.server_slave), os.ttyname(self.client_slave)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._relay, daemon=True)
-        self._thread.start()
-
-    def _relay(self):
-        ends = {self.server_master: self.client_master, self.client_master: self.server_master}
-        while not self._stop.is_set():
-            for fd in select.select(list(ends), [], [], 0.05)[0]:
-                try:
-                    os.write(ends[fd], os.read(fd, 4096))
-                except OSError:
-                    continue
-
-    def close(self):
-        self._stop.set()
-        self._thread.join(timeout=2)
-        for fd in (self.server_master, self.server_slave, self.client_master, self.client_slave):
-            os.close(fd)
-
-
 class DiModule:
     """A pymodbus RTU server as the DI module: inputs 1..8 are discrete inputs 0..7 (function 02),
     kept as the low bits of one shared register (pymodbus' bit addressing)."""

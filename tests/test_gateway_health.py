@@ -15,10 +15,8 @@ import sys
 import threading
 import time
 import uuid
-from typing import Callable
 
 import pytest
-from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockFactory
 
 from stationwatch.alerts.engine import AlertEngine
@@ -36,9 +34,9 @@ from stationwatch.gateway.agent import Agent
 from stationwatch.gateway.alarm import LocalAlarm
 from stationwatch.gateway.settings import AgentSettings, AlarmOutputs
 from stationwatch.gateway.spool import Spool
-from stationwatch.sensors.base import Sample
 from stationwatch.sensors.health import METRICS, GatewayHealth, HealthSeams
 from support import ROOT, wait_for
+from test_local_alarm import SmokeContact
 
 SITE, GW = "sl-station", "gw-sl-main"
 BUZZER, RELAY, LED, BUTTON, SMOKE_PIN = 17, 27, 22, 23, 5
@@ -69,33 +67,6 @@ def sick_health(tmp_path, gateway: str = GW) -> GatewayHealth:
     seams = HealthSeams(thermal_path=tmp_path / "temp", meminfo_path=tmp_path / "no-meminfo", disk_path=tmp_path,
                         run=lambda argv: answers[argv[0]], disk_usage=lambda path: (1000, 950, 50))
     return GatewayHealth(gateway, seams)
-
-
-class SmokeContact:
-    """A smoke detector's alarm relay on a GPIO input, reported on every edge."""
-
-    def __init__(self, sensor: str, pin: int, factory):
-        self.sensor = sensor
-        self.input = DigitalInputDevice(pin, pull_up=False, pin_factory=factory)
-        self.callbacks: list[Callable[[Sample], None]] = []
-        self.input.when_activated = self.input.when_deactivated = self._changed
-
-    def sample(self) -> Sample:
-        active = bool(self.input.is_active)
-        return Sample(self.sensor, float(active), "ok", time.time(), "alarm" if active else "normal")
-
-    def read(self, now: float) -> list[Sample]:
-        return [self.sample()]
-
-    def on_change(self, callback: Callable[[Sample], None]) -> None:
-        self.callbacks.append(callback)
-
-    def _changed(self) -> None:
-        for callback in self.callbacks:
-            callback(self.sample())
-
-    def close(self) -> None:
-        self.input.close()
 
 
 class Collector:

@@ -158,7 +158,7 @@ def test_every_sensor_and_camera_reports_valid_messages_with_one_rising_seq(run,
     assert rec.refused == []
     birth = rec.bodies(Kind.STATUS)[0]
     assert (birth.state, birth.config_version) == ("online", "abc123")
-    assert birth.drivers == sorted({s.kind for s in cfg.sensors} | {"camera"})
+    assert birth.drivers == ["camera:1", f"simulated:{len(cfg.sensors)}"]
     for sensor in cfg.sensors:
         kind = KINDS[sensor.kind]
         for reading in rec.bodies(Kind.READING, sensor.id):
