@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the running system needs, as "command:package" pairs.
 RUNTIME_PKGS := mosquitto:mosquitto influxd:influxdb
-TEST_PKGS    := chromium:chromium
+TEST_PKGS    := chromium:chromium shellcheck:shellcheck
 
 .PHONY: demo test bench deps test-deps venv clean
 
