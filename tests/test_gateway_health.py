@@ -36,6 +36,7 @@ from stationwatch.gateway.settings import AgentSettings, AlarmOutputs
 from stationwatch.gateway.spool import Spool
 from stationwatch.sensors.health import METRICS, GatewayHealth, HealthSeams
 from support import ROOT, wait_for
+from test_broker_security import TWO_SITES
 from test_local_alarm import SmokeContact
 
 SITE, GW = "sl-station", "gw-sl-main"
@@ -298,18 +299,6 @@ def test_a_central_ack_is_reported_and_a_broken_listener_never_stops_the_alarm(t
 
 
 # ---- broker ACL --------------------------------------------------------------------------------
-TWO_SITES = {
-    "name": "two sites",
-    "bureaus": [{"id": "city", "name": "市民政局", "level": "city"}],
-    "sites": [
-        {"id": "site-a", "name": "甲站", "bureau": "city", "rooms": [{"id": "dorm", "name": "宿舍", "kind": "dormitory"}]},
-        {"id": "site-b", "name": "乙站", "bureau": "city", "rooms": [{"id": "dorm", "name": "宿舍", "kind": "dormitory"}]},
-    ],
-    "gateways": [{"id": "gw-a", "name": "A", "site": "site-a"}, {"id": "gw-b", "name": "B", "site": "site-b"}],
-    "sensors": [{"id": "smk-a", "name": "A 感烟", "kind": "smoke", "gateway": "gw-a", "room": "dorm"}],
-}
-
-
 def test_the_acl_lets_a_gateway_publish_its_own_health_and_nothing_new_besides(tmp_path):
     reads, writes = gateway_topics("site-a", "gw-a")
     assert "sw/v1/site-a/gw-a/health/+" in writes and reads == ("sw/v1/site-a/gw-a/cmd/+",)
