@@ -43,20 +43,26 @@ def sensor_fault(sit: Situation, obs: Observation) -> Iterator[Verdict]:
                  value=getattr(body, "value", None))
 
 
+def _gone_silent(sit: Situation, devices, limit_of, now: float):
+    """(device, site, room, limit, silent for) of each device whose last message is older than
+    ``limit_of(device)`` seconds, once until it is heard again; not while its gateway is down."""
+    for device in devices:
+        limit, last = limit_of(device), sit.last_seen(device.id)
+        if sit.mem.get("silent", device.id) or sit.gateway_down(device.gateway) or last is None or now - last <= limit:
+            continue
+        sit.mem.put("silent", device.id, True)
+        site = sit.cfg.site_of(device)
+        yield device, site, site.room(device.room), limit, round(now - last, 1)
+
+
 def sensors_stale(sit: Situation, now: float) -> Iterator[Verdict]:
     """No data from a sensor for ``sensor_stale_s`` (or ``stale_intervals`` of its own interval)."""
-    for sensor in sit.cfg.sensors:
-        limit = max(sit.settings.sensor_stale_s, sit.settings.stale_intervals * sensor.interval_s)
-        last = sit.last_seen(sensor.id)
-        if sit.mem.get("silent", sensor.id) or sit.gateway_down(sensor.gateway) or last is None or now - last <= limit:
-            continue
-        sit.mem.put("silent", sensor.id, True)
-        site = sit.cfg.site_of(sensor)
-        room = site.room(sensor.room)
+    limit_of = lambda sensor: max(sit.settings.sensor_stale_s, sit.settings.stale_intervals * sensor.interval_s)  # noqa: E731
+    for sensor, site, room, limit, silent_s in _gone_silent(sit, sit.cfg.sensors, limit_of, now):
         yield Raised("sensor_fault", f"{site.id}/{sensor.id}", "warning", site.id, room.id, room.fire_zone,
                      f"传感器无数据：{site.name} {sensor.name}（超过 {limit:.0f} 秒）",
                      f"Sensor silent: {sensor.name}, {site.name} (no data for over {limit:.0f} s)",
-                     {"device": sensor.id, "reason": "stale", "silent_s": round(now - last, 1)}, now)
+                     {"device": sensor.id, "reason": "stale", "silent_s": silent_s}, now)
 
 
 def _camera_severity(room) -> str:
@@ -83,18 +89,11 @@ def camera_offline(sit: Situation, obs: Observation) -> Iterator[Verdict]:
 
 def cameras_silent(sit: Situation, now: float) -> Iterator[Verdict]:
     """No heartbeat for ``misses × heartbeat_s`` → the camera (or its probe) is offline."""
-    for cam in sit.cfg.cameras:
-        limit = cam.misses * cam.heartbeat_s
-        last = sit.last_seen(cam.id)
-        if sit.mem.get("silent", cam.id) or sit.gateway_down(cam.gateway) or last is None or now - last <= limit:
-            continue
-        sit.mem.put("silent", cam.id, True)
-        site = sit.cfg.site_of(cam)
-        room = site.room(cam.room)
+    for cam, site, room, limit, silent_s in _gone_silent(sit, sit.cfg.cameras, lambda c: c.misses * c.heartbeat_s, now):
         yield Raised("camera_offline", f"{site.id}/{cam.id}", _camera_severity(room), site.id, room.id,
                      room.fire_zone, f"摄像机离线：{site.name} {room.name} {cam.name}（{limit:.0f} 秒无心跳）",
                      f"Camera offline: {cam.name} in {room.name}, {site.name} (no heartbeat for {limit:.0f} s)",
-                     {"device": cam.id, "reason": "silent", "silent_s": round(now - last, 1)}, now)
+                     {"device": cam.id, "reason": "silent", "silent_s": silent_s}, now)
 
 
 def gateway_offline(sit: Situation, obs: Observation) -> Iterator[Verdict]:

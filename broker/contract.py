@@ -21,12 +21,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-# the plain half (topics, classes, QoS, the gateway's encoder and command check) lives in wire.py
 from stationwatch.sensors.health import METRICS as HEALTH_DRIVER_METRICS
 
-from .wire import (DELIVERY, LOCAL_ALARM, LOCAL_ALARM_STATES, MAX_PAYLOAD, ROOT, SCHEMA_VERSION,  # noqa: F401
-                   TS_RANGE, ContractError, Delivery, Kind, load_object, parse_command, split_topic, subscription,
-                   topic)
+# the plain half (topics, classes, QoS, the gateway's encoder and command check) lives in wire.py;
+# the names receivers use are re-exported here
+from .wire import (DELIVERY, LOCAL_ALARM, LOCAL_ALARM_STATES, ROOT, TS_RANGE, ContractError,  # noqa: F401
+                   Kind, load_object, split_topic, subscription, topic)
 
 # what may follow health/: the health driver's metrics and the local alarm's state
 HEALTH_METRICS = frozenset(HEALTH_DRIVER_METRICS) | {LOCAL_ALARM}

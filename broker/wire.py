@@ -10,11 +10,14 @@ checks that what :func:`payload` writes is exactly what those schemas read and t
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Mapping, TypeVar
+
+log = logging.getLogger(__name__)
 
 ROOT = "sw/v1"
 SCHEMA_VERSION = 1
@@ -149,3 +152,21 @@ def parse_command(topic_name: str, body: bytes) -> Command:
     if kind is not Kind.CMD or name != device:
         raise ContractError("bad_command", f"'{topic_name[:200]}' is not a command named after its topic")
     return Command(name, float(ts), args)
+
+
+Handler = TypeVar("Handler")
+
+
+def command_handler(topic_name: str, body: bytes, handlers: Mapping[str, Handler]) -> tuple[Command, Handler] | None:
+    """A received command and its entry in ``handlers`` (the agent's and the simulator's command
+    tables), or None — logged — when the command is invalid or not one of them."""
+    try:
+        cmd = parse_command(topic_name, body)
+    except ContractError as exc:
+        log.warning("命令无效已忽略 / invalid command on %s ignored: %s", topic_name, exc)
+        return None
+    handler = handlers.get(cmd.name)
+    if handler is None:
+        log.warning("未知命令已忽略 / unknown command '%s' on %s ignored", cmd.name, topic_name)
+        return None
+    return cmd, handler

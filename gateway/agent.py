@@ -31,11 +31,11 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
 
 from stationwatch.broker.mqtt import BrokerAddress, MqttLink
-from stationwatch.broker.wire import LOCAL_ALARM, Command, ContractError, Kind, parse_command, payload, topic
-from stationwatch.sensors.base import Sample
+from stationwatch.broker.wire import LOCAL_ALARM, Command, Kind, command_handler, payload, topic
+from stationwatch.sensors.base import Sample, inventory
 from stationwatch.sensors.health import METRICS as HEALTH_METRICS, sample_id
 from stationwatch.sensors.kinds import KINDS
 
@@ -71,18 +71,6 @@ class Driver(Protocol):
 @runtime_checkable
 class EdgeDriver(Protocol):
     def on_change(self, callback: Callable[[SampleLike], None]) -> None: ...
-
-
-def inventory(drivers: Iterable[Any]) -> list[str]:
-    """Driver families and how many of each, for the birth message: ``["camera:9", "gpio:10"]``."""
-    try:
-        from stationwatch.sensors.base import DRIVERS
-        names = {path.split(":")[1]: family for family, path in DRIVERS.items()} | {"FaultyDriver": "faulty"}
-    except ImportError:
-        names = {}
-    counts = Counter(getattr(d, "family", None) or names.get(type(d).__name__, type(d).__name__.lower())
-                     for d in drivers)
-    return [f"{family}:{n}" for family, n in sorted(counts.items())]
 
 
 class Agent:
@@ -352,19 +340,12 @@ class Agent:
         self.born.set()
         log.info("已连接 / connected to the broker; %d message(s) waiting in the spool", self.spool.rows)
 
-    def _on_command(self, topic_name: str, payload: bytes, _msg) -> None:
-        try:
-            cmd = parse_command(topic_name, payload)
-        except ContractError as exc:
-            log.warning("命令无效已忽略 / invalid command on %s ignored: %s", topic_name, exc)
-            return
-        handler = COMMANDS.get(cmd.name)
-        if handler is None:
-            log.warning("未知命令已忽略 / unknown command '%s' on %s ignored", cmd.name, topic_name)
-            return
-        self.stats["commands"] += 1
-        handler(self, cmd)
-
+    def _on_command(self, topic_name: str, body: bytes, _msg) -> None:
+        found = command_handler(topic_name, body, COMMANDS)
+        if found is not None:
+            cmd, handler = found
+            self.stats["commands"] += 1
+            handler(self, cmd)
 
 COMMANDS: dict[str, Callable[[Agent, Command], None]] = {
     "silence": lambda agent, cmd: agent.alarm.silence("cmd:silence"),

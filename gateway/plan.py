@@ -89,7 +89,6 @@ class Plan:
     sensors: list[Any]
     cameras: list[Any]
     register_maps: dict[str, RegisterMap]
-    path: Path
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -103,6 +102,6 @@ def load_plan(path: str | Path) -> Plan:
     try:
         return Plan(data["config_version"], data["station"], _view(data["gateway"]),
                     _view(data["sensors"]), _view(data["cameras"]),
-                    {name: RegisterMap.from_data(m) for name, m in data["register_maps"].items()}, path)
+                    {name: RegisterMap.from_data(m) for name, m in data["register_maps"].items()})
     except (KeyError, TypeError) as exc:
         raise PlanError(f"{path} is incomplete ({type(exc).__name__}: {exc}) / 网关运行计划不完整") from None

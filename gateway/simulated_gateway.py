@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 from stationwatch.broker.config import Gateway, StationConfig
-from stationwatch.broker.contract import (Command, ContractError, Event, Heartbeat, Kind, Reading, Sequenced,
-                                          Status, encode, parse_command, topic)
+from stationwatch.broker.contract import Event, Heartbeat, Kind, Reading, Sequenced, Status, encode, topic
+from stationwatch.broker.wire import Command, command_handler
 from stationwatch.broker.mqtt import BrokerAddress, MqttLink
 from stationwatch.sensors.kinds import KINDS
 
@@ -306,16 +306,11 @@ class SimulatedGateway:
         log.info("网关恢复供电 / gateway %s back: %d kept messages sent as historical", self.gateway.id, len(kept))
 
     # ---- commands
-    def _on_message(self, topic_name: str, payload: bytes, _msg) -> None:
-        try:
-            cmd = parse_command(topic_name, payload)
-        except ContractError as exc:
-            log.warning("命令无效已忽略 / invalid command on %s ignored: %s", topic_name, exc)
+    def _on_message(self, topic_name: str, body: bytes, _msg) -> None:
+        found = command_handler(topic_name, body, COMMANDS)
+        if found is None:
             return
-        handler = COMMANDS.get(cmd.name)
-        if handler is None:
-            log.warning("未知命令已忽略 / unknown command '%s' on %s ignored", cmd.name, topic_name)
-            return
+        cmd, handler = found
         try:
             handler(self, cmd)
         except SimulationError as exc:

@@ -14,6 +14,7 @@ same code with gpiozero's MockFactory, pty pairs, temp dirs and local sockets::
 from __future__ import annotations
 
 import importlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol, Sequence, runtime_checkable
@@ -123,6 +124,13 @@ DRIVERS: dict[str, str] = {
     "camera": "camera:CameraWatch",
     "health": "health:GatewayHealth",
 }
+
+
+def inventory(drivers: Sequence[Any]) -> list[str]:
+    """Driver families and how many of each, for the birth message: ``["camera:1", "gpio:10"]``
+    (a driver without a ``family`` counts under its class name)."""
+    counts = Counter(getattr(d, "family", type(d).__name__.lower()) for d in drivers)
+    return [f"{family}:{n}" for family, n in sorted(counts.items())]
 
 
 def driver_class(name: str) -> type:
