@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from stationwatch.broker.config import load_config
-from stationwatch.broker.mqtt import BrokerAddress
+from stationwatch.broker.contract import Kind, topic
+from stationwatch.broker.mqtt import BrokerAddress, MqttLink
 from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto
 from support import EXAMPLES, Receiver
 
@@ -25,6 +26,18 @@ def influxdb(tmp_path_factory):
 @pytest.fixture
 def broker_address(mosquitto) -> BrokerAddress:
     return BrokerAddress(mosquitto.host, mosquitto.port)
+
+
+@pytest.fixture
+def forget_status(broker_address):
+    """Call with a gateway whose retained status the test leaves on the shared broker; it is cleared
+    afterwards (ingest tests count every message they refuse, and these gateways are not in their config)."""
+    gateways = []
+    yield gateways.append
+    link = MqttLink(broker_address, "test-forget-status").start()
+    for gw in gateways:
+        link.publish(topic(gw.site, gw.id, Kind.STATUS), b"", Kind.STATUS).wait_for_publish(5)
+    link.stop()
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,6 @@ import subprocess
 import sys
 import threading
 
-import pytest
-
 from stationwatch.broker.contract import Kind, parse, subscription, topic
 from stationwatch.broker.mqtt import BrokerAddress, MqttLink
 from stationwatch.broker.stack import LocalMosquitto, free_port
@@ -74,18 +72,6 @@ class Collector:
 
     def statuses(self) -> list[dict]:
         return [body for t, body, _ in self.messages() if t.endswith("/status")]
-
-
-@pytest.fixture
-def forget_status(broker_address):
-    """Call with a gateway whose retained status the test leaves on the shared broker; it is cleared
-    afterwards (ingest tests count every message they refuse, and these gateways are not in their config)."""
-    gateways = []
-    yield gateways.append
-    link = MqttLink(broker_address, "test-forget-status").start()
-    for gw in gateways:
-        link.publish(topic(gw.site, gw.id, Kind.STATUS), b"", Kind.STATUS).wait_for_publish(5)
-    link.stop()
 
 
 # ---- birth and death, with the agent in its own process -------------------------------------

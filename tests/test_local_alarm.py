@@ -80,18 +80,6 @@ def outputs(factory) -> tuple[bool, bool, bool]:
     return tuple(bool(factory.pin(p).state) for p in (BUZZER, RELAY, LED))
 
 
-@pytest.fixture
-def forget_status(broker_address):
-    """Call with a gateway whose retained status the test leaves on the shared broker; it is cleared
-    afterwards (ingest tests count every message they refuse, and these gateways are not in their config)."""
-    gateways = []
-    yield gateways.append
-    link = MqttLink(broker_address, "test-forget-status").start()
-    for gw in gateways:
-        link.publish(topic(gw.site, gw.id, Kind.STATUS), b"", Kind.STATUS).wait_for_publish(5)
-    link.stop()
-
-
 NOWHERE = BrokerAddress("127.0.0.1", free_port())  # nothing listens here: the network is down
 
 
