@@ -27,7 +27,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel
 
-from stationwatch.broker.config import StationConfig
+from stationwatch.core.config import StationConfig
 
 from .api_alerts import alerts, maintenance, me, stats
 from .auth import Auth

@@ -13,17 +13,17 @@ from typing import Annotated, Any, Callable
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
-from stationwatch.broker.config import StationConfig
+from stationwatch.core.config import StationConfig
 
 from . import outbox
 from .auth import CurrentUser, Permission, Principal, forbid
-from .kinds import ALERT_KINDS, SEVERITIES, STATES
+from stationwatch.core.alert_types import ALERT_TYPES, SEVERITIES, STATES
 from .silences import Silences
 from .store import Alert, AlertError, Conflict, NotFound, Store
 
 StateFilter = StrEnum("StateFilter", {s: s for s in STATES})
 SeverityFilter = StrEnum("SeverityFilter", {s: s for s in SEVERITIES})
-RuleFilter = StrEnum("RuleFilter", {k: k for k in ALERT_KINDS})
+RuleFilter = StrEnum("RuleFilter", {k: k for k in ALERT_TYPES})
 
 
 def _store(request: Request) -> Store:
@@ -178,7 +178,7 @@ def alert_out(cfg: StationConfig, alert: Alert, esc: Any | None = None, breaches
     data = {k: v for k, v in vars(alert).items() if k not in ("audit", "deliveries", "created_at", "escalation",
                                                              "breaches", "clearing_since")}
     data.update(site_name=site.name if site else alert.site, room_name=room.name if room else None,
-                rule_zh=ALERT_KINDS[alert.rule].zh if alert.rule in ALERT_KINDS else alert.rule,
+                rule_zh=ALERT_TYPES[alert.rule].zh if alert.rule in ALERT_TYPES else alert.rule,
                 severity_rank=sev.rank, severity_zh=sev.zh, severity_en=sev.en, state_zh=state.zh,
                 state_en=state.en, first_at_local=local(alert.first_at), last_at_local=local(alert.last_at),
                 escalation=_escalation(cfg, esc) if alert.state == "firing" or trail else None, breaches=breaches)

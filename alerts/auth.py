@@ -29,9 +29,9 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from stationwatch.broker.config import StationConfig
+from stationwatch.core.config import StationConfig
 
-from .policy import DEMO_TOKEN_HASHES
+from stationwatch.core.policy import DEMO_TOKEN_HASHES
 from .roster import Directory
 
 log = logging.getLogger(__name__)

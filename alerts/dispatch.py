@@ -21,7 +21,7 @@ from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from stationwatch.broker.config import StationConfig
+from stationwatch.core.config import StationConfig
 
 from . import outbox
 from .channels import Channel, Outcome, channel_for, redact

@@ -30,15 +30,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from stationwatch.broker.config import StationConfig
-from stationwatch.broker.contract import LOCAL_ALARM, ContractError, Inventory, Kind, parse, subscription
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink
-from stationwatch.broker.quarantine import Quarantine
+from stationwatch.core.config import StationConfig
+from stationwatch.core.contract import LOCAL_ALARM, ContractError, Inventory, MessageClass, parse, subscription
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.quarantine import Quarantine
 
 from . import gateway_health, outbox
 from .dispatch import Notifier
 from .escalation import Escalator
-from .kinds import ALERT_KINDS
+from stationwatch.core.alert_types import ALERT_TYPES
 from .rules import RULES, Rule
 from .silences import Silences, Window
 from .situation import Memory, Situation
@@ -178,11 +178,11 @@ class AlertEngine:
         except ContractError as exc:
             self._refuse(topic, payload, exc.reason, exc.detail)
             return []
-        if msg.kind is Kind.CMD:  # commands to gateways are not the engine's business
+        if msg.kind is MessageClass.CMD:  # commands to gateways are not the engine's business
             return []
         self.stats.accepted += 1
         try:
-            if msg.kind is Kind.HEALTH:  # the gateway's own health: its device is the gateway
+            if msg.kind is MessageClass.HEALTH:  # the gateway's own health: its device is the gateway
                 obs = gateway_health.observe(self.situation, msg, device, now)
                 if msg.device == LOCAL_ALARM:
                     with self.store.tx() as db:
@@ -231,7 +231,7 @@ class AlertEngine:
         for verdict in verdicts:
             if self._inhibited(verdict):
                 continue
-            key, kind = (verdict.rule, verdict.subject), ALERT_KINDS[verdict.rule]
+            key, kind = (verdict.rule, verdict.subject), ALERT_TYPES[verdict.rule]
             if isinstance(verdict, Clear):
                 if not kind.auto_resolve or key not in self._open:
                     continue

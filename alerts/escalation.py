@@ -21,11 +21,11 @@ import json
 import logging
 import sqlite3
 
-from stationwatch.broker.config import StationConfig
+from stationwatch.core.config import StationConfig
 
 from . import outbox
-from .kinds import SEVERITIES
-from .policy import EscalationPolicy, Level
+from stationwatch.core.alert_types import SEVERITIES
+from stationwatch.core.policy import EscalationPolicy, Level
 from .roster import Directory
 from .store import Alert, Store
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Callable, Iterator
 
-from stationwatch.broker.contract import Kind
+from stationwatch.core.contract import MessageClass
 
-from .policy import RuleSettings
+from stationwatch.core.policy import RuleSettings
 from .situation import Observation, Situation
 from .verdicts import Verdict, binary_signal, names, plausible_value, raised
 
@@ -34,7 +34,7 @@ def _rate_of_rise(sit: Situation, obs: Observation, value: float) -> float | Non
 
 def _heat_signal(sit: Situation, obs: Observation) -> tuple[bool | None, str]:
     s: RuleSettings = sit.settings
-    if obs.msg.kind is Kind.EVENT:
+    if obs.msg.kind is MessageClass.EVENT:
         return {"alarm": True, "normal": False}.get(obs.body.state), "event"
     value = plausible_value(obs)
     if value is None:

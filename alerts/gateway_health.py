@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from stationwatch.broker.contract import LOCAL_ALARM, Message
+from stationwatch.core.contract import LOCAL_ALARM, Message
 
 from .situation import Observation, Situation
 from .verdicts import Clear, Verdict, raised, subject

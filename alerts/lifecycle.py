@@ -14,7 +14,7 @@ import json
 import sqlite3
 from typing import Any
 
-from .kinds import SEVERITIES, STATES
+from stationwatch.core.alert_types import SEVERITIES, STATES
 from .records import Alert, Conflict, Raised
 
 _OPEN = "state IN ('pending', 'firing', 'acknowledged')"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from stationwatch.broker.contract import Kind
+from stationwatch.core.contract import MessageClass
 
 from .situation import Observation, Situation
 from .store import Raised
@@ -27,7 +27,7 @@ def sensor_fault(sit: Situation, obs: Observation) -> Iterator[Verdict]:
     """A detector that reports a fault, a faulty reading quality, or a value outside its physical
     range. Any good message clears it."""
     body, where = obs.body, names(obs)
-    if obs.msg.kind is Kind.EVENT:
+    if obs.msg.kind is MessageClass.EVENT:
         reason = "fault" if body.state == "fault" else None
     elif body.quality != "ok":
         reason = FAULTY_QUALITY.get(body.quality, "fault")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from stationwatch.broker.config import StationConfig
+from stationwatch.core.config import StationConfig
 
-from .kinds import SEVERITIES
+from stationwatch.core.alert_types import SEVERITIES
 from .outbox import KINDS
 from .store import Alert
 

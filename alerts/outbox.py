@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Iterable
 
-from .kinds import SEVERITIES
+from stationwatch.core.alert_types import SEVERITIES
 from .store import Alert
 
 # kind of notice → (Chinese, English) headline and a priority bonus (sent first when many are due)

@@ -7,7 +7,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from .kinds import STATES
+from stationwatch.core.alert_types import STATES
 
 
 class AlertError(Exception):

@@ -15,9 +15,9 @@ import logging
 from datetime import datetime, time as dtime, timedelta
 from typing import Callable
 
-from stationwatch.broker.config import Contact, Site, StationConfig
+from stationwatch.core.config import Contact, Site, StationConfig
 
-from .policy import Level, Shift
+from stationwatch.core.policy import Level, Shift
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from stationwatch.broker.config import StationConfig
+from stationwatch.core.config import StationConfig
 
 from .store import Alert, Conflict, NotFound, Store
 

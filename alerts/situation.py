@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, time as dtime
 from typing import Any, Iterator
 
-from stationwatch.broker.config import Camera, Room, Site, StationConfig
-from stationwatch.broker.contract import Kind, Message
+from stationwatch.core.config import Camera, Room, Site, StationConfig
+from stationwatch.core.contract import MessageClass, Message
 
-from .policy import RuleSettings, Season
+from stationwatch.core.policy import RuleSettings, Season
 
 
 class Memory:
@@ -172,4 +172,4 @@ class Situation:
 
 
 def is_reading(obs: Observation) -> bool:
-    return obs.msg.kind is Kind.READING
+    return obs.msg.kind is MessageClass.READING

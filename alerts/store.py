@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .kinds import ACTIVE_STATES, SEVERITIES
+from stationwatch.core.alert_types import ACTIVE_STATES, SEVERITIES
 from .lifecycle import _OPEN, Lifecycle
 from .records import Alert, AlertError, Conflict, NotFound, Raised
 from .schema import migrate

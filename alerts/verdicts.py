@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from stationwatch.broker.contract import Kind
+from stationwatch.core.contract import MessageClass
 from stationwatch.sensors.kinds import KINDS
 
 from .situation import Observation
@@ -48,7 +48,7 @@ def raised(obs: Observation, rule: str, subject: str, severity: str, zh: str, en
 def plausible_value(obs: Observation) -> float | None:
     """The reading's value when it is usable: quality ok and inside the kind's physical range."""
     body = obs.body
-    if obs.msg.kind is not Kind.READING or body.quality != "ok" or body.value is None:
+    if obs.msg.kind is not MessageClass.READING or body.quality != "ok" or body.value is None:
         return None
     spec = KINDS[obs.kind]
     return body.value if spec.low <= body.value <= spec.high else None
@@ -57,7 +57,7 @@ def plausible_value(obs: Observation) -> float | None:
 def binary_signal(obs: Observation) -> bool | None:
     """A binary sensor's state: True active (alarm, open), False idle, None no news."""
     spec = KINDS[obs.kind]
-    if obs.msg.kind is Kind.EVENT:
+    if obs.msg.kind is MessageClass.EVENT:
         return {spec.active_state: True, spec.idle_state: False}.get(obs.body.state)
     value = plausible_value(obs)
     return None if value is None else value >= 0.5

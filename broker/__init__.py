@@ -1,3 +1,3 @@
-"""The MQTT side of StationWatch: the contract (topics and payloads), the organisation config it is
-keyed by, the one paho adapter, ingest into InfluxDB, and the local Mosquitto/InfluxDB the demo and
-the tests start with the project's own config."""
+"""The central server's message path: Mosquitto's config, per-gateway accounts, ACL, TLS and the
+bridge to the province; ingest from the broker into InfluxDB; and the local Mosquitto and InfluxDB
+that the demo and the tests start with the project's own config."""

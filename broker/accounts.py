@@ -15,13 +15,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from .contract import ROOT, Kind
+from stationwatch.core.contract import ROOT, MessageClass
 
 ITERATIONS = 101  # mosquitto_passwd's default for $7$
 SERVICE_ACCOUNTS = {
     # name: (read filters, write filters)
     "stationwatch-ingest": ([f"{ROOT}/#", f"$share/ingest/{ROOT}/#"], []),
-    "stationwatch-alerts": ([f"{ROOT}/#", f"$share/alerts/{ROOT}/#"], [f"{ROOT}/+/+/{Kind.CMD.value}/#", "sw/esc/v1/#"]),
+    "stationwatch-alerts": ([f"{ROOT}/#", f"$share/alerts/{ROOT}/#"], [f"{ROOT}/+/+/{MessageClass.CMD.value}/#", "sw/esc/v1/#"]),
 }
 
 
@@ -49,9 +49,9 @@ def verify_password(password: str, stored: str) -> bool:
 
 def gateway_topics(site: str, gateway: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     base = f"{ROOT}/{site}/{gateway}"
-    writes = (f"{base}/{Kind.STATUS.value}",) + tuple(
-        f"{base}/{k.value}/+" for k in (Kind.READING, Kind.EVENT, Kind.HEARTBEAT, Kind.HEALTH))
-    reads = (f"{base}/{Kind.CMD.value}/+",)
+    writes = (f"{base}/{MessageClass.STATUS.value}",) + tuple(
+        f"{base}/{k.value}/+" for k in (MessageClass.READING, MessageClass.EVENT, MessageClass.HEARTBEAT, MessageClass.HEALTH))
+    reads = (f"{base}/{MessageClass.CMD.value}/+",)
     return reads, writes
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from .contract import LOCAL_ALARM, Event, HealthSample, Heartbeat, Kind, LocalAlarmState, Message, Reading, Status
+from stationwatch.core.contract import LOCAL_ALARM, Event, HealthSample, Heartbeat, MessageClass, LocalAlarmState, Message, Reading, Status
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +108,8 @@ def _health(msg: Message, device) -> Point:
     return Point("gateway_health", {**_common(msg, None), "metric": msg.device}, fields, _ms(b.ts))
 
 
-TO_POINT = {Kind.READING: _reading, Kind.EVENT: _event, Kind.HEARTBEAT: _heartbeat, Kind.STATUS: _status,
-            Kind.HEALTH: _health}
+TO_POINT = {MessageClass.READING: _reading, MessageClass.EVENT: _event, MessageClass.HEARTBEAT: _heartbeat, MessageClass.STATUS: _status,
+            MessageClass.HEALTH: _health}
 
 
 def to_point(msg: Message, device) -> Point | None:

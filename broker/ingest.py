@@ -15,11 +15,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .contract import ContractError, Inventory, parse, subscription
+from stationwatch.core.contract import ContractError, Inventory, parse, subscription
 from .influx import RETENTION_MARGIN_S, RETENTION_S, InfluxV1Writer, Point, PointsRejected, PointWriter, to_point
-from .metrics import MetricsServer, prometheus_text
-from .mqtt import BrokerAddress, MqttLink
-from .quarantine import Quarantine
+from stationwatch.core.metrics import MetricsServer, prometheus_text
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
 

@@ -31,21 +31,20 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Sequence
 
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink
-from stationwatch.broker.wire import LOCAL_ALARM, Command, Kind, command_handler, payload, topic
-from stationwatch.sensors.base import Sample, inventory
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.wire import LOCAL_ALARM, GatewayCommand, MessageClass, command_handler, payload, topic
+from stationwatch.sensors.base import Driver, EdgeDriver, Sample, build_drivers, inventory
 from stationwatch.sensors.health import METRICS as HEALTH_METRICS, sample_id
 from stationwatch.sensors.kinds import KINDS
 
 from .alarm import AlarmChange, LocalAlarm
+from .plan import GatewayPlanSpec, StationSpec
 from .spool import Forwarder, Outgoing, Spool
 from .states import finite, state_rule
 from .watchdog import sd_notify, watchdog_period
 
-if TYPE_CHECKING:  # the runtime gives the agent the plain view of gateway/plan.py, not these
-    from stationwatch.broker.config import Gateway, StationConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,34 +54,18 @@ LINGER_S = 0.02          # gather what the other polls of a tick produce into on
 POLL_WORKERS = 4
 
 
-class SampleLike(Protocol):  # what a driver reports (stationwatch.sensors.base.Sample has this shape)
-    sensor: str
-    value: float | None
-    quality: str  # ok | fault | stale
-    ts: float
-    state: str | None
-
-
-class Driver(Protocol):
-    def read(self, now: float) -> Sequence[SampleLike]: ...
-    def close(self) -> None: ...
-
-
-@runtime_checkable
-class EdgeDriver(Protocol):
-    def on_change(self, callback: Callable[[SampleLike], None]) -> None: ...
-
-
 class Agent:
     """One gateway's agent: ``start()``, then ``stop()`` for a clean goodbye."""
 
-    def __init__(self, cfg: StationConfig, gw: Gateway, address: BrokerAddress, drivers: Sequence[Driver], *,
-                 spool: Spool, alarm: LocalAlarm | None = None, config_version: str | None = None):
+    def __init__(self, cfg: StationSpec, gw: GatewayPlanSpec, address: BrokerAddress, drivers: Sequence[Driver], *,
+                 spool: Spool, alarm: LocalAlarm | None = None, config_version: str | None = None,
+                 commands: Mapping[str, Callable[[Agent, GatewayCommand], None]] | None = None):
         self.gateway, self.settings = gw, gw.agent
         self.drivers = list(drivers)
         self.spool = spool
         self.alarm = alarm or LocalAlarm()
         self.config_version = config_version
+        self.commands = COMMANDS if commands is None else commands  # cmd/{name} → what the agent does
         self.sensors = {s.id: s for s in cfg.sensors if s.gateway == gw.id}
         self.cameras = {c.id: c for c in cfg.cameras if c.gateway == gw.id}
         self.health = {sample_id(gw.id, m): m for m in HEALTH_METRICS}  # health sample id → metric
@@ -94,7 +77,7 @@ class Agent:
         self.stats: Counter[str] = Counter()
         self.born = threading.Event()  # set at each birth (tests wait on it)
         will = payload(time.time(), state="offline", config_version=None, drivers=[], reason="will")
-        self.link = MqttLink(address, gw.id, will=(self.topic(Kind.STATUS), will),
+        self.link = MqttLink(address, gw.id, will=(self.topic(MessageClass.STATUS), will),
                              on_connect=self._on_connect, on_message=self._on_command)
         self.link.client.max_inflight_messages_set(self.settings.send_window)
         self.forwarder = Forwarder(spool, self.link, self.settings.send_window)
@@ -106,13 +89,14 @@ class Agent:
         self._read_at: dict[int, float] = {}  # driver index → the ``now`` of its last read
         self._busy: set[int] = set()
         self._unknown: set[str] = set()
+        self._edge_at: dict[str, float] = {}  # sensor → monotonic time of its last edge
         self._outbox: queue.SimpleQueue[list[Outgoing]] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(POLL_WORKERS, thread_name_prefix="poll")
         self._thread: threading.Thread | None = None
         self.loop_at = time.monotonic()
 
-    def topic(self, kind: Kind, device: str | None = None) -> str:
+    def topic(self, kind: MessageClass, device: str | None = None) -> str:
         return topic(self.gateway.site, self.gateway.id, kind, device)
 
     # ---- life cycle
@@ -151,7 +135,7 @@ class Agent:
             bye = payload(time.time(), state="offline", config_version=self.config_version, drivers=[],
                           reason="shutdown")
             try:
-                self.link.publish(self.topic(Kind.STATUS), bye, Kind.STATUS).wait_for_publish(5)
+                self.link.publish(self.topic(MessageClass.STATUS), bye, MessageClass.STATUS).wait_for_publish(5)
             except (RuntimeError, ValueError) as exc:
                 log.warning("could not publish the shutdown status: %s", exc)
         self.forwarder.stop()
@@ -220,13 +204,14 @@ class Agent:
 
     def _poll(self, i: int) -> None:
         driver, now, period = self.drivers[i], time.time(), self._period.get(i, 0.0)
+        read_at = time.monotonic()
         # dispatch jitter must not make a poll read as less than a period after the last one, or
         # a driver that keeps its own schedule (camera probes) skips it and reports a period late
         if i in self._read_at and 0 < self._read_at[i] + period - now < DUE_TOLERANCE * period:
             now = self._read_at[i] + period
         self._read_at[i] = now
         try:
-            samples: Sequence[SampleLike] = driver.read(now)
+            samples: Sequence[Sample] = driver.read(now)
         except Exception as exc:  # noqa: BLE001 — a driver bug is its sensors' fault, not the agent's end
             self.stats["read_errors"] += 1
             log.warning("driver %s read failed: %s", type(driver).__name__, exc)
@@ -234,7 +219,7 @@ class Agent:
         try:
             out: list[Outgoing] = []
             for sample in samples:
-                out += self._observe(sample, poll=True)
+                out += self._observe(sample, poll=True, read_at=read_at)
             served = self._served.setdefault(i, set())
             served.update(s.sensor for s in samples if s.sensor in self._every)
             if served:
@@ -245,14 +230,14 @@ class Agent:
             with self._lock:
                 self._busy.discard(i)
 
-    def _on_edge(self, sample: SampleLike) -> None:
+    def _on_edge(self, sample: Sample) -> None:
         """A contact changed (the driver's thread): alarm at once, event to the spool."""
         out = self._observe(sample, poll=False)
         if out:
             self._outbox.put(out)
 
     # ---- samples → alarm, events, readings, heartbeats
-    def _observe(self, sample: SampleLike, poll: bool) -> list[Outgoing]:
+    def _observe(self, sample: Sample, poll: bool, read_at: float = 0.0) -> list[Outgoing]:
         sensor = self.sensors.get(sample.sensor)
         if sensor is None:
             camera = self.cameras.get(sample.sensor)
@@ -270,6 +255,13 @@ class Agent:
         quality = sample.quality if value is not None or sample.quality != "ok" else "fault"
         out: list[Outgoing] = []
         with self._lock:
+            if not poll:
+                self._edge_at[sensor.id] = time.monotonic()
+            elif self._edge_at.get(sensor.id, float("-inf")) >= read_at:
+                # read before an edge the driver has reported since: its state is the older one and
+                # must not undo the edge (the next poll reports the contact as it is now)
+                self.stats["stale_polls"] += 1
+                return []
             last = self._state.get(sensor.id)
             state = "fault" if quality == "fault" else None if quality == "stale" else \
                 sample.state or state_rule(sensor.kind)(sensor, value, last)
@@ -282,27 +274,27 @@ class Agent:
             if poll and self._due(sensor.id, sensor.interval_s):
                 self.stats["readings"] += 1
                 unit = KINDS[sensor.kind].unit
-                out.append(Outgoing(Kind.READING, self.topic(Kind.READING, sensor.id), lambda seq: payload(
+                out.append(Outgoing(MessageClass.READING, self.topic(MessageClass.READING, sensor.id), lambda seq: payload(
                     sample.ts, seq, value=None if quality == "fault" else value, unit=unit, quality=quality)))
         return out
 
     def _event(self, device: str, state: str, value: float | None, ts: float) -> Outgoing:
         self.stats["events"] += 1
         log.info("事件 / event %s/%s: %s", self.gateway.id, device, state)
-        return Outgoing(Kind.EVENT, self.topic(Kind.EVENT, device),
+        return Outgoing(MessageClass.EVENT, self.topic(MessageClass.EVENT, device),
                         lambda seq: payload(ts, seq, state=state, value=value, drill=False))
 
-    def _heartbeat(self, sample: SampleLike, period: float) -> list[Outgoing]:
+    def _heartbeat(self, sample: Sample, period: float) -> list[Outgoing]:
         with self._lock:
             if not self._due(sample.sensor, period):
                 return []
         self.stats["heartbeats"] += 1
         online = sample.quality == "ok"
         latency = finite(sample.value) if online else None
-        return [Outgoing(Kind.HEARTBEAT, self.topic(Kind.HEARTBEAT, sample.sensor),
+        return [Outgoing(MessageClass.HEARTBEAT, self.topic(MessageClass.HEARTBEAT, sample.sensor),
                          lambda seq: payload(sample.ts, seq, online=online, latency_ms=latency))]
 
-    def _health(self, sample: SampleLike, metric: str) -> list[Outgoing]:
+    def _health(self, sample: Sample, metric: str) -> list[Outgoing]:
         with self._lock:
             if not self._due(sample.sensor, self._every[sample.sensor]):
                 return []
@@ -312,14 +304,14 @@ class Agent:
         state = "fault" if quality == "fault" else sample.state
         detail = getattr(sample, "detail", None)
         unit = HEALTH_METRICS[metric].unit
-        return [Outgoing(Kind.HEALTH, self.topic(Kind.HEALTH, metric), lambda seq: payload(
+        return [Outgoing(MessageClass.HEALTH, self.topic(MessageClass.HEALTH, metric), lambda seq: payload(
             sample.ts, seq, value=None if quality == "fault" else value, unit=unit, quality=quality, state=state,
             detail=detail[:200] if detail else None))]
 
     def _on_alarm(self, change: AlarmChange) -> None:
         """The local alarm changed (any thread, under the alarm's lock): to the outbox, never waiting."""
         self.stats["local_alarm"] += 1
-        self._outbox.put([Outgoing(Kind.HEALTH, self.topic(Kind.HEALTH, LOCAL_ALARM), lambda seq: payload(
+        self._outbox.put([Outgoing(MessageClass.HEALTH, self.topic(MessageClass.HEALTH, LOCAL_ALARM), lambda seq: payload(
             change.ts, seq, state=change.state, by=change.by, detectors=list(change.detectors)), urgent=True)])
 
     def _due(self, device: str, period: float) -> bool:
@@ -333,43 +325,49 @@ class Agent:
     def _on_connect(self, link: MqttLink) -> None:
         birth = payload(time.time(), state="online", config_version=self.config_version,
                         drivers=inventory(self.drivers), reason=None)
-        link.publish(self.topic(Kind.STATUS), birth, Kind.STATUS)
-        link.subscribe(self.topic(Kind.CMD, "+"), 1)
+        link.publish(self.topic(MessageClass.STATUS), birth, MessageClass.STATUS)
+        link.subscribe(self.topic(MessageClass.CMD, "+"), 1)
         self.forwarder.connected()
         self.stats["births"] += 1
         self.born.set()
         log.info("已连接 / connected to the broker; %d message(s) waiting in the spool", self.spool.rows)
 
     def _on_command(self, topic_name: str, body: bytes, _msg) -> None:
-        found = command_handler(topic_name, body, COMMANDS)
+        found = command_handler(topic_name, body, self.commands)
         if found is not None:
             cmd, handler = found
             self.stats["commands"] += 1
             handler(self, cmd)
 
-COMMANDS: dict[str, Callable[[Agent, Command], None]] = {
+COMMANDS: dict[str, Callable[[Agent, GatewayCommand], None]] = {
     "silence": lambda agent, cmd: agent.alarm.silence("cmd:silence"),
     "ack": lambda agent, cmd: agent.alarm.silence("cmd:ack"),  # acknowledged centrally
 }
 
 
-def run_agent(cfg: StationConfig, gw: Gateway, address: BrokerAddress, stop: threading.Event, *,
+def run_agent(cfg: StationSpec, gw: GatewayPlanSpec, address: BrokerAddress, stop: threading.Event, *,
               config_version: str | None = None, drivers: Sequence[Driver] | None = None,
               pin_factory: Any = None, spool_path: str | None = None, ready: threading.Event | None = None,
-              **driver_seams: Any) -> Agent:
+              commands: Mapping[str, Callable[[Agent, GatewayCommand], None]] | None = None,
+              attach: Callable[[Agent], None] | None = None, **driver_seams: Any) -> Agent:
     """Run the agent of gateway ``gw`` until ``stop`` is set, then stop cleanly.
 
     ``drivers`` default to :func:`stationwatch.sensors.base.build_drivers` with ``pin_factory``
-    and ``driver_seams`` (onewire_base, serial_for_url, probe); the local alarm uses the same
-    ``pin_factory``. ``ready`` is set once the agent runs. Returns the stopped agent."""
+    and ``driver_seams`` (onewire_base, serial_for_url, probe, health, building); the local alarm
+    uses the same ``pin_factory``. ``commands`` replaces the command table (the simulated station
+    adds ``scenario``); ``attach`` is given the agent before it starts. ``ready`` is set once the
+    agent runs. Returns the stopped agent."""
     settings = gw.agent
     spool = Spool(spool_path or settings.spool_path, int(settings.spool_max_mb * 2**20), settings.spool_sync)
     alarm = LocalAlarm(settings.outputs, settings.silence_button, pin_factory)
     try:
         if drivers is None:
-            from stationwatch.sensors.base import build_drivers
             drivers = build_drivers(cfg, gw, pin_factory=pin_factory, **driver_seams)
-        with Agent(cfg, gw, address, drivers, spool=spool, alarm=alarm, config_version=config_version) as agent:
+        agent = Agent(cfg, gw, address, drivers, spool=spool, alarm=alarm, config_version=config_version,
+                      commands=commands)
+        if attach is not None:
+            attach(agent)
+        with agent:
             if ready is not None:
                 ready.set()
             sd_notify("READY=1")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
-    from .settings import AlarmOutputs
+    from .plan import AlarmOutputsSpec
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ class OutputRole:
 @dataclass(frozen=True)
 class AlarmChange:
     """What the local alarm started doing, why, and when."""
-    state: str  # sounding | silenced | quiet (stationwatch.broker.wire.LOCAL_ALARM_STATES)
+    state: str  # sounding | silenced | quiet (stationwatch.core.wire.LOCAL_ALARM_STATES)
     by: str  # sounding: the detector that set it off; silenced: "button", "cmd:ack" …; quiet: the last detector
     detectors: tuple[str, ...]  # in alarm at that moment, sorted
     ts: float  # Unix time
@@ -61,7 +61,7 @@ class LocalAlarm:
     ``update`` may be called from any thread (a driver's edge callback, the polling loop, MQTT);
     it switches the outputs before it returns."""
 
-    def __init__(self, outputs: AlarmOutputs | None = None, silence_button: int | None = None,
+    def __init__(self, outputs: AlarmOutputsSpec | None = None, silence_button: int | None = None,
                  pin_factory: Any = None):
         pins = {name: getattr(outputs, name) for name in OUTPUT_ROLES if getattr(outputs, name, None) is not None}
         self._lock = threading.RLock()

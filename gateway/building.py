@@ -124,13 +124,21 @@ def _fraction(key: str) -> float:
 
 
 class Building:
-    """Temperatures of one site as functions of simulated time. Thread-safe."""
+    """One site as the simulated station's sensors see it (thread-safe): temperatures, pressures and
+    humidities as functions of the simulated clock, the contacts (detectors, doors, pumps) and which
+    cameras answer. It is the far end of the ``simulated`` driver family (sensors/simulated.py) and
+    of the camera probes; scenarios act on it (gateway/scenarios.py)."""
 
-    def __init__(self, tz: ZoneInfo, seed: str, start_wall: float | None = None):
+    def __init__(self, tz: ZoneInfo, seed: str, start_wall: float | None = None, clock: SimClock | None = None,
+                 active: frozenset[str] = frozenset()):
         self.tz = tz
+        self.clock = clock or SimClock()
         self.start_wall = time.time() if start_wall is None else start_wall
         self._rng = random.Random(seed)
         self._trends: dict[str, Ramp | Approach] = {}
+        self._contacts: set[str] = set(active)  # contacts in their active state
+        self._cameras_down: set[str] = set()
+        self._contact_callbacks: list[Callable[[str, bool, float], None]] = []
         self._lock = threading.Lock()
 
     def _baseline(self, quantity: str, t: float) -> float:
@@ -152,6 +160,10 @@ class Building:
 
     temperature = value
 
+    def read(self, quantity: str) -> float:
+        """``quantity`` now, on the building's clock."""
+        return self.value(quantity, self.clock.now())
+
     def ramp(self, quantity: str, t: float, rate_c_per_s: float, cap_c: float) -> None:
         with self._lock:
             self._trends[quantity] = Ramp(t, self._true_value(quantity, t), rate_c_per_s, cap_c)
@@ -160,17 +172,35 @@ class Building:
         with self._lock:
             self._trends[quantity] = Approach(t, self._true_value(quantity, t), to_c, tau_s)
 
+    # ---- contacts
+    def contact(self, sensor: str) -> bool:
+        with self._lock:
+            return sensor in self._contacts
 
-# sensor kind → the quantity it reads
-QUANTITY: dict[str, Callable[[object], str]] = {
-    "temperature": lambda s: f"room:{s.room}",
-    "heat": lambda s: f"room:{s.room}",  # a heat detector reads its room's temperature
-    "outdoor_temperature": lambda s: "outdoor",
-    "supply_temperature": lambda s: f"supply:{s.id}",
-    "return_temperature": lambda s: f"return:{s.id}",
-    "pressure": lambda s: f"pressure:{s.id}",
-    "humidity": lambda s: f"humidity:{s.room}",
-}
+    def on_contact(self, callback: Callable[[str, bool, float], None]) -> None:
+        """``callback(sensor, active, ts)`` at each change, in order (the driver's edge)."""
+        self._contact_callbacks.append(callback)
+
+    def set_contact(self, sensor: str, active: bool, ts: float) -> bool:
+        """Close or open a contact; ``ts`` is the time the gateway's clock reads at the change.
+        Returns False when it was already so."""
+        with self._lock:
+            if (sensor in self._contacts) == active:
+                return False
+            (self._contacts.add if active else self._contacts.discard)(sensor)
+            for callback in list(self._contact_callbacks):  # under the lock: changes reach the agent in order
+                callback(sensor, active, ts)
+        return True
+
+    # ---- cameras
+    def camera_down(self, camera: str, down: bool = True) -> None:
+        with self._lock:
+            (self._cameras_down.add if down else self._cameras_down.discard)(camera)
+
+    def camera_answers(self, camera: str) -> bool:
+        with self._lock:
+            return camera not in self._cameras_down
+
 
 # binary kinds whose contact is in its active state in a healthy building (the pump runs all heating season)
 ACTIVE_AT_REST: frozenset[str] = frozenset({"pump_running"})

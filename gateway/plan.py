@@ -25,11 +25,46 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 from stationwatch.sensors.regmap import RegisterMap
+from stationwatch.sensors.specs import BusSpec, CameraConfigSpec, SensorSpec
 
 FORMAT = 1
+
+
+class AlarmOutputsSpec(Protocol):
+    """``gateways[].agent.outputs``: BCM GPIOs of the local alarm (core/agent_settings.py)."""
+    buzzer: int | None
+    relay: int | None
+    led: int | None
+
+
+class AgentSpec(Protocol):
+    """``gateways[].agent``: what the agent reads of its settings (validated in core/agent_settings.py)."""
+    spool_path: str
+    spool_max_mb: float
+    spool_sync: str
+    outputs: AlarmOutputsSpec
+    silence_button: int | None
+    alarm_kinds: Sequence[str]
+    send_window: int
+    drain_s: float
+    health_interval_s: float
+
+
+class GatewayPlanSpec(Protocol):
+    """One gateway as the agent reads it: the validated ``Gateway`` model and the plan's view both fit."""
+    id: str
+    site: str
+    buses: Sequence[BusSpec]
+    agent: AgentSpec
+
+
+class StationSpec(Protocol):
+    """The devices the agent and its drivers read: a validated ``StationConfig`` or a :class:`Plan`."""
+    sensors: Sequence[SensorSpec]
+    cameras: Sequence[CameraConfigSpec]
 
 
 class PlanError(ValueError):
@@ -43,7 +78,7 @@ def plan_path(spool_path: str | Path) -> Path:
 
 
 def compile_plan(cfg: Any, gateway: Any, config_version: str | None) -> dict[str, Any]:
-    """This gateway's share of a validated :class:`~stationwatch.broker.config.StationConfig`."""
+    """This gateway's share of a validated :class:`~stationwatch.core.config.StationConfig`."""
     from stationwatch.sensors.regmap import register_map
 
     sensors = [s for s in cfg.sensors if s.gateway == gateway.id]
@@ -85,9 +120,9 @@ class Plan:
     (``sensors``, ``cameras``) plus this gateway and the register maps its buses use."""
     config_version: str | None
     station: str
-    gateway: Any
-    sensors: list[Any]
-    cameras: list[Any]
+    gateway: GatewayPlanSpec
+    sensors: list[SensorSpec]
+    cameras: list[CameraConfigSpec]
     register_maps: dict[str, RegisterMap]
 
 

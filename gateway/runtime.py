@@ -24,7 +24,7 @@ import signal
 import sys
 import threading
 
-from stationwatch.broker.mqtt import BrokerAddress
+from stationwatch.core.mqtt import BrokerAddress
 
 from .plan import PlanError, load_plan
 from .spool import SpoolError

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from stationwatch.broker.config import Camera, Gateway, Site, StationConfig
+from stationwatch.core.config import Camera, Gateway, Site, StationConfig
 
 
 class SimulationError(Exception):

@@ -17,13 +17,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
-from stationwatch.broker.config import Gateway, StationConfig
-from stationwatch.broker.contract import Event, Heartbeat, Kind, Reading, Sequenced, Status, encode, topic
-from stationwatch.broker.wire import Command, command_handler
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.config import Gateway, StationConfig
+from stationwatch.core.contract import Event, Heartbeat, MessageClass, Reading, Sequenced, Status, encode, topic
+from stationwatch.core.wire import GatewayCommand, command_handler
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.sensors.kinds import KINDS
 
-from .building import ACTIVE_AT_REST, QUANTITY, Building, SimClock, most_recent
+from stationwatch.sensors.simulated import QUANTITY
+
+from .building import ACTIVE_AT_REST, Building, SimClock, most_recent
 from .scenarios import Scenario, SimulationError, Station, Step, cast, check_scenario
 
 log = logging.getLogger(__name__)
@@ -71,7 +73,7 @@ class SimulatedGateway:
         self._cameras_down: set[str] = set()
         self._seq = itertools.count()
         self._rng = random.Random(gw.id)  # probe latencies; used by the scheduler thread only
-        self._spool: list[tuple[str, Kind, Sequenced]] = []  # kept while the power is off
+        self._spool: list[tuple[str, MessageClass, Sequenced]] = []  # kept while the power is off
         self._send_lock = threading.Lock()
         self._jobs: list[tuple[float, int, Callable[[float], None]]] = []  # heap by simulated time
         self._order = itertools.count()
@@ -82,7 +84,7 @@ class SimulatedGateway:
         self._thread: threading.Thread | None = None
 
     # ---- topics and drivers
-    def topic(self, kind: Kind, device: str | None = None) -> str:
+    def topic(self, kind: MessageClass, device: str | None = None) -> str:
         return topic(self.site.id, self.gateway.id, kind, device)
 
     @property
@@ -125,7 +127,7 @@ class SimulatedGateway:
         if self.powered and self._link is not None:
             body = Status(v=1, ts=time.time(), state="offline", reason="shutdown")
             try:
-                self._link.publish(self.topic(Kind.STATUS), encode(body), Kind.STATUS).wait_for_publish(5)
+                self._link.publish(self.topic(MessageClass.STATUS), encode(body), MessageClass.STATUS).wait_for_publish(5)
             except (RuntimeError, ValueError) as exc:
                 log.warning("could not publish the shutdown status: %s", exc)
             self._link.stop()
@@ -141,7 +143,7 @@ class SimulatedGateway:
     def _connect(self) -> None:
         will = Status(v=1, ts=time.time(), state="offline", reason="will")
         self._born.clear()
-        link = MqttLink(self.address, f"sim-{self.gateway.id}", will=(self.topic(Kind.STATUS), encode(will)),
+        link = MqttLink(self.address, f"sim-{self.gateway.id}", will=(self.topic(MessageClass.STATUS), encode(will)),
                         on_connect=self._on_connect, on_message=self._on_message)
         try:
             link.start()
@@ -154,8 +156,8 @@ class SimulatedGateway:
     def _on_connect(self, link: MqttLink) -> None:
         """Birth on every (re)connection, and the command subscription again."""
         birth = Status(v=1, ts=time.time(), state="online", config_version=self.config_version, drivers=self.drivers)
-        link.publish(self.topic(Kind.STATUS), encode(birth), Kind.STATUS)
-        link.subscribe(self.topic(Kind.CMD, "+"))
+        link.publish(self.topic(MessageClass.STATUS), encode(birth), MessageClass.STATUS)
+        link.subscribe(self.topic(MessageClass.CMD, "+"))
         self._born.set()
 
     # ---- scheduling in simulated time
@@ -197,12 +199,12 @@ class SimulatedGateway:
                 log.exception("simulated gateway %s: job failed", self.gateway.id)
 
     # ---- sending
-    def _send(self, kind: Kind, device: str, make: Callable[[int], Sequenced]) -> None:
+    def _send(self, kind: MessageClass, device: str, make: Callable[[int], Sequenced]) -> None:
         """Give the message the next ``seq`` and publish it, or keep it while the power is off
         (heartbeats are not kept: a camera probe needs the gateway running)."""
         with self._send_lock:
             if not self.powered:
-                if kind is not Kind.HEARTBEAT:
+                if kind is not MessageClass.HEARTBEAT:
                     self._spool.append((self.topic(kind, device), kind, make(next(self._seq))))
                 return
             self._link.publish(self.topic(kind, device), encode(make(next(self._seq))), kind)
@@ -218,7 +220,7 @@ class SimulatedGateway:
             value = 1.0 if sensor.id in self._contacts else 0.0
         else:
             value = self.building.value(QUANTITY[sensor.kind](sensor), self.clock.now())
-        self._send(Kind.READING, sensor.id,
+        self._send(MessageClass.READING, sensor.id,
                    lambda seq: Reading(v=1, ts=time.time(), seq=seq, value=value, unit=kind.unit))
         threshold = getattr(sensor, "threshold_c", None)
         if threshold is not None:
@@ -235,12 +237,12 @@ class SimulatedGateway:
 
     def _event(self, device: str, state: str, value: float | None, ts: float) -> None:
         log.info("事件 / event %s/%s: %s", self.gateway.id, device, state)
-        self._send(Kind.EVENT, device, lambda seq: Event(v=1, ts=ts, seq=seq, state=state, value=value))
+        self._send(MessageClass.EVENT, device, lambda seq: Event(v=1, ts=ts, seq=seq, state=state, value=value))
 
     def _heartbeat(self, camera) -> None:
         online = camera.id not in self._cameras_down
         latency = round(self._rng.uniform(5.0, 40.0), 1) if online else None
-        self._send(Kind.HEARTBEAT, camera.id,
+        self._send(MessageClass.HEARTBEAT, camera.id,
                    lambda seq: Heartbeat(v=1, ts=time.time(), seq=seq, online=online, latency_ms=latency))
 
     # ---- scenarios
@@ -316,7 +318,7 @@ class SimulatedGateway:
         except SimulationError as exc:
             log.warning("命令未执行 / command '%s' not carried out: %s", cmd.name, exc)
 
-    def _command_scenario(self, cmd: Command) -> None:
+    def _command_scenario(self, cmd: GatewayCommand) -> None:
         name, speed = cmd.args.get("name"), cmd.args.get("speed")
         if not isinstance(name, str):
             raise SimulationError("args.name must be a scenario name")
@@ -336,6 +338,6 @@ ACTIONS: dict[str, Callable[[SimulatedGateway, str, Play, Step, float], None]] =
     "power_on": lambda gw, target, play, step, t: gw._power_on(),
 }
 
-COMMANDS: dict[str, Callable[[SimulatedGateway, Command], None]] = {
+COMMANDS: dict[str, Callable[[SimulatedGateway, GatewayCommand], None]] = {
     "scenario": SimulatedGateway._command_scenario,
 }

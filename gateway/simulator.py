@@ -29,9 +29,9 @@ import time
 import uuid
 from pathlib import Path
 
-from stationwatch.broker.config import Gateway, StationConfig
-from stationwatch.broker.contract import Command, ContractError, Kind, Status, encode, parse, topic
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.config import Gateway, StationConfig
+from stationwatch.core.contract import Command, ContractError, MessageClass, Status, encode, parse, topic
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
 
 from .scenarios import SCENARIOS, SimulationError, check_scenario
 from .simulated_gateway import Play, SimulatedGateway
@@ -83,7 +83,7 @@ def request_scenario(cfg: StationConfig, address: BrokerAddress, gw: Gateway, sc
     Raises :class:`SimulationError` if the gateway's retained status is missing or offline."""
     check_scenario(scenario)
     site = cfg.site(gw.site)
-    status_topic = topic(site.id, gw.id, Kind.STATUS)
+    status_topic = topic(site.id, gw.id, MessageClass.STATUS)
     statuses: list[Status] = []
     seen = threading.Event()
 
@@ -107,7 +107,7 @@ def request_scenario(cfg: StationConfig, address: BrokerAddress, gw: Gateway, sc
                                   "`stationwatch simulate` or use --standalone")
         args = {"name": scenario} | ({} if speed is None else {"speed": speed})
         cmd = Command(v=1, ts=time.time(), name="scenario", args=args)
-        info = link.publish(topic(site.id, gw.id, Kind.CMD, "scenario"), encode(cmd), Kind.CMD)
+        info = link.publish(topic(site.id, gw.id, MessageClass.CMD, "scenario"), encode(cmd), MessageClass.CMD)
         info.wait_for_publish(timeout)
         if not info.is_published():
             raise SimulationError(f"the broker did not acknowledge the command within {timeout:g} s / 命令未确认")

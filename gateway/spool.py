@@ -4,7 +4,7 @@ file first and leaves it only when the broker has acknowledged it (PUBACK).
 Example::
 
     spool = Spool("/var/lib/stationwatch/spool.db", max_bytes=256 * 2**20)
-    spool.append([Outgoing(Kind.READING, topic_name, lambda seq: payload(now, seq, value=21.5, unit="°C"))],
+    spool.append([Outgoing(MessageClass.READING, topic_name, lambda seq: payload(now, seq, value=21.5, unit="°C"))],
                  offline=not link.connected.is_set())
     Forwarder(spool, link).start()   # publishes in order, deletes on PUBACK
 
@@ -44,14 +44,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
-from stationwatch.broker.wire import DELIVERY, Kind
-from stationwatch.broker.mqtt import MqttLink
+from stationwatch.core.wire import DELIVERY, MessageClass
+from stationwatch.core.mqtt import MqttLink
 
 log = logging.getLogger(__name__)
 
 ROUTINE, URGENT = 0, 1
-PRIORITY: dict[Kind, int] = {Kind.EVENT: URGENT, Kind.READING: ROUTINE, Kind.HEARTBEAT: ROUTINE,
-                             Kind.HEALTH: ROUTINE}  # health samples; a local-alarm change is spooled urgent
+PRIORITY: dict[MessageClass, int] = {MessageClass.EVENT: URGENT, MessageClass.READING: ROUTINE, MessageClass.HEARTBEAT: ROUTINE,
+                             MessageClass.HEALTH: ROUTINE}  # health samples; a local-alarm change is spooled urgent
 ROW_OVERHEAD = 64  # bytes a row costs beyond topic and payload: row header, index entry, page slack
 LIVE_FLAG, HISTORICAL_FLAG = b'"historical":false', b'"historical":true'
 DELETE_CHUNK = 500  # ids per DELETE … IN (…) statement
@@ -83,8 +83,8 @@ class SpoolError(RuntimeError):
 @dataclass(frozen=True)
 class Outgoing:
     """A message to spool; ``body`` encodes it once the spool has given it its ``seq``
-    (:func:`stationwatch.broker.wire.payload`, which writes the ``historical`` flag)."""
-    kind: Kind
+    (:func:`stationwatch.core.wire.payload`, which writes the ``historical`` flag)."""
+    kind: MessageClass
     topic: str
     body: Callable[[int], bytes]
     urgent: bool = False  # True: sent first and never dropped whatever its class (a local-alarm change)
@@ -96,7 +96,7 @@ class Spooled:
     id: int
     topic: str
     payload: bytes
-    kind: Kind
+    kind: MessageClass
     seq: int
     priority: int
     historical: bool
@@ -277,7 +277,7 @@ class Spool:
                         (priority, after.get(priority, 0), limit - len(out))):
                     historical = bool(hist) or id_ <= self.boot_id
                     wire = payload.replace(LIVE_FLAG, HISTORICAL_FLAG, 1) if historical else payload
-                    out.append(Spooled(id_, topic_name, wire, Kind(cls), seq, priority, historical))
+                    out.append(Spooled(id_, topic_name, wire, MessageClass(cls), seq, priority, historical))
         return out
 
     def sent(self, ids: Sequence[int]) -> int:

@@ -1,5 +1,5 @@
-"""Sensor kinds: what each kind of device measures, its unit, its states and its plausible range.
-
-Drivers that read real hardware (GPIO, 1-Wire, Modbus, camera probes) plug in here; the table in
-:mod:`stationwatch.sensors.kinds` is the single list of kinds the rest of the system knows.
+"""Sensors, plain Python: the table of sensor kinds, the register maps, and the drivers that read
+real hardware (GPIO, MCP3008, 1-Wire, Modbus, camera probes, the gateway's own health) through
+injected seams. Drivers read their config through the protocols of :mod:`stationwatch.sensors.specs`,
+which the validated config and the gateway's plan both satisfy.
 """

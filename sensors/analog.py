@@ -15,7 +15,7 @@ beyond the ends, the end segments are extended). Then:
 Example (an MQ-2 on channel 0; 0.10 of Vref in clean air, 0.60 at 1000 ppm)::
 
     >>> from stationwatch.sensors.kinds import KINDS
-    >>> from stationwatch.sensors.wiring import Mcp3008Source
+    >>> from stationwatch.core.wiring import Mcp3008Source
     >>> src = Mcp3008Source(driver="mcp3008", channel=0, alarm_above=300, warm_up_s=0,
     ...                     calibration=[{"raw": 0.10, "value": 0}, {"raw": 0.60, "value": 1000}])
     >>> gas = AnalogInput("gas-kitchen", KINDS["smoke"], src, read_channel=lambda: 0.35, started=0.0)
@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_right
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
 
 from stationwatch.sensors.base import Driver, Sample, Seams, set_up, sources_of
 from stationwatch.sensors.kinds import KINDS, SensorKind
-
-if TYPE_CHECKING:  # config models; the runtime passes the plain view of gateway/plan.py
-    from stationwatch.sensors.wiring import CalibrationPoint, Mcp3008Source
+from stationwatch.sensors.specs import AdcWiring, CalibrationPointSpec, DeviceTable, GatewaySpec
 
 RAIL_FAULTS = (  # (pinned at, why)
     (0.0, "open circuit: input pinned at 0 V (sensor or load resistor disconnected) / 开路"),
@@ -40,7 +38,7 @@ RAIL_FAULTS = (  # (pinned at, why)
 )
 
 
-def calibrate(table: Sequence[CalibrationPoint], raw: float) -> float:
+def calibrate(table: Sequence[CalibrationPointSpec], raw: float) -> float:
     """Piecewise-linear interpolation of ``raw`` in the table, extrapolating the end segments."""
     raws = [p.raw for p in table]
     i = min(max(bisect_right(raws, raw), 1), len(table) - 1)
@@ -53,7 +51,7 @@ class AnalogInput:
 
     family = "mcp3008"
 
-    def __init__(self, sensor: str, kind: SensorKind, source: Mcp3008Source, *, started: float,
+    def __init__(self, sensor: str, kind: SensorKind, source: AdcWiring, *, started: float,
                  pin_factory=None, read_channel: Callable[[], float] | None = None):
         self.sensor = sensor
         self.kind = kind
@@ -70,7 +68,7 @@ class AnalogInput:
         self._alarm = False
 
     @classmethod
-    def build(cls, cfg, gateway, seams: Seams) -> list[Driver]:
+    def build(cls, cfg: DeviceTable, gateway: GatewaySpec, seams: Seams) -> list[Driver]:
         started = time.time()
         return [set_up([s.id], lambda s=s, src=src: cls(s.id, KINDS[s.kind], src, started=started,
                                                          pin_factory=seams.pin_factory))

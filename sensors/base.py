@@ -5,7 +5,7 @@ A broken sensor is a FAULT (``value`` None, ``state`` "fault", ``detail`` says w
 never 85 °C. Hardware is reached only through injected seams (:class:`Seams`), so tests drive the
 same code with gpiozero's MockFactory, pty pairs, temp dirs and local sockets::
 
-    >>> from stationwatch.broker.config import load_config
+    >>> from stationwatch.core.config import load_config  # or a gateway's plan (gateway/plan.py)
     >>> cfg = load_config("docs/examples/city-station.yaml")
     >>> alive = lambda url, timeout: None  # stand-in camera probe
     >>> drivers = build_drivers(cfg, cfg.gateways[0], probe={"rtsp": alive, "http": alive, "tcp": alive})
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Protocol, Seq
 
 if TYPE_CHECKING:
     from stationwatch.sensors.kinds import SensorKind
+    from stationwatch.sensors.specs import DeviceTable, GatewaySpec, SensorSpec
 
 Quality = Literal["ok", "fault", "stale"]
 
@@ -80,6 +81,8 @@ class Seams:
     serial_for_url: Callable[..., Any] | None = None  # None: serial.serial_for_url
     probes: Mapping[str, Probe] = field(default_factory=dict)  # URL scheme → probe, over the defaults
     register_maps: Mapping[str, Any] | None = None  # name → RegisterMap; None: the shipped files (regmap.py)
+    health: Any = None  # health.HealthSeams; None: the Pi's own files and commands
+    building: Any = None  # simulated.SimulatedHardware: only the simulated station sets it (simulated.py)
 
 
 class FaultyDriver:
@@ -107,7 +110,7 @@ def set_up(sensors: Sequence[str], make: Callable[[], Driver]) -> Driver:
         return FaultyDriver(sensors, f"driver setup failed: {type(exc).__name__}: {exc}")
 
 
-def sources_of(cfg, gateway, driver: str) -> list[tuple[Any, Any]]:
+def sources_of(cfg: DeviceTable, gateway: GatewaySpec, driver: str) -> list[tuple[SensorSpec, Any]]:
     """(sensor, source) of the gateway's sensors read by one driver family."""
     return [(s, s.source) for s in cfg.sensors
             if s.gateway == gateway.id and s.source is not None and s.source.driver == driver]
@@ -123,6 +126,7 @@ DRIVERS: dict[str, str] = {
     "modbus": "modbus:ModbusBus",
     "camera": "camera:CameraWatch",
     "health": "health:GatewayHealth",
+    "simulated": "simulated:SimulatedInputs",  # sensors without hardware, when a simulated building is given
 }
 
 
@@ -138,14 +142,17 @@ def driver_class(name: str) -> type:
     return getattr(importlib.import_module(f"stationwatch.sensors.{module}"), cls)
 
 
-def build_drivers(cfg, gateway, *, pin_factory: Any = None, onewire_base: str | Path | None = None,
+def build_drivers(cfg: DeviceTable, gateway: GatewaySpec, *, pin_factory: Any = None, onewire_base: str | Path | None = None,
                   serial_for_url: Callable[..., Any] | None = None,
                   probe: Mapping[str, Probe] | None = None,
-                  register_maps: Mapping[str, Any] | None = None) -> list[Driver]:
-    """Every driver of one gateway: its sensors' sources, its cameras, its own health."""
+                  register_maps: Mapping[str, Any] | None = None, health: Any = None,
+                  building: Any = None) -> list[Driver]:
+    """Every driver of one gateway: its sensors' sources, its cameras, its own health (and, given a
+    simulated ``building``, the sensors that have no hardware)."""
     seams = Seams(pin_factory=pin_factory,
                   onewire_base=Path(onewire_base) if onewire_base is not None else Seams.onewire_base,
-                  serial_for_url=serial_for_url, probes=dict(probe or {}), register_maps=register_maps)
+                  serial_for_url=serial_for_url, probes=dict(probe or {}), register_maps=register_maps,
+                  health=health, building=building)
     drivers: list[Driver] = []
     for name in DRIVERS:
         drivers += driver_class(name).build(cfg, gateway, seams)

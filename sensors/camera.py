@@ -36,6 +36,7 @@ from typing import Callable, Mapping
 from urllib.parse import SplitResult, urlsplit
 
 from stationwatch.sensors.base import Driver, Probe, Sample, Seams
+from stationwatch.sensors.specs import DeviceTable, GatewaySpec
 
 PUSH = "push"
 DUE_TOLERANCE = 0.1  # a check is due within this fraction of its period before its time (read() jitters)
@@ -143,7 +144,7 @@ class CameraWatch:
         self._clock = clock
 
     @classmethod
-    def build(cls, cfg, gateway, seams: Seams) -> list[Driver]:
+    def build(cls, cfg: DeviceTable, gateway: GatewaySpec, seams: Seams) -> list[Driver]:
         specs = [CameraSpec(c.id, c.probe, c.heartbeat_s, c.misses) for c in cfg.cameras if c.gateway == gateway.id]
         return [cls(specs, probes=seams.probes)] if specs else []
 

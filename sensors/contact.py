@@ -17,7 +17,7 @@ Example::
 
     >>> from gpiozero.pins.mock import MockFactory
     >>> from stationwatch.sensors.kinds import KINDS
-    >>> from stationwatch.sensors.wiring import GpioSource
+    >>> from stationwatch.core.wiring import GpioSource
     >>> factory = MockFactory()
     >>> door = ContactInput("door-exit", KINDS["door"], GpioSource(driver="gpio", pin=17, wiring="nc"),
     ...                     pin_factory=factory)
@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from stationwatch.sensors.base import Driver, Sample, Seams, set_up, sources_of
 from stationwatch.sensors.kinds import KINDS, SensorKind
-
-if TYPE_CHECKING:  # config models; the runtime passes the plain view of gateway/plan.py
-    from stationwatch.sensors.wiring import GpioSource
+from stationwatch.sensors.specs import DeviceTable, GatewaySpec, GpioWiring
 
 SUPERVISION_OPEN = "wiring fault: end-of-line supervision contact open (loop power lost or wire cut) / 线路故障"
 
@@ -48,7 +46,7 @@ class ContactInput:
 
     family = "gpio"
 
-    def __init__(self, sensor: str, kind: SensorKind, source: GpioSource, *, pin_factory=None,
+    def __init__(self, sensor: str, kind: SensorKind, source: GpioWiring, *, pin_factory=None,
                  clock: Callable[[], float] = time.time):
         from gpiozero import DigitalInputDevice  # vendor library: only where a contact is wired
 
@@ -78,7 +76,7 @@ class ContactInput:
         self._contact.when_deactivated = self._changed
 
     @classmethod
-    def build(cls, cfg, gateway, seams: Seams) -> list[Driver]:
+    def build(cls, cfg: DeviceTable, gateway: GatewaySpec, seams: Seams) -> list[Driver]:
         return [set_up([s.id], lambda s=s, src=src: cls(s.id, KINDS[s.kind], src, pin_factory=seams.pin_factory))
                 for s, src in sources_of(cfg, gateway, "gpio")]
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 from stationwatch.sensors.base import Driver, Sample, Seams
+from stationwatch.sensors.specs import DeviceTable, GatewaySpec
 
 Runner = Callable[[Sequence[str]], str]  # argv → stdout; raises OSError / CalledProcessError / TimeoutExpired
 TIME_ERROR = 5  # adjtimex(): the kernel clock is not synchronised
@@ -63,14 +64,14 @@ class HealthSeams:
     clock_state: Callable[[], int] = kernel_clock_state
 
 
-class Reading(NamedTuple):
+class HealthValue(NamedTuple):
     value: float
     state: str | None = None
     detail: str | None = None
 
 
-def _flag(on: bool, detail: str | None = None) -> Reading:
-    return Reading(1.0 if on else 0.0, "alarm" if on else "normal", detail)
+def _flag(on: bool, detail: str | None = None) -> HealthValue:
+    return HealthValue(1.0 if on else 0.0, "alarm" if on else "normal", detail)
 
 
 # vcgencmd get_throttled: bit → meaning
@@ -88,32 +89,32 @@ def parse_throttled(text: str) -> int:
     return int(value, 16)
 
 
-def read_cpu_temperature(seams: HealthSeams) -> dict[str, Reading]:
+def read_cpu_temperature(seams: HealthSeams) -> dict[str, HealthValue]:
     celsius = int(seams.thermal_path.read_text().strip()) / 1000
     if not -40 <= celsius <= 125:
         raise ValueError(f"implausible CPU temperature {celsius:g} °C")
-    return {"cpu_temperature": Reading(celsius)}
+    return {"cpu_temperature": HealthValue(celsius)}
 
 
-def read_throttling(seams: HealthSeams) -> dict[str, Reading]:
+def read_throttling(seams: HealthSeams) -> dict[str, HealthValue]:
     flags = parse_throttled(seams.run(["vcgencmd", "get_throttled"]))
     detail = ", ".join(text for bit, text in THROTTLE_BITS.items() if flags >> bit & 1) or None
     return {"under_voltage": _flag(bool(flags & 0x1), detail),
             "throttled": _flag(bool(flags & 0xE), detail)}
 
 
-def read_disk(seams: HealthSeams) -> dict[str, Reading]:
+def read_disk(seams: HealthSeams) -> dict[str, HealthValue]:
     total, _, free = seams.disk_usage(seams.disk_path)
-    return {"disk_free": Reading(100 * free / total)}
+    return {"disk_free": HealthValue(100 * free / total)}
 
 
-def read_memory(seams: HealthSeams) -> dict[str, Reading]:
+def read_memory(seams: HealthSeams) -> dict[str, HealthValue]:
     fields = dict(line.split(":", 1) for line in seams.meminfo_path.read_text().splitlines() if ":" in line)
     total, available = (int(fields[k].split()[0]) for k in ("MemTotal", "MemAvailable"))
-    return {"memory_available": Reading(100 * available / total)}
+    return {"memory_available": HealthValue(100 * available / total)}
 
 
-def read_clock(seams: HealthSeams) -> dict[str, Reading]:
+def read_clock(seams: HealthSeams) -> dict[str, HealthValue]:
     try:
         out = seams.run(["timedatectl", "show", "-p", "NTPSynchronized"])
     except (FileNotFoundError, subprocess.CalledProcessError):  # no systemd (running): ask the kernel
@@ -151,7 +152,7 @@ def sample_id(gateway: str, metric: str) -> str:
 
 class Check(NamedTuple):
     names: tuple[str, ...]  # the samples it gives; all FAULT when it fails
-    read: Callable[[HealthSeams], dict[str, Reading]]
+    read: Callable[[HealthSeams], dict[str, HealthValue]]
 
 
 CHECKS = (
@@ -175,7 +176,9 @@ class GatewayHealth:
         self.checks = tuple(checks)
 
     @classmethod
-    def build(cls, cfg, gateway, seams: Seams) -> list[Driver]:
+    def build(cls, cfg: DeviceTable, gateway: GatewaySpec, seams: Seams) -> list[Driver]:
+        if seams.health is not None:
+            return [cls(gateway.id, seams.health)]
         spool = Path(getattr(getattr(gateway, "agent", None), "spool_path", "/var/lib/stationwatch/spool.db")).parent
         return [cls(gateway.id, HealthSeams(disk_path=spool if spool.exists() else Path("/")))]
 

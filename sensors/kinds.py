@@ -1,7 +1,7 @@
 """The table of sensor kinds: what each kind measures, its unit, states and plausible range.
 
 A kind is a row: adding a device family means adding a row here and (for its own settings) a
-small model in :mod:`stationwatch.sensors.config`, never a branch elsewhere. This module is plain
+small model in :mod:`stationwatch.core.sensor_config`, never a branch elsewhere. This module is plain
 Python: the gateway runtime uses it without loading pydantic. Binary kinds (smoke, heat alarm contact, door,
 pump running) report a *state* as events and 0/1 as readings (1: the active state); analog kinds report a value
 in their unit.

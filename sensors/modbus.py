@@ -18,9 +18,9 @@ round are marked FAULT without spending another timeout on the line.
 
 Example::
 
-    >>> from stationwatch.sensors.wiring import Bus
+    >>> from types import SimpleNamespace  # any object with the fields of a bus (sensors/specs.py)
     >>> from stationwatch.sensors.kinds import KINDS
-    >>> bus = Bus(id="rs485-1", port="/dev/ttyUSB0")
+    >>> bus = SimpleNamespace(id="rs485-1", port="/dev/ttyUSB0", baudrate=9600, parity="N", stopbits=1, timeout_s=0.3, turnaround_ms=2.0)
     >>> from stationwatch.sensors.regmap import register_map
     >>> point = register_map("th-transmitter").points["temperature"]
     >>> driver = ModbusBus(bus, [Poll("t-dorm-1", KINDS["temperature"], unit=1, point=point, interval_s=10)])
@@ -33,14 +33,12 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal
+from typing import Any, Callable, Literal
 
 from stationwatch.sensors.base import Driver, Sample, Seams, set_up, sources_of
 from stationwatch.sensors.kinds import KINDS, SensorKind
-from stationwatch.sensors.regmap import Point, char_s, poll_s, polls_per_s, register_map
-
-if TYPE_CHECKING:  # config model; the runtime passes the plain view of gateway/plan.py
-    from stationwatch.sensors.wiring import Bus
+from stationwatch.sensors.regmap import RegisterPoint, char_s, poll_s, polls_per_s, register_map
+from stationwatch.sensors.specs import BusSpec, DeviceTable, GatewaySpec
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +55,7 @@ class Poll:
     sensor: str
     kind: SensorKind
     unit: int
-    point: Point
+    point: RegisterPoint
     interval_s: float
     next_due: float | None = None
 
@@ -73,7 +71,7 @@ class Poll:
 class BusSchedule:
     """When each point of one bus is read, staggered over its interval, within the line's budget."""
 
-    def __init__(self, bus: Bus, polls: list[Poll]):
+    def __init__(self, bus: BusSpec, polls: list[Poll]):
         self.bus = bus
         self.polls = polls
         self.load = sum(poll_s(bus, p.point.registers) / p.interval_s for p in polls)
@@ -105,7 +103,7 @@ class BusFault(Exception):
         self.scope = scope
 
 
-def _serial_client(bus: Bus, serial_for_url: Callable[..., Any], trace_packet):
+def _serial_client(bus: BusSpec, serial_for_url: Callable[..., Any], trace_packet):
     """A pymodbus RTU client whose serial port is opened through the injected ``serial_for_url``."""
     from pymodbus.client import ModbusSerialClient  # vendor library: only where a bus is wired
 
@@ -133,7 +131,7 @@ class ModbusBus:
 
     family = "modbus"
 
-    def __init__(self, bus: Bus, polls: list[Poll], *, serial_for_url: Callable[..., Any] | None = None,
+    def __init__(self, bus: BusSpec, polls: list[Poll], *, serial_for_url: Callable[..., Any] | None = None,
                  pause: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic):
         if serial_for_url is None:
             import serial
@@ -150,7 +148,7 @@ class ModbusBus:
         self._client = _serial_client(bus, serial_for_url, self._trace)
 
     @classmethod
-    def build(cls, cfg, gateway, seams: Seams) -> list[Driver]:
+    def build(cls, cfg: DeviceTable, gateway: GatewaySpec, seams: Seams) -> list[Driver]:
         polls: dict[str, list[Poll]] = defaultdict(list)
         for s, src in sources_of(cfg, gateway, "modbus"):
             regmap = seams.register_maps[src.register_map] if seams.register_maps is not None \

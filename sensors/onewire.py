@@ -32,6 +32,7 @@ from pathlib import Path
 
 from stationwatch.sensors.base import Driver, Sample, Seams, sources_of
 from stationwatch.sensors.kinds import KINDS, SensorKind
+from stationwatch.sensors.specs import DeviceTable, GatewaySpec
 
 _CRC = re.compile(r"^((?:[0-9a-f]{2} ){9}): crc=[0-9a-f]{2} (YES|NO)$")
 _TEMP = re.compile(r"t=(-?\d+)$")
@@ -78,7 +79,7 @@ class OneWireThermometer:
         self.path = Path(base) / address / "w1_slave"
 
     @classmethod
-    def build(cls, cfg, gateway, seams: Seams) -> list[Driver]:
+    def build(cls, cfg: DeviceTable, gateway: GatewaySpec, seams: Seams) -> list[Driver]:
         return [cls(s.id, KINDS[s.kind], src.address, base=seams.onewire_base)
                 for s, src in sources_of(cfg, gateway, "onewire")]
 

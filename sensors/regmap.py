@@ -42,7 +42,7 @@ class RegisterMapError(ValueError):
 
 
 @dataclass(frozen=True)
-class Point:
+class RegisterPoint:
     """One value in a device's register map."""
     __pydantic_config__ = FORBID_EXTRA
     address: Annotated[int, Interval(ge=0, le=65535)]
@@ -95,7 +95,7 @@ class RegisterMap:
     __pydantic_config__ = FORBID_EXTRA
     name: str
     title: str
-    points: Annotated[dict[str, Point], MinLen(1)]
+    points: Annotated[dict[str, RegisterPoint], MinLen(1)]
 
     def as_data(self) -> dict[str, Any]:
         """JSON-ready, for the gateway's runtime plan."""
@@ -105,7 +105,7 @@ class RegisterMap:
     def from_data(cls, data: dict[str, Any]) -> "RegisterMap":
         """A map already validated where it was loaded (see :func:`register_map`)."""
         return cls(data["name"], data["title"],
-                   {k: Point(**(p | {"fault_values": tuple(p.get("fault_values", ()))}))
+                   {k: RegisterPoint(**(p | {"fault_values": tuple(p.get("fault_values", ()))}))
                     for k, p in data["points"].items()})
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from stationwatch.broker.config import load_config
-from stationwatch.broker.contract import Kind, topic
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.config import load_config
+from stationwatch.core.contract import MessageClass, topic
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto
 from support import EXAMPLES, Receiver
 
@@ -36,7 +36,7 @@ def forget_status(broker_address):
     yield gateways.append
     link = MqttLink(broker_address, "test-forget-status").start()
     for gw in gateways:
-        link.publish(topic(gw.site, gw.id, Kind.STATUS), b"", Kind.STATUS).wait_for_publish(5)
+        link.publish(topic(gw.site, gw.id, MessageClass.STATUS), b"", MessageClass.STATUS).wait_for_publish(5)
     link.stop()
 
 

@@ -10,11 +10,11 @@ import subprocess
 import sys
 import threading
 
-from stationwatch.broker.contract import Kind, parse, subscription, topic
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.contract import MessageClass, parse, subscription, topic
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.broker.stack import LocalMosquitto, free_port
 from stationwatch.gateway.agent import Agent, run_agent
-from stationwatch.gateway.settings import AgentSettings
+from stationwatch.core.agent_settings import AgentSettings
 from stationwatch.gateway.spool import Spool
 from stationwatch.sensors.base import Sample
 from support import wait_for
@@ -77,8 +77,8 @@ class Collector:
 # ---- birth and death, with the agent in its own process -------------------------------------
 AGENT = r"""
 import json, signal, sys, threading
-from stationwatch.broker.config import parse_config
-from stationwatch.broker.mqtt import BrokerAddress
+from stationwatch.core.config import parse_config
+from stationwatch.core.mqtt import BrokerAddress
 from stationwatch.gateway.agent import run_agent
 
 class Thermometer:
@@ -106,7 +106,7 @@ def test_birth_carries_version_and_inventory_sigkill_leaves_the_will_clean_stop_
         city_config, broker_address, tmp_path, forget_status):
     cfg, gw = station(city_config, tmp_path, gw_id="gw-birth-test")
     forget_status(gw)
-    status_topic = topic(gw.site, gw.id, Kind.STATUS)
+    status_topic = topic(gw.site, gw.id, MessageClass.STATUS)
     centre = Collector(broker_address, "test-birth-centre", f"sw/v1/{gw.site}/{gw.id}/#")
     n_temp = len(temperature_sensors(cfg))
 
@@ -174,7 +174,7 @@ def test_after_a_broker_outage_every_reading_arrives_exactly_once_in_order(city_
     sensors = temperature_sensors(cfg)
     broker = LocalMosquitto(tmp_path / "mosquitto", port=free_port()).start()
     address = BrokerAddress(broker.host, broker.port)
-    centre = Collector(address, "test-outage-centre", subscription(Kind.READING), clean_start=False)
+    centre = Collector(address, "test-outage-centre", subscription(MessageClass.READING), clean_start=False)
     drivers = [Thermometer(s, 20.0 + i) for i, s in enumerate(sensors)]
     try:
         with Spool(tmp_path / "spool.db") as spool:

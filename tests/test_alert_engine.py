@@ -11,9 +11,9 @@ import yaml
 from stationwatch.alerts.engine import AlertEngine, run_engine
 from stationwatch.alerts.dispatch import Notifier
 from stationwatch.alerts.store import Store
-from stationwatch.broker.config import parse_config
-from stationwatch.broker.contract import Kind, topic
-from stationwatch.broker.mqtt import MqttLink
+from stationwatch.core.config import parse_config
+from stationwatch.core.contract import MessageClass, topic
+from stationwatch.core.mqtt import MqttLink
 from support import Receiver, wait_for
 from test_alert_rules import GW, SITE, T0, Wire
 
@@ -52,17 +52,17 @@ class RunningEngine:
 def publisher(broker_address):
     link = MqttLink(broker_address, f"test-pub-{uuid.uuid4().hex[:8]}").start()
     yield link
-    link.publish(topic(SITE, GW, Kind.STATUS), b"", Kind.STATUS).wait_for_publish(5)  # drop the retained birth
+    link.publish(topic(SITE, GW, MessageClass.STATUS), b"", MessageClass.STATUS).wait_for_publish(5)  # drop the retained birth
     link.stop()
 
 
-def send(link: MqttLink, message: tuple[str, bytes], kind: Kind = Kind.EVENT) -> None:
+def send(link: MqttLink, message: tuple[str, bytes], kind: MessageClass = MessageClass.EVENT) -> None:
     link.publish(*message, kind).wait_for_publish(5)
 
 
 def wait_subscribed(store: Store, link: MqttLink, wire: Wire) -> None:
     """The retained birth reaches the engine once its subscription stands."""
-    send(link, wire.status("online"), Kind.STATUS)
+    send(link, wire.status("online"), MessageClass.STATUS)
     wait_for(lambda: any(g["state"] == "online" for g in store.gateways()), 15, what="engine subscribed")
 
 
@@ -72,7 +72,7 @@ def test_engine_quarantines_bad_messages_and_keeps_raising_alerts(city_config_pa
     store = Store(db)
     with RunningEngine(cfg, broker_address, db, f"alerts-{uuid.uuid4().hex[:8]}"):
         wait_subscribed(store, publisher, wire)
-        event_topic = topic(SITE, GW, Kind.EVENT, "smk-dorm-f1a")
+        event_topic = topic(SITE, GW, MessageClass.EVENT, "smk-dorm-f1a")
         send(publisher, (event_topic, b"\xff not json"))
         send(publisher, (event_topic, b'{"v": 1, "ts": 1736920800, "seq": 1, "state": 7}'))
         send(publisher, wire.event("smk-nowhere", "alarm"))

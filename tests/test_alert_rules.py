@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from stationwatch.alerts.engine import AlertEngine
-from stationwatch.broker.config import parse_config
-from stationwatch.broker.contract import Event, Heartbeat, Kind, Reading, Status, encode, topic
+from stationwatch.core.config import parse_config
+from stationwatch.core.contract import Event, Heartbeat, MessageClass, Reading, Status, encode, topic
 from stationwatch.sensors.kinds import KINDS
 from support import EXAMPLES
 
@@ -34,18 +34,18 @@ class Wire:
 
     def event(self, device: str, state: str, ts: float = T0, drill: bool = False) -> tuple[str, bytes]:
         body = Event(v=1, ts=ts, seq=self._next(), state=state, drill=drill)
-        return topic(self.site, self.gateway, Kind.EVENT, device), encode(body)
+        return topic(self.site, self.gateway, MessageClass.EVENT, device), encode(body)
 
     def reading(self, device: str, value: float | None, ts: float = T0, quality: str = "ok") -> tuple[str, bytes]:
         body = Reading(v=1, ts=ts, seq=self._next(), value=value, unit="°C", quality=quality)
-        return topic(self.site, self.gateway, Kind.READING, device), encode(body)
+        return topic(self.site, self.gateway, MessageClass.READING, device), encode(body)
 
     def heartbeat(self, camera: str, online: bool, ts: float = T0) -> tuple[str, bytes]:
         body = Heartbeat(v=1, ts=ts, seq=self._next(), online=online)
-        return topic(self.site, self.gateway, Kind.HEARTBEAT, camera), encode(body)
+        return topic(self.site, self.gateway, MessageClass.HEARTBEAT, camera), encode(body)
 
     def status(self, state: str, reason: str | None = None, ts: float = T0) -> tuple[str, bytes]:
-        return topic(self.site, self.gateway, Kind.STATUS), encode(Status(v=1, ts=ts, state=state, reason=reason))
+        return topic(self.site, self.gateway, MessageClass.STATUS), encode(Status(v=1, ts=ts, state=state, reason=reason))
 
 
 class Clock:
@@ -519,10 +519,10 @@ def test_timers_and_counts_survive_a_restart(city_config, tmp_path, wire):
 
 
 def test_commands_to_gateways_and_malformed_input_never_stop_the_engine(engine, wire):
-    from stationwatch.broker.contract import Command
+    from stationwatch.core.contract import Command
     cmd = encode(Command(v=1, ts=T0, name="scenario", args={"name": "fire"}))
-    assert engine.handle(topic(SITE, GW, Kind.CMD, "scenario"), cmd) == []
-    assert engine.handle(topic(SITE, GW, Kind.EVENT, "smk-kitchen"), b"\xff") == []
+    assert engine.handle(topic(SITE, GW, MessageClass.CMD, "scenario"), cmd) == []
+    assert engine.handle(topic(SITE, GW, MessageClass.EVENT, "smk-kitchen"), b"\xff") == []
     engine.handle(*wire.event("smk-kitchen", "alarm"))
     assert [a.rule for a in active(engine)] == ["fire"]
     assert engine.stats.quarantined == 1 and dict(engine.quarantine.counts) == {"not_json": 1}

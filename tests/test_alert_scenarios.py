@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from stationwatch.alerts.store import Store
-from stationwatch.broker.config import parse_config
+from stationwatch.core.config import parse_config
 from stationwatch.gateway.simulated_gateway import SimulatedGateway
 from support import EXAMPLES, wait_for
 from test_alert_engine import RunningEngine

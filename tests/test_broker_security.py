@@ -9,9 +9,9 @@ import uuid
 import pytest
 
 from stationwatch.broker.accounts import write_accounts
-from stationwatch.broker.config import parse_config
-from stationwatch.broker.contract import Event, Kind, encode, topic
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.config import parse_config
+from stationwatch.core.contract import Event, MessageClass, encode, topic
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.broker.stack import LocalMosquitto
 from stationwatch.broker.tls import make_certs
 from support import wait_for
@@ -58,11 +58,11 @@ def test_gateway_cannot_publish_under_another_site(secure_broker):
                    on_message=lambda t, p, m: got.append(t)).start()
     assert ingest.subscribe_wait("sw/v1/#") == [1]
     gw_a = _link(broker, "gw-a", pw["gw-a"]).start()
-    forged = topic("site-b", "gw-b", Kind.EVENT, "smk-b")
-    own = topic("site-a", "gw-a", Kind.EVENT, "smk-a")
-    gw_a.publish(forged, _event(1), Kind.EVENT).wait_for_publish(5)
-    gw_a.publish(topic("site-b", "gw-a", Kind.EVENT, "smk-a"), _event(2), Kind.EVENT).wait_for_publish(5)
-    gw_a.publish(own, _event(3), Kind.EVENT).wait_for_publish(5)
+    forged = topic("site-b", "gw-b", MessageClass.EVENT, "smk-b")
+    own = topic("site-a", "gw-a", MessageClass.EVENT, "smk-a")
+    gw_a.publish(forged, _event(1), MessageClass.EVENT).wait_for_publish(5)
+    gw_a.publish(topic("site-b", "gw-a", MessageClass.EVENT, "smk-a"), _event(2), MessageClass.EVENT).wait_for_publish(5)
+    gw_a.publish(own, _event(3), MessageClass.EVENT).wait_for_publish(5)
     # messages of one client arrive in order: once its own has arrived, a forged one would have too
     wait_for(lambda: own in got, what="gateway A's own event")
     assert got == [own]
@@ -80,10 +80,10 @@ def test_gateway_cannot_subscribe_to_other_sites_and_reads_its_own_commands(secu
     gw_a.subscribe_wait("sw/v1/#")
     assert gw_a.subscribe_wait("sw/v1/site-a/gw-a/cmd/+") == [1]
     gw_b = _link(broker, "gw-b", pw["gw-b"]).start()
-    gw_b.publish(topic("site-b", "gw-b", Kind.EVENT, "smk-b"), _event(1), Kind.EVENT).wait_for_publish(5)
+    gw_b.publish(topic("site-b", "gw-b", MessageClass.EVENT, "smk-b"), _event(1), MessageClass.EVENT).wait_for_publish(5)
     gw_b.stop()
     alerts = _link(broker, "stationwatch-alerts", pw["stationwatch-alerts"]).start()
-    cmd = topic("site-a", "gw-a", Kind.CMD, "silence")
+    cmd = topic("site-a", "gw-a", MessageClass.CMD, "silence")
     alerts.client.publish(cmd, b'{"v":1,"ts":1790000000,"name":"silence"}', qos=1).wait_for_publish(5)
     wait_for(lambda: cmd in got, what="gateway A's command")
     assert got == [cmd]
@@ -103,7 +103,7 @@ def test_wrong_password_and_anonymous_are_refused(secure_broker, user, password)
 def test_gateway_connects_over_tls_and_plain_text_on_that_port_fails(secure_broker):
     broker, pw, base = secure_broker
     link = _link(broker, "gw-a", pw["gw-a"], tls=True, ca=str(base / "tls" / "ca.crt")).start()
-    link.publish(topic("site-a", "gw-a", Kind.EVENT, "smk-a"), _event(9), Kind.EVENT).wait_for_publish(5)
+    link.publish(topic("site-a", "gw-a", MessageClass.EVENT, "smk-a"), _event(9), MessageClass.EVENT).wait_for_publish(5)
     link.stop()
     plain = MqttLink(BrokerAddress(broker.host, broker.tls_port, "gw-a", pw["gw-a"]), "plain-on-tls")
     with pytest.raises(ConnectionError):
@@ -133,7 +133,7 @@ def test_bridge_forwards_escalations_and_status_to_the_province_but_not_readings
                              on_message=lambda t, p, m: state.append(p)).start()
             local.subscribe_wait("sw/bridge/sl-city/state")
             wait_for(lambda: b"1" in state, timeout=30, what="the bridge to connect")
-            reading = topic("sl-station", "gw-sl-main", Kind.READING, "t-hall")
+            reading = topic("sl-station", "gw-sl-main", MessageClass.READING, "t-hall")
             local.client.publish(reading, b"{}", qos=1).wait_for_publish(5)
             local.client.publish("sw/v1/sl-station/gw-sl-main/status", b'{"state":"offline"}', qos=1).wait_for_publish(5)
             local.client.publish("sw/esc/v1/sl-station/alert-42", b'{"level":"bureau"}', qos=1).wait_for_publish(5)

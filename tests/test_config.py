@@ -8,12 +8,12 @@ import sys
 import pytest
 import yaml
 
-from stationwatch.broker.config import ConfigError, load_config, parse_config
-from stationwatch.sensors.config import SensorConfig
+from stationwatch.core.config import ConfigError, load_config, parse_config
+from stationwatch.core.sensor_config import SensorConfig
 from stationwatch.sensors.kinds import KINDS
 from support import EXAMPLES
 
-CLI = [sys.executable, "-m", "stationwatch.broker.cli"]
+CLI = [sys.executable, "-m", "stationwatch.cli"]
 
 
 def _city() -> dict:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from stationwatch.broker.contract import (DELIVERY, ContractError, Event, Inventory, Kind, Reading,
+from stationwatch.core.contract import (DELIVERY, ContractError, Event, Inventory, MessageClass, Reading,
                                           Status, encode, parse, subscription, topic)
 
 NOW = time.time()
@@ -14,9 +14,9 @@ NOW = time.time()
 
 def test_round_trip_of_every_class():
     cases = [
-        (Kind.READING, "t-hall", Reading(v=1, ts=NOW, seq=3, value=21.5, unit="°C")),
-        (Kind.EVENT, "smk-kitchen", Event(v=1, ts=NOW, seq=4, state="alarm")),
-        (Kind.STATUS, None, Status(v=1, ts=NOW, state="online", config_version="abc", drivers=["smoke"])),
+        (MessageClass.READING, "t-hall", Reading(v=1, ts=NOW, seq=3, value=21.5, unit="°C")),
+        (MessageClass.EVENT, "smk-kitchen", Event(v=1, ts=NOW, seq=4, state="alarm")),
+        (MessageClass.STATUS, None, Status(v=1, ts=NOW, state="online", config_version="abc", drivers=["smoke"])),
     ]
     for kind, device, body in cases:
         msg = parse(topic("sl-station", "gw-sl-main", kind, device), encode(body))
@@ -25,8 +25,8 @@ def test_round_trip_of_every_class():
 
 
 def test_alarms_and_events_are_qos1_and_status_is_retained():
-    assert DELIVERY[Kind.EVENT].qos == 1 and DELIVERY[Kind.READING].qos == 1
-    assert DELIVERY[Kind.STATUS].retain and not DELIVERY[Kind.EVENT].retain
+    assert DELIVERY[MessageClass.EVENT].qos == 1 and DELIVERY[MessageClass.READING].qos == 1
+    assert DELIVERY[MessageClass.STATUS].retain and not DELIVERY[MessageClass.EVENT].retain
 
 
 @pytest.mark.parametrize("topic_name,payload,reason", [
@@ -61,12 +61,12 @@ def test_the_error_names_the_bad_field():
 def test_inventory_refuses_devices_and_sites_not_in_the_config(city_config):
     inv = Inventory(city_config)
     body = encode(Reading(v=1, ts=NOW, seq=1, value=20.0))
-    assert inv.check(parse(topic("sl-station", "gw-sl-main", Kind.READING, "t-hall"), body)).room == "hall"
+    assert inv.check(parse(topic("sl-station", "gw-sl-main", MessageClass.READING, "t-hall"), body)).room == "hall"
     for t, reason in [
-        (topic("sl-station", "gw-nope", Kind.READING, "t-hall"), "unknown_gateway"),
-        (topic("elsewhere", "gw-sl-main", Kind.READING, "t-hall"), "wrong_site"),
-        (topic("sl-station", "gw-sl-main", Kind.READING, "t-nope"), "unknown_device"),
-        (topic("sl-station", "gw-sl-main", Kind.READING, "cam-hall"), "unknown_device"),  # a camera sends no readings
+        (topic("sl-station", "gw-nope", MessageClass.READING, "t-hall"), "unknown_gateway"),
+        (topic("elsewhere", "gw-sl-main", MessageClass.READING, "t-hall"), "wrong_site"),
+        (topic("sl-station", "gw-sl-main", MessageClass.READING, "t-nope"), "unknown_device"),
+        (topic("sl-station", "gw-sl-main", MessageClass.READING, "cam-hall"), "unknown_device"),  # a camera sends no readings
     ]:
         with pytest.raises(ContractError) as info:
             inv.check(parse(t, body))
@@ -75,8 +75,8 @@ def test_inventory_refuses_devices_and_sites_not_in_the_config(city_config):
 
 def test_subscriptions_cover_the_topics_they_name():
     assert subscription() == "sw/v1/+/+/#"
-    assert subscription(Kind.STATUS) == "sw/v1/+/+/status"
-    assert subscription(Kind.EVENT, site="sl-station") == "sw/v1/sl-station/+/event/+"
+    assert subscription(MessageClass.STATUS) == "sw/v1/+/+/status"
+    assert subscription(MessageClass.EVENT, site="sl-station") == "sw/v1/sl-station/+/event/+"
 
 
 def test_deeply_nested_json_is_refused_not_a_crash():
@@ -86,13 +86,13 @@ def test_deeply_nested_json_is_refused_not_a_crash():
 
 
 def test_health_payloads_as_the_gateway_writes_them_are_what_the_schemas_read():
-    from stationwatch.broker.contract import LOCAL_ALARM, HealthSample, LocalAlarmState
-    from stationwatch.broker.wire import payload
+    from stationwatch.core.contract import LOCAL_ALARM, HealthSample, LocalAlarmState
+    from stationwatch.core.wire import payload
     sample = payload(NOW, 5, value=None, unit="%", quality="fault", state="fault", detail="OSError: disk gone")
-    msg = parse(topic("sl-station", "gw-sl-main", Kind.HEALTH, "disk_free"), sample)
+    msg = parse(topic("sl-station", "gw-sl-main", MessageClass.HEALTH, "disk_free"), sample)
     assert msg.body == HealthSample(v=1, ts=NOW, seq=5, value=None, unit="%", quality="fault", state="fault",
                                     detail="OSError: disk gone")
     change = payload(NOW, 6, state="silenced", by="cmd:ack", detectors=["smk-dorm-m1"])
-    msg = parse(topic("sl-station", "gw-sl-main", Kind.HEALTH, LOCAL_ALARM), change)
+    msg = parse(topic("sl-station", "gw-sl-main", MessageClass.HEALTH, LOCAL_ALARM), change)
     assert msg.body == LocalAlarmState(v=1, ts=NOW, seq=6, state="silenced", by="cmd:ack", detectors=["smk-dorm-m1"])
-    assert subscription(Kind.HEALTH) == "sw/v1/+/+/health/+"
+    assert subscription(MessageClass.HEALTH) == "sw/v1/+/+/health/+"

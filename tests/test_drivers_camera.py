@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from stationwatch.broker.config import parse_config
+from stationwatch.core.config import parse_config
 from stationwatch.sensors.base import build_drivers
 from stationwatch.sensors.camera import CameraSpec, CameraWatch
 from support import EXAMPLES

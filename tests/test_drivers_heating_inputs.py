@@ -15,7 +15,7 @@ from gpiozero.pins.mock import MockFactory  # noqa: E402
 from pymodbus.server import ModbusSerialServer  # noqa: E402
 from pymodbus.simulator import DataType, SimData, SimDevice  # noqa: E402
 
-from stationwatch.broker.config import parse_config  # noqa: E402
+from stationwatch.core.config import parse_config  # noqa: E402
 from stationwatch.sensors.base import build_drivers  # noqa: E402
 from support import EXAMPLES, wait_for  # noqa: E402
 from modbus_line import Line  # noqa: E402
@@ -162,7 +162,7 @@ def test_contacts_on_the_di_module_are_read_over_modbus(line):
 
 # ---- the gateway agent: a heat contact sounds the local alarm, a pump does not -------------------
 def test_a_heat_contact_sounds_the_local_alarm_with_no_broker_and_a_stopped_pump_does_not(tmp_path, factory):
-    from stationwatch.broker.contract import Kind, parse
+    from stationwatch.core.contract import MessageClass, parse
     from stationwatch.gateway.agent import Agent
     from stationwatch.gateway.alarm import LocalAlarm
     from stationwatch.gateway.spool import Spool
@@ -180,7 +180,7 @@ def test_a_heat_contact_sounds_the_local_alarm_with_no_broker_and_a_stopped_pump
 
     def events(spool) -> list[tuple[str, str]]:
         return [(m.device, m.body.state) for m in (parse(r.topic, r.payload) for r in spool.pending({}, 100)
-                                                   if r.kind is Kind.EVENT)]
+                                                   if r.kind is MessageClass.EVENT)]
 
     with Spool(tmp_path / "spool.db") as spool, Agent(cfg, gw, NOWHERE, drivers, spool=spool, alarm=alarm):
         wait_for(lambda: ("pump-main", "running") in events(spool), 5, what="the pump seen running")

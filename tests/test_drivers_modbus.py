@@ -17,12 +17,12 @@ import yaml
 
 pymodbus = pytest.importorskip("pymodbus")
 
-from stationwatch.broker.config import parse_config  # noqa: E402
+from stationwatch.core.config import parse_config  # noqa: E402
 from stationwatch.sensors.base import FaultyDriver, build_drivers  # noqa: E402
 from stationwatch.sensors.kinds import KINDS  # noqa: E402
 from stationwatch.sensors.modbus import BusSchedule, ModbusBus, Poll  # noqa: E402
-from stationwatch.sensors.regmap import Point, RegisterMapError, register_map, register_map_names  # noqa: E402
-from stationwatch.sensors.wiring import Bus  # noqa: E402
+from stationwatch.sensors.regmap import RegisterPoint, RegisterMapError, register_map, register_map_names  # noqa: E402
+from stationwatch.core.wiring import Bus  # noqa: E402
 from support import EXAMPLES  # noqa: E402
 from modbus_line import Line, Server  # noqa: E402
 
@@ -171,7 +171,7 @@ def test_noise_in_front_of_a_reply_is_a_fault_never_an_exception(line, server):
 
 
 def test_an_exception_answer_is_a_fault_naming_the_code(line, server):
-    beyond = Point(table="holding", address=500, type="int16", scale=0.1, unit="°C")
+    beyond = RegisterPoint(table="holding", address=500, type="int16", scale=0.1, unit="°C")
     driver = ModbusBus(bus_on(line), [Poll("t-x", KINDS["temperature"], TH, beyond, 10.0)])
     try:
         got = driver.read(0.0)[0]
@@ -247,12 +247,12 @@ def test_register_maps_ship_as_data_files():
 
 
 def test_point_decoding_covers_the_types():
-    assert Point(address=0, type="int16").decode([0xFFF6]) == -10
-    assert Point(address=0, type="uint32").decode([1, 2]) == 65538
-    assert Point(address=0, type="uint32", word_order="little").decode([2, 1]) == 65538
-    assert Point(address=0, type="float32").decode([0x41A4, 0x0000]) == pytest.approx(20.5)
-    assert Point(address=0, type="bit", bit=3).decode([0b1000]) == 1
-    assert Point(table="coil", address=0, type="bit").decode([True, False]) == 1
+    assert RegisterPoint(address=0, type="int16").decode([0xFFF6]) == -10
+    assert RegisterPoint(address=0, type="uint32").decode([1, 2]) == 65538
+    assert RegisterPoint(address=0, type="uint32", word_order="little").decode([2, 1]) == 65538
+    assert RegisterPoint(address=0, type="float32").decode([0x41A4, 0x0000]) == pytest.approx(20.5)
+    assert RegisterPoint(address=0, type="bit", bit=3).decode([0b1000]) == 1
+    assert RegisterPoint(table="coil", address=0, type="bit").decode([True, False]) == 1
 
 
 # ---- built from the config --------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from stationwatch.broker.config import parse_config
+from stationwatch.core.config import parse_config
 from stationwatch.sensors.base import build_drivers
 from stationwatch.sensors.kinds import KINDS
 from stationwatch.sensors.onewire import OneWireThermometer

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stationwatch.broker.contract import Kind, parse, subscription
+from stationwatch.core.contract import MessageClass, parse, subscription
 from stationwatch.broker.influx import InfluxV1Writer
-from stationwatch.broker.mqtt import MqttLink
+from stationwatch.core.mqtt import MqttLink
 from support import EXAMPLES, wait_for
 
 pytestmark = pytest.mark.e2e
-CLI = [sys.executable, "-m", "stationwatch.broker.cli"]
+CLI = [sys.executable, "-m", "stationwatch.cli"]
 FIRE_BUDGET_S = 10.0  # GB 26875.1 §4.1.2.1: a fire alarm reaches the monitoring centre within 10 s
 
 
@@ -100,11 +100,11 @@ def _first_smoke_alarm_watch(mosquitto):
 
     def on_message(topic, payload, _):
         msg = parse(topic, payload)
-        if msg.kind is Kind.EVENT and getattr(msg.body, "state", "") == "alarm":
+        if msg.kind is MessageClass.EVENT and getattr(msg.body, "state", "") == "alarm":
             seen.setdefault("at", time.monotonic())
-    from stationwatch.broker.mqtt import BrokerAddress
+    from stationwatch.core.mqtt import BrokerAddress
     link = MqttLink(BrokerAddress(mosquitto.host, mosquitto.port), f"watch-{uuid.uuid4().hex[:6]}",
-                    on_connect=lambda l: l.subscribe(subscription(Kind.EVENT)), on_message=on_message).start()
+                    on_connect=lambda l: l.subscribe(subscription(MessageClass.EVENT)), on_message=on_message).start()
     return link, seen
 
 
@@ -143,7 +143,7 @@ def test_fire_scenario_reaches_the_api_and_the_webhook_within_the_budget(system)
 
 
 def test_malformed_messages_leave_every_service_running(system):
-    from stationwatch.broker.mqtt import BrokerAddress
+    from stationwatch.core.mqtt import BrokerAddress
     m = system["mosquitto"]
     link = MqttLink(BrokerAddress(m.host, m.port), f"fuzz-{uuid.uuid4().hex[:6]}").start()
     garbage = [

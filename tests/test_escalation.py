@@ -253,7 +253,7 @@ def test_a_level_nobody_could_be_reached_at_is_escalated_as_a_breach(make):
 
 
 def test_bad_policy_config_names_every_field_at_fault():
-    from stationwatch.broker.config import ConfigError
+    from stationwatch.core.config import ConfigError
     bad = [{"id": "x", "rules": ["flood"], "levels": [level("值班人员", 60, contacts=["nobody"])]},
            {"id": "y", "levels": [{"name": "空", "ack_s": 60}]}]
     roster = [{"id": "r", "sites": ["sl-station"], "shifts": [{"start": "25:00", "end": "08:00", "contacts": ["ghost"]}]}]

@@ -15,12 +15,12 @@ import pytest
 import yaml
 
 from stationwatch.alerts.store import Store
-from stationwatch.broker.contract import Kind, topic
-from stationwatch.broker.mqtt import MqttLink
+from stationwatch.core.contract import MessageClass, topic
+from stationwatch.core.mqtt import MqttLink
 from support import EXAMPLES, wait_for
 from test_alert_rules import GW, SITE, Wire
 
-CLI = [sys.executable, "-m", "stationwatch.broker.cli"]
+CLI = [sys.executable, "-m", "stationwatch.cli"]
 ACK_S = 3.0  # every level's deadline, compressed
 
 
@@ -73,11 +73,11 @@ def chain_yaml(tmp_path: Path, port: int) -> Path:
 def publisher(broker_address):
     link = MqttLink(broker_address, f"test-pub-{uuid.uuid4().hex[:8]}").start()
     yield link
-    link.publish(topic(SITE, GW, Kind.STATUS), b"", Kind.STATUS).wait_for_publish(5)
+    link.publish(topic(SITE, GW, MessageClass.STATUS), b"", MessageClass.STATUS).wait_for_publish(5)
     link.stop()
 
 
-def send(link, message, kind=Kind.EVENT):
+def send(link, message, kind=MessageClass.EVENT):
     link.publish(*message, kind).wait_for_publish(5)
 
 
@@ -88,7 +88,7 @@ def test_sigkill_mid_escalation_loses_nothing_and_skips_no_level(tmp_path, mosqu
     paths = lambda: [r["path"].strip("/") for r in receiver.received()]  # noqa: E731
     service = Service(cfg, broker, db, tmp_path / "alerts.log").start()
     try:
-        send(publisher, wire.status("online"), Kind.STATUS)
+        send(publisher, wire.status("online"), MessageClass.STATUS)
         wait_for(lambda: store.gateways(), 20, what="the engine subscribed")
         send(publisher, wire.event("boiler-fault", "alarm"))  # a major alert, to be acknowledged while down
         send(publisher, wire.event("smk-dorm-f1a", "alarm"))

@@ -21,18 +21,18 @@ from gpiozero.pins.mock import MockFactory
 
 from stationwatch.alerts.engine import AlertEngine
 from stationwatch.broker.accounts import gateway_topics, write_accounts
-from stationwatch.broker.config import parse_config
-from stationwatch.broker.contract import (DELIVERY, HEALTH_METRICS, LOCAL_ALARM, ContractError, Inventory, Kind,
+from stationwatch.core.config import parse_config
+from stationwatch.core.contract import (DELIVERY, HEALTH_METRICS, LOCAL_ALARM, ContractError, Inventory, MessageClass,
                                           Reading, encode, parse, topic)
 from stationwatch.broker.influx import InfluxV1Writer
 from stationwatch.broker.ingest import IngestOptions, run_ingest
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.broker.stack import LocalMosquitto, free_port
 from stationwatch.broker.tls import make_certs
-from stationwatch.broker.wire import payload
+from stationwatch.core.wire import payload
 from stationwatch.gateway.agent import Agent
 from stationwatch.gateway.alarm import LocalAlarm
-from stationwatch.gateway.settings import AgentSettings, AlarmOutputs
+from stationwatch.core.agent_settings import AgentSettings, AlarmOutputs
 from stationwatch.gateway.spool import Spool
 from stationwatch.sensors.health import METRICS, GatewayHealth, HealthSeams
 from support import ROOT, wait_for
@@ -106,7 +106,7 @@ def running_ingest(city_config, broker_address, influxdb, tmp_path):
         nonlocal seq
         seq += 1
         body = encode(Reading(v=1, ts=time.time(), seq=seq, value=20.0, unit="°C"))
-        probe.publish(topic(SITE, GW, Kind.READING, "t-hall"), body, Kind.READING).wait_for_publish(5)
+        probe.publish(topic(SITE, GW, MessageClass.READING, "t-hall"), body, MessageClass.READING).wait_for_publish(5)
         return bool(list(writer.query('SELECT count("value") FROM "reading" WHERE sensor=\'t-hall\'').get_points()))
     wait_for(probed, 15, interval=0.2, what="the ingest to be subscribed")
     probe.stop()
@@ -122,26 +122,26 @@ def _rows(writer, sql: str) -> list[dict]:
 
 # ---- the contract ---------------------------------------------------------------------------
 def test_health_is_qos1_not_retained_and_takes_exactly_the_drivers_metrics_and_local_alarm(city_config):
-    assert DELIVERY[Kind.HEALTH].qos == 1 and not DELIVERY[Kind.HEALTH].retain
+    assert DELIVERY[MessageClass.HEALTH].qos == 1 and not DELIVERY[MessageClass.HEALTH].retain
     assert HEALTH_METRICS == set(METRICS) | {LOCAL_ALARM}
     inv = Inventory(city_config)
     now = time.time()
     ok = payload(now, 7, value=1.0, unit="", quality="ok", state="alarm", detail="under-voltage now")
-    msg = parse(topic(SITE, GW, Kind.HEALTH, "under_voltage"), ok)
+    msg = parse(topic(SITE, GW, MessageClass.HEALTH, "under_voltage"), ok)
     assert inv.check(msg).id == GW and msg.body.state == "alarm"
     for t, body, reason in [
-        (topic(SITE, GW, Kind.HEALTH, "fan_speed"), ok, "unknown_metric"),
-        (topic(SITE, "gw-nope", Kind.HEALTH, "under_voltage"), ok, "unknown_gateway"),
-        (topic("elsewhere", GW, Kind.HEALTH, "under_voltage"), ok, "wrong_site"),
+        (topic(SITE, GW, MessageClass.HEALTH, "fan_speed"), ok, "unknown_metric"),
+        (topic(SITE, "gw-nope", MessageClass.HEALTH, "under_voltage"), ok, "unknown_gateway"),
+        (topic("elsewhere", GW, MessageClass.HEALTH, "under_voltage"), ok, "wrong_site"),
     ]:
         with pytest.raises(ContractError) as info:
             inv.check(parse(t, body))
         assert info.value.reason == reason and info.value.detail
     for t, body, field in [
-        (topic(SITE, GW, Kind.HEALTH, LOCAL_ALARM), payload(now, 8, state="loud", by="button", detectors=[]), "state"),
-        (topic(SITE, GW, Kind.HEALTH, LOCAL_ALARM), payload(now, 8, state="silenced", by="BUTTON!"), "by"),
-        (topic(SITE, GW, Kind.HEALTH, "disk_free"), payload(now, 9, value="full", unit="%"), "value"),
-        (topic(SITE, GW, Kind.HEALTH, "throttled"), payload(now, 9, value=1.0, state="sounding"), "state"),
+        (topic(SITE, GW, MessageClass.HEALTH, LOCAL_ALARM), payload(now, 8, state="loud", by="button", detectors=[]), "state"),
+        (topic(SITE, GW, MessageClass.HEALTH, LOCAL_ALARM), payload(now, 8, state="silenced", by="BUTTON!"), "by"),
+        (topic(SITE, GW, MessageClass.HEALTH, "disk_free"), payload(now, 9, value="full", unit="%"), "value"),
+        (topic(SITE, GW, MessageClass.HEALTH, "throttled"), payload(now, 9, value=1.0, state="sounding"), "state"),
     ]:
         with pytest.raises(ContractError) as info:
             parse(t, body)
@@ -185,17 +185,17 @@ def test_unknown_or_malformed_health_messages_are_quarantined_with_a_reason(brok
     now = time.time()
     good = payload(now, 1, value=1.0, unit="", quality="ok", state="alarm", detail=None)
     bad = [
-        (topic(SITE, GW, Kind.HEALTH, "fan_speed"), good, "unknown_metric"),
-        (topic(SITE, "gw-nope", Kind.HEALTH, "under_voltage"), good, "unknown_gateway"),
-        (topic(SITE, GW, Kind.HEALTH, LOCAL_ALARM), payload(now, 2, state="loud", by="button"), "bad_schema"),
-        (topic(SITE, GW, Kind.HEALTH, "disk_free"), b'{"v":1,"ts":1790000000,"seq":3,"value":"full"}', "bad_schema"),
+        (topic(SITE, GW, MessageClass.HEALTH, "fan_speed"), good, "unknown_metric"),
+        (topic(SITE, "gw-nope", MessageClass.HEALTH, "under_voltage"), good, "unknown_gateway"),
+        (topic(SITE, GW, MessageClass.HEALTH, LOCAL_ALARM), payload(now, 2, state="loud", by="button"), "bad_schema"),
+        (topic(SITE, GW, MessageClass.HEALTH, "disk_free"), b'{"v":1,"ts":1790000000,"seq":3,"value":"full"}', "bad_schema"),
         (f"sw/v1/{SITE}/{GW}/health/a/b", good, "bad_topic"),
     ]
     link = MqttLink(broker_address, "test-health-bad").start()
     for t, body, _ in bad:
-        link.publish(t, body, Kind.HEALTH).wait_for_publish(5)
+        link.publish(t, body, MessageClass.HEALTH).wait_for_publish(5)
     marker = payload(now, 4, value=42.0, unit="%", quality="ok", state=None, detail=None)
-    link.publish(topic(SITE, GW, Kind.HEALTH, "disk_free"), marker, Kind.HEALTH).wait_for_publish(5)
+    link.publish(topic(SITE, GW, MessageClass.HEALTH, "disk_free"), marker, MessageClass.HEALTH).wait_for_publish(5)
     link.stop()
     wait_for(lambda: _rows(writer, 'SELECT * FROM "gateway_health" WHERE "metric"=\'disk_free\''), what="the marker")
     with sqlite3.connect(qpath) as db:
@@ -212,7 +212,7 @@ def test_under_voltage_from_the_agent_raises_a_maintenance_alert_for_the_staff_o
     cfg, gw = station(city_config, tmp_path)
     with Spool(tmp_path / "spool.db") as spool, Agent(cfg, gw, NOWHERE, [sick_health(tmp_path)], spool=spool):
         wait_for(lambda: spool.stats.spooled["health"] >= len(METRICS), 10, what="health in the spool")
-        sent = [(r.topic, r.payload) for r in spool.pending({}, 100) if r.kind is Kind.HEALTH]
+        sent = [(r.topic, r.payload) for r in spool.pending({}, 100) if r.kind is MessageClass.HEALTH]
     engine = AlertEngine(city_config, tmp_path / "alerts.db")
     try:
         engine.handle_batch(sent)
@@ -227,7 +227,7 @@ def test_under_voltage_from_the_agent_raises_a_maintenance_alert_for_the_staff_o
         # the power supply is replaced: a normal sample clears it, resolved after the hold
         t = time.time()
         fine = payload(t, 10_000, value=0.0, unit="", quality="ok", state="normal", detail=None)
-        engine.handle(topic(SITE, GW, Kind.HEALTH, "under_voltage"), fine, now=t)
+        engine.handle(topic(SITE, GW, MessageClass.HEALTH, "under_voltage"), fine, now=t)
         engine.tick(t + cfg.rules.resolve_hold_s + 1)
         assert engine.store.get(power.id).state == "resolved"
         assert engine.store.get(alerts["disk_free"].id).state == "firing"
@@ -315,13 +315,13 @@ def test_the_acl_lets_a_gateway_publish_its_own_health_and_nothing_new_besides(t
         assert ingest.subscribe_wait("sw/v1/#") == [1]
         gw_a = link("gw-a")
         body = payload(time.time(), 1, value=1.0, unit="", quality="ok", state="alarm", detail=None)
-        refused = [topic("site-b", "gw-b", Kind.HEALTH, "under_voltage"),  # another gateway's health
-                   topic("site-a", "gw-b", Kind.HEALTH, "under_voltage"),
+        refused = [topic("site-b", "gw-b", MessageClass.HEALTH, "under_voltage"),  # another gateway's health
+                   topic("site-a", "gw-b", MessageClass.HEALTH, "under_voltage"),
                    "sw/v1/site-a/gw-a/health/under_voltage/more",          # one level only
                    "sw/v1/site-a/gw-a/health"]
-        own = topic("site-a", "gw-a", Kind.HEALTH, "under_voltage")
+        own = topic("site-a", "gw-a", MessageClass.HEALTH, "under_voltage")
         for t in [*refused, own]:
-            gw_a.publish(t, body, Kind.HEALTH).wait_for_publish(5)
+            gw_a.publish(t, body, MessageClass.HEALTH).wait_for_publish(5)
         # messages of one client arrive in order: once its own has arrived, a refused one would have too
         wait_for(lambda: own in got, what="gateway A's own health")
         assert got == [own]

@@ -19,9 +19,9 @@ import pytest
 import yaml
 from gpiozero.pins.mock import MockFactory
 
-from stationwatch.broker.config import parse_config
-from stationwatch.broker.contract import Kind, parse, topic
-from stationwatch.broker.mqtt import MqttLink
+from stationwatch.core.config import parse_config
+from stationwatch.core.contract import MessageClass, parse, topic
+from stationwatch.core.mqtt import MqttLink
 from stationwatch.gateway.plan import PlanError, compile_plan, load_plan, plan_path, write_plan
 from stationwatch.sensors.base import build_drivers
 from support import EXAMPLES, wait_for
@@ -126,7 +126,7 @@ def test_a_plan_that_is_not_one_is_refused_with_the_file_named(tmp_path):
 
 def start_gateway(cfg_file, broker_address, w1_base):
     env = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
-    return subprocess.Popen([sys.executable, "-m", "stationwatch.broker.cli", "gateway", "-c", str(cfg_file),
+    return subprocess.Popen([sys.executable, "-m", "stationwatch.cli", "gateway", "-c", str(cfg_file),
                              "--broker", f"{broker_address.host}:{broker_address.port}",
                              "--onewire-base", str(w1_base)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -144,7 +144,7 @@ def birth_watch(broker_address, cfg):
             births.append(msg.body)
             seen.set()
     link = MqttLink(broker_address, f"plan-watch-{os.getpid()}-{id(births)}", on_message=on_message).start()
-    link.subscribe_wait(topic(gw.site, gw.id, Kind.STATUS))
+    link.subscribe_wait(topic(gw.site, gw.id, MessageClass.STATUS))
     return link, births
 
 
@@ -192,7 +192,7 @@ def test_gateway_command_with_a_broken_config_and_no_plan_refuses_to_start(tmp_p
     data["sensors"][0]["kind"] = "smoek"
     cfg_file = tmp_path / "station.yaml"
     cfg_file.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "stationwatch.broker.cli", "gateway", "-c", str(cfg_file),
+    proc = subprocess.run([sys.executable, "-m", "stationwatch.cli", "gateway", "-c", str(cfg_file),
                            "--spool", str(tmp_path / "spool.db")], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "sensors[0].kind" in proc.stderr and "no last good plan" in proc.stderr

@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from stationwatch.broker.contract import Kind, Reading, Event, encode, topic
+from stationwatch.core.contract import MessageClass, Reading, Event, encode, topic
 from stationwatch.broker.influx import InfluxV1Writer
 from stationwatch.broker.ingest import IngestOptions, run_ingest
-from stationwatch.broker.mqtt import MqttLink
+from stationwatch.core.mqtt import MqttLink
 from support import wait_for
 
 SITE, GW = "sl-station", "gw-sl-main"
@@ -66,7 +66,7 @@ def _ready(writer, link):
     """Publish a probe reading until the ingest has written one (its subscription is live)."""
     def probe():
         body = Reading(v=1, ts=time.time(), seq=0, value=1.0, unit="°C")
-        link.publish(topic(SITE, GW, Kind.READING, "t-hall"), encode(body), Kind.READING).wait_for_publish(5)
+        link.publish(topic(SITE, GW, MessageClass.READING, "t-hall"), encode(body), MessageClass.READING).wait_for_publish(5)
         return _count(writer, 'SELECT count("value") FROM "reading" WHERE sensor=\'t-hall\'')
     wait_for(probe, timeout=20, interval=0.5, what="ingest subscription")
 
@@ -80,7 +80,7 @@ def test_readings_arrive_in_influxdb_queryable_with_influxql(running_ingest, pub
     for i in range(50):
         for s in sensors:
             body = Reading(v=1, ts=base + i * 0.5, seq=i, value=20.0 + i / 100, unit="°C")
-            items.append((topic(SITE, GW, Kind.READING, s.id), encode(body), Kind.READING))
+            items.append((topic(SITE, GW, MessageClass.READING, s.id), encode(body), MessageClass.READING))
     _publish_all(publisher, items)
     for s in sensors:
         wait_for(lambda: _count(writer, f'SELECT count("value") FROM "reading" WHERE sensor=\'{s.id}\'') >= 50,
@@ -94,7 +94,7 @@ def test_events_go_to_the_long_retention_policy(running_ingest, publisher):
     writer, _ = running_ingest
     _ready(writer, publisher)
     body = Event(v=1, ts=time.time(), seq=1, state="alarm")
-    _publish_all(publisher, [(topic(SITE, GW, Kind.EVENT, "smk-kitchen"), encode(body), Kind.EVENT)])
+    _publish_all(publisher, [(topic(SITE, GW, MessageClass.EVENT, "smk-kitchen"), encode(body), MessageClass.EVENT)])
     rows = wait_for(lambda: list(writer.query('SELECT * FROM "records"."event" WHERE device=\'smk-kitchen\'').get_points()),
                     what="the smoke event")
     assert rows[0]["state"] == "alarm" and rows[0]["room"] == "kitchen"
@@ -105,21 +105,21 @@ def test_malformed_messages_are_quarantined_and_valid_ones_all_arrive(running_in
     _ready(writer, publisher)
     base = time.time() - 120
     bad = [
-        (topic(SITE, GW, Kind.READING, "t-hall"), b"not json at all", "not_json"),
-        (topic(SITE, GW, Kind.READING, "t-hall"), b'{"v":1,"ts":"yesterday","seq":1,"value":3}', "bad_schema"),
-        (topic(SITE, GW, Kind.READING, "no-such-sensor"), encode(Reading(v=1, ts=base, seq=1, value=1.0)), "unknown_device"),
-        (topic("other-site", GW, Kind.READING, "t-hall"), encode(Reading(v=1, ts=base, seq=1, value=1.0)), "wrong_site"),
+        (topic(SITE, GW, MessageClass.READING, "t-hall"), b"not json at all", "not_json"),
+        (topic(SITE, GW, MessageClass.READING, "t-hall"), b'{"v":1,"ts":"yesterday","seq":1,"value":3}', "bad_schema"),
+        (topic(SITE, GW, MessageClass.READING, "no-such-sensor"), encode(Reading(v=1, ts=base, seq=1, value=1.0)), "unknown_device"),
+        (topic("other-site", GW, MessageClass.READING, "t-hall"), encode(Reading(v=1, ts=base, seq=1, value=1.0)), "wrong_site"),
         ("sw/v1/sl-station/gw-sl-main/bogus/t-hall", b"{}", "bad_topic"),
-        (topic(SITE, GW, Kind.READING, "t-hall"), b'{"v":9,"ts":1,"seq":1}', "bad_version"),
-        (topic(SITE, GW, Kind.READING, "t-hall"), b'[1,2,3]', "bad_schema"),
-        (topic(SITE, GW, Kind.READING, "t-hall"), b'\xff\xfe\x00', "not_json"),
+        (topic(SITE, GW, MessageClass.READING, "t-hall"), b'{"v":9,"ts":1,"seq":1}', "bad_version"),
+        (topic(SITE, GW, MessageClass.READING, "t-hall"), b'[1,2,3]', "bad_schema"),
+        (topic(SITE, GW, MessageClass.READING, "t-hall"), b'\xff\xfe\x00', "not_json"),
     ]
     items = []
     for i in range(100):
         body = Reading(v=1, ts=base + i * 0.01, seq=1000 + i, value=float(i), unit="°C")
-        items.append((topic(SITE, GW, Kind.READING, "t-med-obs"), encode(body), Kind.READING))
+        items.append((topic(SITE, GW, MessageClass.READING, "t-med-obs"), encode(body), MessageClass.READING))
         t, p, _ = bad[i % len(bad)]
-        items.append((t, p, Kind.READING))
+        items.append((t, p, MessageClass.READING))
     _publish_all(publisher, items)
     wait_for(lambda: _count(writer, 'SELECT count("value") FROM "reading" WHERE sensor=\'t-med-obs\' AND time < now() - 100s') >= 100,
              what="all 100 valid readings")
@@ -138,10 +138,10 @@ def test_a_replayed_message_overwrites_instead_of_duplicating(running_ingest, pu
     writer, _ = running_ingest
     _ready(writer, publisher)
     body = Reading(v=1, ts=time.time() - 30, seq=77, value=19.5, unit="°C")
-    item = (topic(SITE, GW, Kind.READING, "t-dorm-f1"), encode(body), Kind.READING)
+    item = (topic(SITE, GW, MessageClass.READING, "t-dorm-f1"), encode(body), MessageClass.READING)
     _publish_all(publisher, [item, item, item])
     marker = Reading(v=1, ts=time.time(), seq=78, value=19.6, unit="°C")
-    _publish_all(publisher, [(topic(SITE, GW, Kind.READING, "t-dorm-f1"), encode(marker), Kind.READING)])
+    _publish_all(publisher, [(topic(SITE, GW, MessageClass.READING, "t-dorm-f1"), encode(marker), MessageClass.READING)])
     wait_for(lambda: _count(writer, 'SELECT count("value") FROM "reading" WHERE sensor=\'t-dorm-f1\' AND seq=78'), what="marker")
     assert _count(writer, 'SELECT count("value") FROM "reading" WHERE sensor=\'t-dorm-f1\' AND seq=77') == 1
 
@@ -160,10 +160,10 @@ def test_a_reading_older_than_its_retention_is_quarantined_and_does_not_jam_the_
     writer, qpath = running_ingest
     _ready(writer, publisher)
     old = time.time() - 40 * 86400  # raw readings are kept 30 days
-    items = [(topic(SITE, GW, Kind.READING, "t-dorm-m2"), encode(Reading(v=1, ts=old + i, seq=500 + i, value=5.0)), Kind.READING)
+    items = [(topic(SITE, GW, MessageClass.READING, "t-dorm-m2"), encode(Reading(v=1, ts=old + i, seq=500 + i, value=5.0)), MessageClass.READING)
              for i in range(5)]
-    items.append((topic(SITE, GW, Kind.EVENT, "door-store"), encode(Event(v=1, ts=old, seq=600, state="open")), Kind.EVENT))
-    items.append((topic(SITE, GW, Kind.READING, "t-dorm-m2"), encode(Reading(v=1, ts=time.time(), seq=601, value=21.0)), Kind.READING))
+    items.append((topic(SITE, GW, MessageClass.EVENT, "door-store"), encode(Event(v=1, ts=old, seq=600, state="open")), MessageClass.EVENT))
+    items.append((topic(SITE, GW, MessageClass.READING, "t-dorm-m2"), encode(Reading(v=1, ts=time.time(), seq=601, value=21.0)), MessageClass.READING))
     _publish_all(publisher, items)
     wait_for(lambda: _count(writer, 'SELECT count("value") FROM "reading" WHERE sensor=\'t-dorm-m2\' AND seq=601'),
              what="the fresh reading after the stale ones")

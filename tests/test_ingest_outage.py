@@ -15,9 +15,9 @@ import uuid
 
 import pytest
 
-from stationwatch.broker.contract import Kind, Reading, encode, topic
+from stationwatch.core.contract import MessageClass, Reading, encode, topic
 from stationwatch.broker.influx import InfluxV1Writer
-from stationwatch.broker.mqtt import MqttLink
+from stationwatch.core.mqtt import MqttLink
 from stationwatch.broker.stack import LocalInfluxDB, free_port
 from support import EXAMPLES, wait_for
 
@@ -30,7 +30,7 @@ class IngestProcess:
     def __init__(self, broker, influx_url, database, tmp_path, name="ingest", extra=(), instance=None):
         self.metrics_port = free_port()
         self.log = tmp_path / f"{name}-{uuid.uuid4().hex[:4]}.log"
-        self.args = [sys.executable, "-m", "stationwatch.broker.cli", "ingest", "-c", str(EXAMPLES / "city-station.yaml"),
+        self.args = [sys.executable, "-m", "stationwatch.cli", "ingest", "-c", str(EXAMPLES / "city-station.yaml"),
                      "--broker", f"{broker.host}:{broker.port}", "--influx", influx_url, "--database", database,
                      "--quarantine", str(tmp_path / f"quarantine-{name}.db"), "--metrics-port", str(self.metrics_port),
                      # an own persistent session per test: the suite's broker is shared
@@ -57,14 +57,14 @@ class IngestProcess:
 def _reading(i: int, base: float):
     sensor = SENSORS[i % len(SENSORS)]
     body = Reading(v=1, ts=base + i * 0.001, seq=i, value=20 + (i % 100) / 10, unit="°C")
-    return topic(SITE, GW, Kind.READING, sensor), encode(body)
+    return topic(SITE, GW, MessageClass.READING, sensor), encode(body)
 
 
 def _stream(link, n, base, pace_s=0.0, start=0):
     infos = []
     for i in range(start, start + n):
         t, p = _reading(i, base)
-        infos.append(link.publish(t, p, Kind.READING))
+        infos.append(link.publish(t, p, MessageClass.READING))
         if pace_s and i % 100 == 0:
             time.sleep(pace_s)  # pacing the producer, not synchronisation
     for info in infos:
@@ -97,7 +97,7 @@ def own_influx(tmp_path):
 
 @pytest.fixture
 def publisher(mosquitto):
-    from stationwatch.broker.mqtt import BrokerAddress
+    from stationwatch.core.mqtt import BrokerAddress
     link = MqttLink(BrokerAddress(mosquitto.host, mosquitto.port), f"pub-{uuid.uuid4().hex[:6]}").start()
     yield link
     link.stop()
@@ -176,7 +176,7 @@ def test_100000_malformed_messages_are_quarantined_and_valid_readings_all_arrive
             sent_bad += 1
             if i % 50 == 0:
                 t, p = _reading(i // 50, base)
-                infos.append(publisher.publish(t, p, Kind.READING))
+                infos.append(publisher.publish(t, p, MessageClass.READING))
             if len(infos) >= 2000:
                 for info in infos:
                     info.wait_for_publish(30)

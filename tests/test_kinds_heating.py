@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from stationwatch.alerts.engine import AlertEngine
-from stationwatch.alerts.policy import RuleSettings
-from stationwatch.broker.config import ConfigError, parse_config
-from stationwatch.gateway.settings import AgentSettings
+from stationwatch.core.policy import RuleSettings
+from stationwatch.core.config import ConfigError, parse_config
+from stationwatch.core.agent_settings import AgentSettings
 from stationwatch.gateway.states import state_rule
 from stationwatch.sensors.kinds import KINDS
 from support import EXAMPLES, wait_for

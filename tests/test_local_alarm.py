@@ -11,12 +11,12 @@ import pytest
 from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockFactory
 
-from stationwatch.broker.contract import Command, Kind, encode, parse, topic
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.contract import Command, MessageClass, encode, parse, topic
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.broker.stack import free_port
 from stationwatch.gateway.agent import Agent, run_agent
 from stationwatch.gateway.alarm import LocalAlarm
-from stationwatch.gateway.settings import AgentSettings, AlarmOutputs
+from stationwatch.core.agent_settings import AgentSettings, AlarmOutputs
 from stationwatch.gateway.spool import Spool
 from stationwatch.sensors.base import Sample
 from support import wait_for
@@ -110,7 +110,7 @@ def test_smoke_edge_sounds_the_alarm_within_a_second_with_no_broker_and_the_butt
         runner.join(30)
     # the events waited in the spool, as historical: the network was down the whole time
     with Spool(tmp_path / "spool.db") as spool:
-        rows = [r for r in spool.pending({}, 100) if r.kind is Kind.EVENT]
+        rows = [r for r in spool.pending({}, 100) if r.kind is MessageClass.EVENT]
     assert [parse(r.topic, r.payload).body.state for r in rows] == ["alarm", "normal", "alarm"]
     assert all(r.historical for r in rows)
 
@@ -159,7 +159,7 @@ def test_a_central_command_silences_the_local_alarm(city_config, tmp_path, broke
         factory.pin(SMOKE_PIN).drive_high()
         wait_for(lambda: outputs(factory) == (True, True, True), 1.0, what="alarm sounding")
         cmd = Command(v=1, ts=time.time(), name=command)
-        centre.publish(topic(gw.site, gw.id, Kind.CMD, command), encode(cmd), Kind.CMD).wait_for_publish(5)
+        centre.publish(topic(gw.site, gw.id, MessageClass.CMD, command), encode(cmd), MessageClass.CMD).wait_for_publish(5)
         wait_for(lambda: outputs(factory) == (False, False, True), 5, what=f"silenced by '{command}'")
         assert agent.stats["commands"] == 1
     centre.stop()
@@ -169,7 +169,7 @@ def test_a_central_command_silences_the_local_alarm(city_config, tmp_path, broke
 def test_config_refuses_alarm_gpios_used_twice_or_taken_by_a_sensor(city_config_path):
     import yaml
 
-    from stationwatch.broker.config import ConfigError, parse_config
+    from stationwatch.core.config import ConfigError, parse_config
     data = yaml.safe_load(city_config_path.read_text(encoding="utf-8"))
     data["gateways"][0]["agent"] = {"outputs": {"buzzer": 17, "relay": 17, "led": 22}, "silence_button": 5,
                                     "alarm_kinds": ["smoke", "fire"]}

@@ -12,9 +12,9 @@ from datetime import datetime
 import pytest
 import yaml
 
-from stationwatch.broker.config import parse_config
-from stationwatch.broker.contract import Command, ContractError, Kind, encode, parse, topic
-from stationwatch.broker.mqtt import MqttLink
+from stationwatch.core.config import parse_config
+from stationwatch.core.contract import Command, ContractError, MessageClass, encode, parse, topic
+from stationwatch.core.mqtt import MqttLink
 from stationwatch.gateway.scenarios import SCENARIOS
 from stationwatch.gateway.simulated_gateway import ACTIONS
 from stationwatch.gateway.simulator import (SimulatedGateway, SimulationError, check_scenario, config_version,
@@ -72,7 +72,7 @@ class Recorder:
         self.retained: list[bool] = []
         self.refused: list[ContractError] = []
         self._lock = threading.Lock()
-        self._probe = topic(self.site, self.gw, Kind.CMD, "probe")
+        self._probe = topic(self.site, self.gw, MessageClass.CMD, "probe")
         self.link = MqttLink(address, f"test-rec-{uuid.uuid4().hex[:6]}", on_message=self._on_message,
                              on_connect=lambda link: link.subscribe(f"sw/v1/{self.site}/{self.gw}/#"))
 
@@ -91,8 +91,8 @@ class Recorder:
         self.link.start()
         # SUBSCRIBE then PUBLISH on one connection: once the probe comes back, the subscription is live
         probe = Command(v=1, ts=time.time(), name="probe")
-        self.link.publish(self._probe, encode(probe), Kind.CMD)
-        wait_for(lambda: self.of(Kind.CMD), what="subscription")
+        self.link.publish(self._probe, encode(probe), MessageClass.CMD)
+        wait_for(lambda: self.of(MessageClass.CMD), what="subscription")
         return self
 
     def __exit__(self, *exc):
@@ -102,14 +102,14 @@ class Recorder:
         with self._lock:
             return list(self.messages)
 
-    def of(self, kind: Kind, device: str | None = None) -> list:
+    def of(self, kind: MessageClass, device: str | None = None) -> list:
         return [m for m in self.all() if m.kind is kind and (device is None or m.device == device)]
 
-    def bodies(self, kind: Kind, device: str | None = None) -> list:
+    def bodies(self, kind: MessageClass, device: str | None = None) -> list:
         return [m.body for m in self.of(kind, device)]
 
     def statuses(self) -> list[tuple[str, str | None]]:
-        return [(b.state, b.reason) for b in self.bodies(Kind.STATUS)]
+        return [(b.state, b.reason) for b in self.bodies(MessageClass.STATUS)]
 
 
 @pytest.fixture
@@ -149,29 +149,29 @@ def test_every_sensor_and_camera_reports_valid_messages_with_one_rising_seq(run,
     cfg = city("all")
     rec = record(cfg)
     gw = run(cfg, speed=100, version="abc123")
-    wait_for(lambda: all(len(rec.of(Kind.READING, s.id)) >= 2 for s in cfg.sensors)
-             and all(rec.of(Kind.HEARTBEAT, c.id) for c in cfg.cameras), timeout=15,
+    wait_for(lambda: all(len(rec.of(MessageClass.READING, s.id)) >= 2 for s in cfg.sensors)
+             and all(rec.of(MessageClass.HEARTBEAT, c.id) for c in cfg.cameras), timeout=15,
              what="two readings of every sensor and a heartbeat of every camera")
     gw.stop()
     wait_for(lambda: ("offline", "shutdown") in rec.statuses(), what="clean shutdown status")
 
     assert rec.refused == []
-    birth = rec.bodies(Kind.STATUS)[0]
+    birth = rec.bodies(MessageClass.STATUS)[0]
     assert (birth.state, birth.config_version) == ("online", "abc123")
     assert birth.drivers == ["camera:1", f"simulated:{len(cfg.sensors)}"]
     for sensor in cfg.sensors:
         kind = KINDS[sensor.kind]
-        for reading in rec.bodies(Kind.READING, sensor.id):
+        for reading in rec.bodies(MessageClass.READING, sensor.id):
             assert reading.unit == kind.unit and reading.quality == "ok" and not reading.historical
             low, high = PLAUSIBLE.get(sensor.kind, (0, 1))
             assert low <= reading.value <= high, (sensor.id, reading.value)
             if kind.binary:
                 assert reading.value in (0.0, 1.0)
             assert abs(reading.ts - time.time()) < 30
-    assert all(hb.online for hb in rec.bodies(Kind.HEARTBEAT))
-    seqs = [m.body.seq for m in rec.all() if m.kind in (Kind.READING, Kind.EVENT, Kind.HEARTBEAT)]
+    assert all(hb.online for hb in rec.bodies(MessageClass.HEARTBEAT))
+    seqs = [m.body.seq for m in rec.all() if m.kind in (MessageClass.READING, MessageClass.EVENT, MessageClass.HEARTBEAT)]
     assert len(seqs) == len(set(seqs)), "duplicate seq"
-    acked = [m.body.seq for m in rec.all() if m.kind is Kind.READING]  # QoS 1 keeps publish order
+    acked = [m.body.seq for m in rec.all() if m.kind is MessageClass.READING]  # QoS 1 keeps publish order
     assert acked == sorted(acked)
 
 
@@ -180,7 +180,7 @@ def test_birth_is_retained_for_late_subscribers_and_shutdown_replaces_it(run, re
     gw = run(cfg, version="v1")
     late = record(cfg)
     wait_for(lambda: late.statuses(), what="retained birth")
-    first = late.all().index(late.of(Kind.STATUS)[0])
+    first = late.all().index(late.of(MessageClass.STATUS)[0])
     assert late.statuses()[0] == ("online", None) and late.retained[first], "birth is retained"
     gw.stop()
     wait_for(lambda: late.statuses()[-1] == ("offline", "shutdown"), what="shutdown status")
@@ -197,15 +197,15 @@ def test_fire_raises_two_smoke_alarms_in_one_dormitory_zone_and_the_room_heats_u
     gw = run(cfg, speed=50)
     play = gw.play("fire", speed=50)
     assert play.wait(10)
-    alarms = [m for m in rec.of(Kind.EVENT) if m.body.state == "alarm" and cfg.sensor(m.device).kind == "smoke"]
+    alarms = [m for m in rec.of(MessageClass.EVENT) if m.body.state == "alarm" and cfg.sensor(m.device).kind == "smoke"]
     assert len(alarms) == 2 and alarms[0].device != alarms[1].device
     rooms = [site.room(cfg.sensor(m.device).room) for m in alarms]
     assert rooms[0].fire_zone == rooms[1].fire_zone and rooms[0].kind == "dormitory"
     assert 0 < alarms[1].body.ts - alarms[0].body.ts < 8 / 50 + 1.0  # t=0 and t=8 s, compressed
     room_temp = next(s.id for s in cfg.sensors if s.kind == "temperature" and s.room == rooms[0].id)
-    wait_for(lambda: max((r.value for r in rec.bodies(Kind.READING, room_temp)), default=0) > 26, what="the fire room heating up")
-    assert not [m for m in rec.of(Kind.EVENT) if m.body.state == "normal"], "a fire must not reset by itself"
-    assert all(r.value == 1.0 for r in rec.bodies(Kind.READING, alarms[0].device)[-2:])
+    wait_for(lambda: max((r.value for r in rec.bodies(MessageClass.READING, room_temp)), default=0) > 26, what="the fire room heating up")
+    assert not [m for m in rec.of(MessageClass.EVENT) if m.body.state == "normal"], "a fire must not reset by itself"
+    assert all(r.value == 1.0 for r in rec.bodies(MessageClass.READING, alarms[0].device)[-2:])
 
 
 def test_heat_detector_alarms_at_its_threshold_during_a_fire(run, record):
@@ -215,10 +215,10 @@ def test_heat_detector_alarms_at_its_threshold_during_a_fire(run, record):
     rec = record(cfg)
     gw = run(cfg)
     gw.play("fire", speed=100)
-    alarm = wait_for(lambda: [m.body for m in rec.of(Kind.EVENT, "heat-dorm") if m.body.state == "alarm"],
+    alarm = wait_for(lambda: [m.body for m in rec.of(MessageClass.EVENT, "heat-dorm") if m.body.state == "alarm"],
                      what="heat alarm")[0]
     assert alarm.value >= 40
-    before = [r.value for r in rec.bodies(Kind.READING, "heat-dorm") if r.seq < alarm.seq]
+    before = [r.value for r in rec.bodies(MessageClass.READING, "heat-dorm") if r.seq < alarm.seq]
     assert max(before[:-1]) < 40 <= before[-1] == alarm.value, "the alarm follows the first reading at 40 °C"
 
 
@@ -231,15 +231,15 @@ def test_heating_failure_cools_water_and_sleeping_rooms_and_flags_the_boiler(run
         {"id": "boiler-fault", "kind": "boiler_fault", "room": "boiler", "interval_s": 60}])
     rec = record(cfg)
     gw = run(cfg, speed=50)
-    wait_for(lambda: rec.of(Kind.READING, "supply"), what="a first supply reading")
+    wait_for(lambda: rec.of(MessageClass.READING, "supply"), what="a first supply reading")
     gw.play("heating-failure", speed=3000)
-    wait_for(lambda: [e for e in rec.bodies(Kind.EVENT, "boiler-fault") if e.state == "alarm"], what="boiler fault")
+    wait_for(lambda: [e for e in rec.bodies(MessageClass.EVENT, "boiler-fault") if e.state == "alarm"], what="boiler fault")
 
     def last(sensor: str) -> float:
-        return rec.bodies(Kind.READING, sensor)[-1].value
+        return rec.bodies(MessageClass.READING, sensor)[-1].value
     wait_for(lambda: last("supply") < 30 and last("t-dorm") < 16 and last("t-out") < -7, timeout=15,
              what="supply water < 30 °C, dormitory < 16 °C, outdoor < −7 °C")
-    supply = [r.value for r in rec.bodies(Kind.READING, "supply")]
+    supply = [r.value for r in rec.bodies(MessageClass.READING, "supply")]
     assert supply[0] > 55 and len(supply) > 20, "the decline is visible reading by reading"
     assert last("t-hall") > 19, "only sleeping rooms are modelled as cooling"
 
@@ -251,7 +251,7 @@ def test_night_exit_events_read_two_oclock_local_time(run, record):
     gw = run(cfg)
     assert gw.play("night-exit", speed=100).wait(5)
     door = next(s.id for s in cfg.sensors if s.kind == "door" and s.exit)
-    events = wait_for(lambda: len(rec.bodies(Kind.EVENT, door)) >= 2 and rec.bodies(Kind.EVENT, door), what="door events")
+    events = wait_for(lambda: len(rec.bodies(MessageClass.EVENT, door)) >= 2 and rec.bodies(MessageClass.EVENT, door), what="door events")
     opened, closed = (datetime.fromtimestamp(e.ts, tz) for e in events)
     assert [e.state for e in events] == ["open", "closed"]
     assert (opened.hour, opened.minute, opened.second) == (2, 0, 0)
@@ -266,11 +266,11 @@ def test_camera_offline_sends_offline_heartbeats_then_recovers(run, record):
     rec = record(cfg)
     gw = run(cfg, speed=100)
     play = gw.play("camera-offline", speed=600)
-    wait_for(lambda: any(not hb.online for hb in rec.bodies(Kind.HEARTBEAT, "cam-obs")), what="offline heartbeat")
+    wait_for(lambda: any(not hb.online for hb in rec.bodies(MessageClass.HEARTBEAT, "cam-obs")), what="offline heartbeat")
     assert play.wait(5)
-    wait_for(lambda: rec.bodies(Kind.HEARTBEAT, "cam-obs")[-1].online, what="camera back online")
-    assert all(hb.online for hb in rec.bodies(Kind.HEARTBEAT, "cam-hall"))
-    offline = [hb for hb in rec.bodies(Kind.HEARTBEAT, "cam-obs") if not hb.online]
+    wait_for(lambda: rec.bodies(MessageClass.HEARTBEAT, "cam-obs")[-1].online, what="camera back online")
+    assert all(hb.online for hb in rec.bodies(MessageClass.HEARTBEAT, "cam-hall"))
+    offline = [hb for hb in rec.bodies(MessageClass.HEARTBEAT, "cam-obs") if not hb.online]
     assert len(offline) >= 3, "offline is reported at the heartbeat rhythm"
 
 
@@ -280,19 +280,19 @@ def test_gateway_power_loss_gives_will_then_birth_then_historical_readings(run, 
                 cameras=[{"id": "cam-obs", "room": "obs", "heartbeat_s": 2}])
     rec = record(cfg)
     gw = run(cfg, speed=20)
-    wait_for(lambda: rec.of(Kind.READING), what="live readings")
+    wait_for(lambda: rec.of(MessageClass.READING), what="live readings")
     assert gw.play("gateway-power-loss", speed=20).wait(10)
-    wait_for(lambda: [m for m in rec.of(Kind.READING) if m.body.historical], what="historical readings")
-    wait_for(lambda: not rec.of(Kind.READING)[-1].body.historical, what="live readings again")
+    wait_for(lambda: [m for m in rec.of(MessageClass.READING) if m.body.historical], what="historical readings")
+    wait_for(lambda: not rec.of(MessageClass.READING)[-1].body.historical, what="live readings again")
     seen = rec.all()
     kinds = [(m.kind, getattr(m.body, "state", None), getattr(m.body, "reason", None)) for m in seen]
-    will = kinds.index((Kind.STATUS, "offline", "will"))
-    rebirth = kinds.index((Kind.STATUS, "online", None), will)
+    will = kinds.index((MessageClass.STATUS, "offline", "will"))
+    rebirth = kinds.index((MessageClass.STATUS, "online", None), will)
     historical = [i for i, m in enumerate(seen) if getattr(m.body, "historical", False)]
     assert will < rebirth < historical[0]
     assert len(historical) >= 10, "30 simulated seconds of readings every 2 s were kept"
-    assert not any(m.kind is Kind.HEARTBEAT for m in (seen[i] for i in historical))
-    seqs = [m.body.seq for m in rec.all() if m.kind is Kind.READING]
+    assert not any(m.kind is MessageClass.HEARTBEAT for m in (seen[i] for i in historical))
+    seqs = [m.body.seq for m in rec.all() if m.kind is MessageClass.READING]
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), "the kept readings fill the gap in order"
 
 
@@ -305,7 +305,7 @@ def test_request_scenario_reaches_the_running_gateway(run, record, broker_addres
     wait_for(lambda: rec.statuses(), what="birth")
     request_scenario(cfg, broker_address, cfg.gateways[0], "night-exit", speed=200)
     door = next(s.id for s in cfg.sensors if s.kind == "door" and s.exit)
-    wait_for(lambda: [e.state for e in rec.bodies(Kind.EVENT, door)] == ["open", "closed"], what="door opened and closed")
+    wait_for(lambda: [e.state for e in rec.bodies(MessageClass.EVENT, door)] == ["open", "closed"], what="door opened and closed")
     assert [p.scenario.name for p in gw.plays] == ["night-exit"] and gw.plays[0].speed == 200
 
 
@@ -323,10 +323,10 @@ def test_invalid_commands_are_ignored_and_the_gateway_keeps_going(run, record, b
                ("reboot", encode(Command(v=1, ts=time.time(), name="reboot")))]
         good = encode(Command(v=1, ts=time.time(), name="scenario", args={"name": "night-exit", "speed": 200}))
         for name, payload in [*bad, ("scenario", good)]:
-            sender.publish(topic("t-site", gw_id, Kind.CMD, name), payload, Kind.CMD).wait_for_publish(5)
+            sender.publish(topic("t-site", gw_id, MessageClass.CMD, name), payload, MessageClass.CMD).wait_for_publish(5)
     finally:
         sender.stop()
-    wait_for(lambda: len(rec.bodies(Kind.EVENT, "door-exit")) == 2, what="the valid command played")
+    wait_for(lambda: len(rec.bodies(MessageClass.EVENT, "door-exit")) == 2, what="the valid command played")
     assert [p.scenario.name for p in gw.plays] == ["night-exit"]
 
 
@@ -348,7 +348,7 @@ def test_run_gateway_plays_a_standalone_scenario_and_stops_cleanly(broker_addres
                               kwargs={"speed": 100, "scenario": "night-exit", "config_version": "x"}, daemon=True)
     thread.start()
     door = next(s.id for s in cfg.sensors if s.kind == "door" and s.exit)
-    wait_for(lambda: len(rec.bodies(Kind.EVENT, door)) == 2, what="door events")
+    wait_for(lambda: len(rec.bodies(MessageClass.EVENT, door)) == 2, what="door events")
     stop.set()
     thread.join(10)
     assert not thread.is_alive()
@@ -393,10 +393,10 @@ def test_a_clean_stop_publishes_shutdown_and_no_will(broker_address, city_config
     import sys
     import time as _t
     import uuid
-    from stationwatch.broker.contract import Kind, Status, encode, parse, topic
-    from stationwatch.broker.mqtt import MqttLink
+    from stationwatch.core.contract import MessageClass, Status, encode, parse, topic
+    from stationwatch.core.mqtt import MqttLink
     gw = city_config.gateways[0]
-    status_topic = topic(gw.site, gw.id, Kind.STATUS)
+    status_topic = topic(gw.site, gw.id, MessageClass.STATUS)
     statuses: list[str] = []
     watch = MqttLink(broker_address, f"watch-{uuid.uuid4().hex[:6]}",
                      on_message=lambda t, p, m: statuses.append(parse(t, p).body.reason or "online")
@@ -404,14 +404,14 @@ def test_a_clean_stop_publishes_shutdown_and_no_will(broker_address, city_config
     watch.subscribe_wait(status_topic)
     for _ in range(3):
         n = len(statuses)
-        proc = subprocess.Popen([sys.executable, "-m", "stationwatch.broker.cli", "simulate", "-c", str(city_config_path),
+        proc = subprocess.Popen([sys.executable, "-m", "stationwatch.cli", "simulate", "-c", str(city_config_path),
                                  "--broker", f"{broker_address.host}:{broker_address.port}", "--speed", "50"])
         wait_for(lambda: "online" in statuses[n:], timeout=20, what="birth")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
     # a will would follow the shutdown at once; a marker published afterwards orders the check
     probe = MqttLink(broker_address, f"probe-{uuid.uuid4().hex[:6]}").start()
-    probe.publish(status_topic, encode(Status(v=1, ts=_t.time(), state="online", reason="probe")), Kind.STATUS).wait_for_publish(5)
+    probe.publish(status_topic, encode(Status(v=1, ts=_t.time(), state="online", reason="probe")), MessageClass.STATUS).wait_for_publish(5)
     wait_for(lambda: statuses[-1] == "probe", what="the marker")
     probe.stop()
     watch.stop()

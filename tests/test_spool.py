@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from stationwatch.broker.contract import Kind, parse, topic
-from stationwatch.broker.wire import payload
-from stationwatch.broker.mqtt import MqttLink
+from stationwatch.core.contract import MessageClass, parse, topic
+from stationwatch.core.wire import payload
+from stationwatch.core.mqtt import MqttLink
 from stationwatch.gateway.spool import ROW_OVERHEAD, Forwarder, Outgoing, Spool, SpoolError
 from support import wait_for
 
@@ -21,17 +21,17 @@ SITE, GW = "spool-test", "gw-spool-test"  # topics of its own on the shared brok
 
 
 def reading(sensor: str = "t-dorm-m1", value: float = 21.5) -> Outgoing:
-    return Outgoing(Kind.READING, topic(SITE, GW, Kind.READING, sensor),
+    return Outgoing(MessageClass.READING, topic(SITE, GW, MessageClass.READING, sensor),
                     lambda seq: payload(time.time(), seq, value=value, unit="°C", quality="ok"))
 
 
 def event(device: str = "smk-dorm-m1", state: str = "alarm") -> Outgoing:
-    return Outgoing(Kind.EVENT, topic(SITE, GW, Kind.EVENT, device),
+    return Outgoing(MessageClass.EVENT, topic(SITE, GW, MessageClass.EVENT, device),
                     lambda seq: payload(time.time(), seq, state=state, value=1.0))
 
 
 def heartbeat(camera: str = "cam-hall") -> Outgoing:
-    return Outgoing(Kind.HEARTBEAT, topic(SITE, GW, Kind.HEARTBEAT, camera),
+    return Outgoing(MessageClass.HEARTBEAT, topic(SITE, GW, MessageClass.HEARTBEAT, camera),
                     lambda seq: payload(time.time(), seq, online=True, latency_ms=12.0))
 
 
@@ -46,8 +46,8 @@ def test_events_go_first_then_routine_telemetry_each_in_spool_order(tmp_path):
         spool.append([event("smk-1", "normal")], offline=False)
         rows = spool.pending({}, 100)
     assert [(r.kind, r.seq) for r in rows] == [
-        (Kind.EVENT, 3), (Kind.EVENT, 5),
-        (Kind.READING, 0), (Kind.READING, 1), (Kind.HEARTBEAT, 2), (Kind.READING, 4)]
+        (MessageClass.EVENT, 3), (MessageClass.EVENT, 5),
+        (MessageClass.READING, 0), (MessageClass.READING, 1), (MessageClass.HEARTBEAT, 2), (MessageClass.READING, 4)]
     assert all(parse(r.topic, r.payload).body.seq == r.seq for r in rows)
 
 
@@ -79,13 +79,13 @@ def test_when_full_the_oldest_routine_telemetry_goes_first_and_events_never(tmp_
         spool.append([event("smk-1", "normal")], offline=True)
         kept = bodies(spool)
         assert spool.bytes <= spool.max_bytes
-        events = [row.seq for row, _ in kept if row.kind is Kind.EVENT]
-        routine = [row.seq for row, _ in kept if row.kind is not Kind.EVENT]
+        events = [row.seq for row, _ in kept if row.kind is MessageClass.EVENT]
+        routine = [row.seq for row, _ in kept if row.kind is not MessageClass.EVENT]
         assert events == [0, 201]
         assert routine == list(range(routine[0], 201))  # the newest ones, none missing in between
-        assert spool.stats.dropped[Kind.READING.value] + spool.stats.dropped[Kind.HEARTBEAT.value] == routine[0] - 1
-        assert spool.stats.dropped[Kind.HEARTBEAT.value] > 0
-        assert Kind.EVENT.value not in spool.stats.dropped
+        assert spool.stats.dropped[MessageClass.READING.value] + spool.stats.dropped[MessageClass.HEARTBEAT.value] == routine[0] - 1
+        assert spool.stats.dropped[MessageClass.HEARTBEAT.value] > 0
+        assert MessageClass.EVENT.value not in spool.stats.dropped
 
         # only events left: the spool grows past its budget and says so loudly, dropping nothing
         spool.sent([row.id for row, _ in kept])
@@ -93,7 +93,7 @@ def test_when_full_the_oldest_routine_telemetry_goes_first_and_events_never(tmp_
             for i in range(100):
                 spool.append([event(f"smk-{i}")], offline=True)
         assert spool.rows == 100 and spool.bytes > spool.max_bytes
-        assert Kind.EVENT.value not in spool.stats.dropped
+        assert MessageClass.EVENT.value not in spool.stats.dropped
         assert any("OVER BUDGET" in r.message for r in caplog.records)
 
 
@@ -109,13 +109,13 @@ def test_messages_spooled_offline_or_left_from_an_earlier_run_are_historical(tmp
         assert spool.stats.replayed == 1 and spool.stats.sent == {"reading": 1}
     with Spool(path) as spool:  # after a restart, whatever is still spooled is a replay
         spool.append([reading("new")], offline=False)
-        flags = {row.topic.rsplit("/", 1)[1]: body["historical"] for row, body in bodies(spool) if row.kind is Kind.READING}
+        flags = {row.topic.rsplit("/", 1)[1]: body["historical"] for row, body in bodies(spool) if row.kind is MessageClass.READING}
         assert flags == {"live": True, "new": False}
         assert all(parse(row.topic, row.payload) for row, _ in bodies(spool))  # still valid contract messages
 
 
 def test_a_message_that_cannot_be_encoded_is_skipped_without_losing_the_batch(tmp_path, caplog):
-    bad = Outgoing(Kind.READING, topic(SITE, GW, Kind.READING, "t-bad"),
+    bad = Outgoing(MessageClass.READING, topic(SITE, GW, MessageClass.READING, "t-bad"),
                    lambda seq: payload(time.time(), seq, value=float("nan")))
     with Spool(tmp_path / "spool.db") as spool:
         assert spool.append([reading("a"), bad, reading("b")], offline=False) == [0, 1]

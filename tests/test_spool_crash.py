@@ -21,14 +21,14 @@ KILLS = 50
 
 CHILD = r"""
 import random, sys, time
-from stationwatch.broker.wire import Kind, payload, topic
+from stationwatch.core.wire import MessageClass, payload, topic
 from stationwatch.gateway.spool import Outgoing, Spool
 
 spool = Spool(sys.argv[1], max_bytes=1 << 40)
 rng = random.Random()
-reading = Outgoing(Kind.READING, topic("s", "g", Kind.READING, "t"),
+reading = Outgoing(MessageClass.READING, topic("s", "g", MessageClass.READING, "t"),
                    lambda seq: payload(time.time(), seq, value=20.5, unit="°C"))
-event = Outgoing(Kind.EVENT, topic("s", "g", Kind.EVENT, "smk"),
+event = Outgoing(MessageClass.EVENT, topic("s", "g", MessageClass.EVENT, "smk"),
                  lambda seq: payload(time.time(), seq, state="alarm"))
 print("open", spool.last_seq, flush=True)
 while True:

@@ -44,7 +44,7 @@ def test_agent_tells_systemd_it_is_ready_and_alive_then_stopping(tmp_path, notif
     cfg.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000", "GPIOZERO_PIN_FACTORY": "mock"}
     env.pop("WATCHDOG_PID", None)
-    proc = subprocess.Popen([sys.executable, "-m", "stationwatch.broker.cli", "gateway", "-c", str(cfg),
+    proc = subprocess.Popen([sys.executable, "-m", "stationwatch.cli", "gateway", "-c", str(cfg),
                              "--broker", f"{mosquitto.host}:{mosquitto.port}"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

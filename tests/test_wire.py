@@ -1,5 +1,5 @@
-"""The gateway's plain encoder and command check (broker/wire.py) agree with the contract's schemas
-(broker/contract.py), which every receiver parses with: what the gateway writes is read back
+"""The gateway's plain encoder and command check (core/wire.py) agree with the contract's schemas
+(core/contract.py), which every receiver parses with: what the gateway writes is read back
 unchanged, and a command the schemas refuse is refused by the gateway too."""
 from __future__ import annotations
 
@@ -7,19 +7,19 @@ import json
 
 import pytest
 
-from stationwatch.broker import contract, wire
-from stationwatch.broker.contract import ContractError, Kind, topic
+from stationwatch.core import contract, wire
+from stationwatch.core.contract import ContractError, MessageClass, topic
 
 TS = 1_795_614_042.25
 SITE, GW = "sl", "gw-sl-main"
 
 MESSAGES = [  # (class, device, fields as the gateway agent writes them)
-    (Kind.READING, "t-dorm-m1", dict(value=21.5, unit="°C", quality="ok")),
-    (Kind.READING, "t-dorm-m1", dict(value=None, unit="°C", quality="fault")),
-    (Kind.EVENT, "smk-dorm-m1", dict(state="alarm", value=1.0, drill=False)),
-    (Kind.EVENT, "door-exit-main", dict(state="open", value=None, drill=False)),
-    (Kind.HEARTBEAT, "cam-hall", dict(online=True, latency_ms=3.2)),
-    (Kind.HEARTBEAT, "cam-hall", dict(online=False, latency_ms=None)),
+    (MessageClass.READING, "t-dorm-m1", dict(value=21.5, unit="°C", quality="ok")),
+    (MessageClass.READING, "t-dorm-m1", dict(value=None, unit="°C", quality="fault")),
+    (MessageClass.EVENT, "smk-dorm-m1", dict(state="alarm", value=1.0, drill=False)),
+    (MessageClass.EVENT, "door-exit-main", dict(state="open", value=None, drill=False)),
+    (MessageClass.HEARTBEAT, "cam-hall", dict(online=True, latency_ms=3.2)),
+    (MessageClass.HEARTBEAT, "cam-hall", dict(online=False, latency_ms=None)),
 ]
 
 
@@ -36,7 +36,7 @@ def test_what_the_gateway_writes_is_what_the_schemas_read(kind, device, fields):
 def test_status_messages_round_trip_through_the_schema():
     for fields in (dict(state="online", config_version="3f2a", drivers=["camera:1", "gpio:10"], reason=None),
                    dict(state="offline", config_version=None, drivers=[], reason="will")):
-        msg = contract.parse(topic(SITE, GW, Kind.STATUS), wire.payload(TS, **fields))
+        msg = contract.parse(topic(SITE, GW, MessageClass.STATUS), wire.payload(TS, **fields))
         assert {k: getattr(msg.body, k) for k in fields} == fields
 
 
@@ -45,7 +45,7 @@ def test_the_encoder_refuses_what_the_schemas_refuse():
         wire.payload(TS, 1, value=float("nan"), unit="°C", quality="ok")
 
 
-CMD = topic(SITE, GW, Kind.CMD, "ack")
+CMD = topic(SITE, GW, MessageClass.CMD, "ack")
 COMMANDS = [  # (topic, payload)
     (CMD, {"v": 1, "ts": TS, "name": "ack", "args": {"alert": 7}}),
     (CMD, {"v": 1, "ts": TS, "name": "ack"}),
@@ -58,7 +58,7 @@ COMMANDS = [  # (topic, payload)
     (CMD, {"v": 1, "ts": TS, "name": "ack", "sudo": True}),
     (CMD, {"v": 1, "ts": True, "name": "ack"}),
     (CMD, [1, 2]),
-    (topic(SITE, GW, Kind.EVENT, "ack"), {"v": 1, "ts": TS, "name": "ack"}),
+    (topic(SITE, GW, MessageClass.EVENT, "ack"), {"v": 1, "ts": TS, "name": "ack"}),
     ("sw/v1/sl", {"v": 1, "ts": TS, "name": "ack"}),
 ]
 
@@ -68,7 +68,7 @@ def schema_verdict(topic_name: str, body: bytes):
         msg = contract.parse(topic_name, body)
     except ContractError as exc:
         return exc.reason
-    return msg.body.name if msg.kind is Kind.CMD and msg.body.name == msg.device else "bad_command"
+    return msg.body.name if msg.kind is MessageClass.CMD and msg.body.name == msg.device else "bad_command"
 
 
 def gateway_verdict(topic_name: str, body: bytes):

@@ -33,9 +33,9 @@ from support import Receiver, wait_for  # noqa: E402
 import yaml  # noqa: E402
 
 from stationwatch.alerts.store import Store  # noqa: E402
-from stationwatch.broker.config import parse_config  # noqa: E402
-from stationwatch.broker.contract import Event, Heartbeat, Kind, Reading, Status, encode, parse, topic  # noqa: E402
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink  # noqa: E402
+from stationwatch.core.config import parse_config  # noqa: E402
+from stationwatch.core.contract import Event, Heartbeat, MessageClass, Reading, Status, encode, parse, topic  # noqa: E402
+from stationwatch.core.mqtt import BrokerAddress, MqttLink  # noqa: E402
 from stationwatch.broker.stack import LocalMosquitto  # noqa: E402
 from stationwatch.sensors.kinds import KINDS  # noqa: E402
 
@@ -69,12 +69,12 @@ def _load(host: str, port: int, rate: float, stop: mp.Event, sent: mp.Value) -> 
     while not stop.is_set():
         sensor = sensors[i % len(sensors)]
         value = 0.0 if KINDS[sensor.kind].binary else 20.5
-        link.publish(topic(SITE, GW, Kind.READING, sensor.id),
-                     encode(Reading(v=1, ts=time.time(), seq=i, value=value, unit=KINDS[sensor.kind].unit)), Kind.READING)
+        link.publish(topic(SITE, GW, MessageClass.READING, sensor.id),
+                     encode(Reading(v=1, ts=time.time(), seq=i, value=value, unit=KINDS[sensor.kind].unit)), MessageClass.READING)
         if i % 200 == 0:
             for cam in cfg.cameras:
-                link.publish(topic(SITE, GW, Kind.HEARTBEAT, cam.id),
-                             encode(Heartbeat(v=1, ts=time.time(), seq=i, online=True)), Kind.HEARTBEAT)
+                link.publish(topic(SITE, GW, MessageClass.HEARTBEAT, cam.id),
+                             encode(Heartbeat(v=1, ts=time.time(), seq=i, online=True)), MessageClass.HEARTBEAT)
         i += 1
         if i % 20 == 0:
             ahead = start + i / rate - time.monotonic()
@@ -102,7 +102,7 @@ class PinGateway:
     def _send(self, state: str) -> None:
         self.seq += 1
         body = Event(v=1, ts=time.time(), seq=self.seq, state=state)
-        self.link.publish(topic(SITE, GW, Kind.EVENT, self.device), encode(body), Kind.EVENT)
+        self.link.publish(topic(SITE, GW, MessageClass.EVENT, self.device), encode(body), MessageClass.EVENT)
 
     def edge(self, device: str) -> float:
         """The detector goes into alarm: returns the wall-clock time of the pin edge."""
@@ -154,7 +154,7 @@ def main() -> None:
             cfg_path = bench_config(tmp / "bench.yaml", receiver.port)
             db = tmp / "alerts.db"
             log = open(tmp / "alerts.log", "wb")
-            engine = subprocess.Popen([sys.executable, "-m", "stationwatch.broker.cli", "alerts", "-c", str(cfg_path),
+            engine = subprocess.Popen([sys.executable, "-m", "stationwatch.cli", "alerts", "-c", str(cfg_path),
                                        "--broker", f"{broker.host}:{broker.port}", "--db", str(db)],
                                       stdout=log, stderr=subprocess.STDOUT)
             store = None
@@ -164,7 +164,7 @@ def main() -> None:
             try:
                 gateway, floor = PinGateway(address), Floor(address)
                 status = Status(v=1, ts=time.time(), state="online")
-                gateway.link.publish(topic(SITE, GW, Kind.STATUS), encode(status), Kind.STATUS).wait_for_publish(5)
+                gateway.link.publish(topic(SITE, GW, MessageClass.STATUS), encode(status), MessageClass.STATUS).wait_for_publish(5)
                 wait_for(lambda: db.exists(), 30, what="the engine's store")
                 store = Store(db)
                 wait_for(lambda: store.gateways(), 30, what="the engine subscribed")

@@ -25,8 +25,8 @@ from common import machine, publish_in_process, write_section  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modbus_line import Line, Server  # noqa: E402
 
-from stationwatch.broker.wire import Kind, payload, topic  # noqa: E402
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink  # noqa: E402
+from stationwatch.core.wire import MessageClass, payload, topic  # noqa: E402
+from stationwatch.core.mqtt import BrokerAddress, MqttLink  # noqa: E402
 from stationwatch.broker.stack import LocalMosquitto  # noqa: E402
 from stationwatch.gateway.spool import Outgoing, Spool  # noqa: E402
 
@@ -43,7 +43,7 @@ def w1_address(i: int) -> str:
 
 REPLAY = r"""
 import sys, time
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.gateway.spool import Forwarder, Spool
 spool = Spool(sys.argv[1], max_bytes=1 << 40)
 link = MqttLink(BrokerAddress(sys.argv[2], int(sys.argv[3])), "bench-replay")
@@ -70,7 +70,7 @@ for label, module in [("+ sqlite3", "sqlite3"), ("+ paho-mqtt (with ssl)", "paho
                       ("+ the runtime: agent, spool, plan, wire contract", "stationwatch.gateway.runtime"),
                       ("+ the drivers (GPIO, MCP3008, 1-Wire, camera, health, Modbus)", "stationwatch.sensors.all_drivers"),
                       ("+ pymodbus (only on a gateway with an RS-485 bus)", "pymodbus.client"),
-                      ("(not in the runtime) + pydantic and the validated config", "stationwatch.broker.config")]:
+                      ("(not in the runtime) + pydantic and the validated config", "stationwatch.core.config")]:
     if module == "stationwatch.sensors.all_drivers":
         for m in ("contact", "analog", "onewire", "camera", "health", "modbus"):
             __import__("stationwatch.sensors." + m)
@@ -135,7 +135,7 @@ def footprint(address: BrokerAddress, interval_s: float, seconds: float, workdir
         (w1 / w1_address(i)).mkdir(parents=True, exist_ok=True)
         (w1 / w1_address(i) / "w1_slave").write_text(W1_SLAVE)
     # the production command (what the systemd unit runs); it execs the runtime in the same process
-    proc = subprocess.Popen([sys.executable, "-m", "stationwatch.broker.cli", "gateway", "-c", str(cfg),
+    proc = subprocess.Popen([sys.executable, "-m", "stationwatch.cli", "gateway", "-c", str(cfg),
                              "--broker", f"{address.host}:{address.port}", "--onewire-base", str(w1)],
                             env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}, stderr=subprocess.PIPE)
     try:
@@ -160,8 +160,8 @@ def footprint(address: BrokerAddress, interval_s: float, seconds: float, workdir
 
 def fill(path: Path, n: int) -> float:
     """``n`` readings into a spool as if the broker had been away; returns seconds taken."""
-    t = topic("s", "gw-bench", Kind.READING, "t00")
-    item = Outgoing(Kind.READING, t, lambda seq: payload(
+    t = topic("s", "gw-bench", MessageClass.READING, "t00")
+    item = Outgoing(MessageClass.READING, t, lambda seq: payload(
         1_795_614_042.0 + seq, seq, value=21.5, unit="°C", quality="ok"))
     t0 = time.perf_counter()
     with Spool(path, max_bytes=1 << 40) as spool:
@@ -190,7 +190,7 @@ def replay(address: BrokerAddress, path: Path) -> dict:
 
 def ceiling_publish(address: BrokerAddress, n: int) -> float:
     """A bare paho publisher (QoS 1, 1,000 in flight) in its own process: messages/s to PUBACK."""
-    msgs = [(topic("s", "gw-ceiling", Kind.READING, "t00"),
+    msgs = [(topic("s", "gw-ceiling", MessageClass.READING, "t00"),
              payload(1_795_614_042.0 + i, i, value=21.5, unit="°C", quality="ok")) for i in range(n)]
     start, done, proc = publish_in_process(address.host, address.port, msgs)
     start.set()

@@ -15,11 +15,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, publish_in_process, write_section  # noqa: E402
 
-from stationwatch.broker.config import load_config  # noqa: E402
-from stationwatch.broker.contract import Kind, Reading, encode, subscription, topic  # noqa: E402
+from stationwatch.core.config import load_config  # noqa: E402
+from stationwatch.core.contract import MessageClass, Reading, encode, subscription, topic  # noqa: E402
 from stationwatch.broker.influx import InfluxV1Writer, Point  # noqa: E402
 from stationwatch.broker.ingest import IngestOptions, run_ingest  # noqa: E402
-from stationwatch.broker.mqtt import BrokerAddress, MqttLink  # noqa: E402
+from stationwatch.core.mqtt import BrokerAddress, MqttLink  # noqa: E402
 from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "city-station.yaml"
@@ -27,7 +27,7 @@ SENSORS = ["t-dorm-m1", "t-dorm-m2", "t-dorm-f1", "t-minors-1", "t-med-obs", "t-
 
 
 def messages(n: int, base: float) -> list[tuple[str, bytes]]:
-    return [(topic("sl-station", "gw-sl-main", Kind.READING, SENSORS[i % len(SENSORS)]),
+    return [(topic("sl-station", "gw-sl-main", MessageClass.READING, SENSORS[i % len(SENSORS)]),
              encode(Reading(v=1, ts=base + i * 0.001, seq=i, value=20 + i % 50 / 10, unit="°C"))) for i in range(n)]
 
 

@@ -42,14 +42,14 @@ def write_section(name: str, text: str) -> None:
 
 
 def _publish(host: str, port: int, messages: list[tuple[str, bytes]], start: mp.Event, done: mp.Queue) -> None:
-    from stationwatch.broker.contract import Kind
-    from stationwatch.broker.mqtt import BrokerAddress, MqttLink
+    from stationwatch.core.contract import MessageClass
+    from stationwatch.core.mqtt import BrokerAddress, MqttLink
     link = MqttLink(BrokerAddress(host, port), f"bench-pub-{os.getpid()}")
     link.client.max_inflight_messages_set(1000)
     link.start()
     start.wait()
     t0 = time.perf_counter()
-    infos = [link.publish(t, p, Kind.READING) for t, p in messages]
+    infos = [link.publish(t, p, MessageClass.READING) for t, p in messages]
     for info in infos:
         info.wait_for_publish(120)
     done.put(time.perf_counter() - t0)

@@ -1,11 +1,11 @@
 """The tables every part of the alert service shares: severities, lifecycle states and the kinds of
 alert the rules raise (with how each one ends).
 
-Adding a kind of alert = one row in :data:`ALERT_KINDS` and a rule that raises it (rules.py).
+Adding a kind of alert = one row in :data:`ALERT_TYPES` and a rule that raises it (rules.py).
 
 >>> SEVERITIES["critical"].rank > SEVERITIES["warning"].rank
 True
->>> ALERT_KINDS["fire"].auto_resolve, ALERT_KINDS["cold_room"].follows
+>>> ALERT_TYPES["fire"].auto_resolve, ALERT_TYPES["cold_room"].follows
 (False, True)
 """
 from __future__ import annotations
@@ -50,7 +50,7 @@ CLOSED_STATES = tuple(s.name for s in STATES.values() if not s.active)
 
 
 @dataclass(frozen=True)
-class AlertKind:
+class AlertType:
     name: str
     zh: str
     en: str
@@ -58,18 +58,18 @@ class AlertKind:
     follows: bool = False  # severity follows the condition down as well as up
 
 
-ALERT_KINDS: dict[str, AlertKind] = {k.name: k for k in (
-    AlertKind("fire", "火警", "fire", auto_resolve=False),
-    AlertKind("night_exit", "夜间出口门打开", "exit door opened at night", auto_resolve=False),
-    AlertKind("door_held_open", "门长时间未关", "door held open"),
-    AlertKind("sensor_fault", "传感器故障", "sensor fault"),
-    AlertKind("camera_offline", "摄像机离线", "camera offline"),
-    AlertKind("gateway_offline", "网关失联", "gateway lost"),
-    AlertKind("cold_room", "室温过低", "room too cold", follows=True),
-    AlertKind("hot_room", "室温过高", "room too hot", follows=True),
-    AlertKind("supply_cold", "供暖供水温度过低", "heating supply water too cold", follows=True),
-    AlertKind("boiler_fault", "锅炉故障", "boiler fault"),
-    AlertKind("gateway_health", "网关需检修", "gateway needs maintenance"),  # alerts/gateway_health.py
-    AlertKind("pump_stopped", "循环泵停运", "circulation pump stopped"),
-    AlertKind("pressure_low", "供暖系统水压过低", "heating water pressure low"),
+ALERT_TYPES: dict[str, AlertType] = {k.name: k for k in (
+    AlertType("fire", "火警", "fire", auto_resolve=False),
+    AlertType("night_exit", "夜间出口门打开", "exit door opened at night", auto_resolve=False),
+    AlertType("door_held_open", "门长时间未关", "door held open"),
+    AlertType("sensor_fault", "传感器故障", "sensor fault"),
+    AlertType("camera_offline", "摄像机离线", "camera offline"),
+    AlertType("gateway_offline", "网关失联", "gateway lost"),
+    AlertType("cold_room", "室温过低", "room too cold", follows=True),
+    AlertType("hot_room", "室温过高", "room too hot", follows=True),
+    AlertType("supply_cold", "供暖供水温度过低", "heating supply water too cold", follows=True),
+    AlertType("boiler_fault", "锅炉故障", "boiler fault"),
+    AlertType("gateway_health", "网关需检修", "gateway needs maintenance"),  # alerts/gateway_health.py
+    AlertType("pump_stopped", "循环泵停运", "circulation pump stopped"),
+    AlertType("pressure_low", "供暖系统水压过低", "heating water pressure low"),
 )}

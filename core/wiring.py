@@ -21,19 +21,17 @@ from collections import defaultdict
 from typing import Annotated, Iterator, Literal, Union
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
-from stationwatch.sensors.regmap import poll_s, polls_per_s
+from stationwatch.sensors.camera import SCHEMES
+from stationwatch.sensors.kinds import KINDS
+from stationwatch.sensors.regmap import RegisterMapError, poll_s, polls_per_s, register_map
 
-Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
-Pin = Annotated[int, Field(ge=0, le=27)]  # BCM numbering: GPIO17 is 17
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from .fields import Ident, Model, Pin
 
 
-class Bus(_Model):
+
+class Bus(Model):
     """An RS-485 serial line with Modbus RTU devices on it."""
     id: Ident
     port: str  # /dev/ttyUSB0, /dev/serial/by-id/…, or any pyserial URL
@@ -52,7 +50,7 @@ class Bus(_Model):
         return polls_per_s(self)
 
 
-class GpioSource(_Model):
+class GpioSource(Model):
     """A dry contact on a GPIO input: smoke/heat detector relay, door reed, boiler fault, pump running
     (contact.py)."""
     driver: Literal["gpio"]
@@ -64,12 +62,12 @@ class GpioSource(_Model):
     supervision_pin: Pin | None = None
 
 
-class CalibrationPoint(_Model):
+class CalibrationPoint(Model):
     raw: Annotated[float, Field(ge=0, le=1)]  # fraction of the ADC reference voltage
     value: float  # in the sensor's unit (°C, ppm …)
 
 
-class Mcp3008Source(_Model):
+class Mcp3008Source(Model):
     """An analog input on an MCP3008 ADC (analog.py): MQ-2 gas/smoke modules, analog heat sensors."""
     driver: Literal["mcp3008"]
     channel: Annotated[int, Field(ge=0, le=7)]
@@ -91,13 +89,13 @@ class Mcp3008Source(_Model):
         return self
 
 
-class OneWireSource(_Model):
+class OneWireSource(Model):
     """A DS18B20 (or other w1_therm) thermometer on the 1-Wire bus (onewire.py)."""
     driver: Literal["onewire"]
     address: Annotated[str, Field(pattern=r"^[0-9a-f]{2}-[0-9a-f]{12}$")]  # e.g. 28-00000abcdef0
 
 
-class ModbusSource(_Model):
+class ModbusSource(Model):
     """One point of a Modbus RTU device on one of the gateway's buses (modbus.py)."""
     driver: Literal["modbus"]
     bus: Ident
@@ -128,7 +126,6 @@ ONEWIRE_PIN = 4
 
 def _fits_kind(driver: str, kind) -> str | None:
     """Why a source cannot feed a sensor of this kind, or None."""
-    from stationwatch.sensors.kinds import KINDS
     binary = ", ".join(k.name for k in KINDS.values() if k.binary)
     rules = {
         "gpio": (kind.binary, f"a GPIO contact reads a binary kind ({binary})"),
@@ -166,8 +163,6 @@ def _bus_problems(cfg) -> Iterator[tuple[str, str]]:
 
 
 def _camera_problems(cfg) -> Iterator[tuple[str, str]]:
-    from stationwatch.sensors.camera import SCHEMES
-
     for i, cam in enumerate(cfg.cameras):
         url = urlsplit(cam.probe)
         if url.scheme not in SCHEMES:
@@ -178,9 +173,6 @@ def _camera_problems(cfg) -> Iterator[tuple[str, str]]:
 
 
 def _source_problems(cfg) -> Iterator[tuple[str, str]]:
-    from stationwatch.sensors.kinds import KINDS  # kinds.py imports this module
-    from stationwatch.sensors.regmap import RegisterMapError, register_map
-
     # claims per gateway: key → [path, …]; any key claimed twice is a conflict
     pins: dict[tuple[str, int], list[str]] = defaultdict(list)
     reserved: dict[tuple[str, int], str] = {}

@@ -3,9 +3,9 @@ encoder and command check the gateway runtime uses.
 
 Plain Python on purpose: the gateway runtime on the Pi imports this and not pydantic (which would
 cost it about 15 MB of its 35 MB budget). The payload *schemas* stay in
-:mod:`stationwatch.broker.contract`, which every receiver parses with; ``tests/test_contract.py``
+:mod:`stationwatch.core.contract`, which every receiver parses with; ``tests/test_contract.py``
 checks that what :func:`payload` writes is exactly what those schemas read and that
-:func:`parse_command` refuses what :func:`stationwatch.broker.contract.parse` refuses.
+:func:`parse_command` refuses what :func:`stationwatch.core.contract.parse` refuses.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ TS_RANGE = (1_000_000_000, 10_000_000_000)  # gateway clock, Unix seconds (2001 
 COMMAND_NAME = re.compile(r"[a-z0-9_-]{1,32}")  # fullmatch: "$" would let a final newline through
 
 
-class Kind(StrEnum):
+class MessageClass(StrEnum):
     STATUS = "status"
     READING = "reading"
     EVENT = "event"
@@ -41,18 +41,18 @@ class Delivery:
     retain: bool
 
 
-DELIVERY: dict[Kind, Delivery] = {
-    Kind.STATUS: Delivery(1, True),      # the last word of a gateway stays on the broker
-    Kind.READING: Delivery(1, False),    # lossless ingest needs PUBACK
-    Kind.EVENT: Delivery(1, False),      # alarms and events: at least once
-    Kind.HEARTBEAT: Delivery(0, False),  # the next heartbeat replaces a lost one
-    Kind.CMD: Delivery(1, False),
+DELIVERY: dict[MessageClass, Delivery] = {
+    MessageClass.STATUS: Delivery(1, True),      # the last word of a gateway stays on the broker
+    MessageClass.READING: Delivery(1, False),    # lossless ingest needs PUBACK
+    MessageClass.EVENT: Delivery(1, False),      # alarms and events: at least once
+    MessageClass.HEARTBEAT: Delivery(0, False),  # the next heartbeat replaces a lost one
+    MessageClass.CMD: Delivery(1, False),
     # QoS 1 like readings: health samples and local-alarm changes go through the spool, which
     # deletes a message only on its PUBACK (QoS 0 would leave the spool unacknowledged and be lost
     # in an outage). Not retained: a retained "under_voltage: alarm" or "local_alarm: sounding"
     # from a gateway that has since died would greet every new subscriber as if it were current;
     # the retained status topic is the gateway's last word, and InfluxDB keeps the last value.
-    Kind.HEALTH: Delivery(1, False),
+    MessageClass.HEALTH: Delivery(1, False),
 }
 
 # health/{metric}: the health driver's metrics (stationwatch.sensors.health.METRICS) and this one,
@@ -71,27 +71,27 @@ class ContractError(ValueError):
         super().__init__(f"{reason}: {detail}")
 
 
-def topic(site: str, gateway: str, kind: Kind, device: str | None = None) -> str:
+def topic(site: str, gateway: str, kind: MessageClass, device: str | None = None) -> str:
     base = f"{ROOT}/{site}/{gateway}/{kind.value}"
     return base if device is None else f"{base}/{device}"
 
 
-def subscription(kind: Kind | None = None, site: str = "+") -> str:
-    return f"{ROOT}/{site}/+/#" if kind is None else f"{ROOT}/{site}/+/{kind.value}" + ("" if kind is Kind.STATUS else "/+")
+def subscription(kind: MessageClass | None = None, site: str = "+") -> str:
+    return f"{ROOT}/{site}/+/#" if kind is None else f"{ROOT}/{site}/+/{kind.value}" + ("" if kind is MessageClass.STATUS else "/+")
 
 
-def split_topic(topic_name: str) -> tuple[str, str, Kind, str | None]:
+def split_topic(topic_name: str) -> tuple[str, str, MessageClass, str | None]:
     """``sw/v1/{site}/{gateway}/{class}[/{device}]`` → its parts, or :class:`ContractError`."""
     parts = topic_name.split("/")
     if len(parts) < 5 or "/".join(parts[:2]) != ROOT:
         raise ContractError("bad_topic", f"topic '{topic_name[:200]}' is not under {ROOT}/{{site}}/{{gateway}}/…")
     site, gateway, kind_name = parts[2], parts[3], parts[4]
     try:
-        kind = Kind(kind_name)
+        kind = MessageClass(kind_name)
     except ValueError:
         raise ContractError("bad_topic", f"unknown message class '{kind_name[:40]}' in topic") from None
     rest = parts[5:]
-    if kind is Kind.STATUS:
+    if kind is MessageClass.STATUS:
         if rest:
             raise ContractError("bad_topic", "status topic takes no device")
         return site, gateway, kind, None
@@ -118,7 +118,7 @@ def load_object(payload: bytes) -> dict[str, Any]:
 
 
 def payload(ts: float, seq: int | None = None, **fields: Any) -> bytes:
-    """A message body as the schemas in :mod:`~stationwatch.broker.contract` read it: ``v``, ``ts``,
+    """A message body as the schemas in :mod:`~stationwatch.core.contract` read it: ``v``, ``ts``,
     and for sequenced classes ``seq`` and ``historical: false`` (the spool flips that flag on
     replay, so it is always written). Refuses NaN and infinity, as the schemas do."""
     head: dict[str, Any] = {"v": SCHEMA_VERSION, "ts": ts}
@@ -128,14 +128,14 @@ def payload(ts: float, seq: int | None = None, **fields: Any) -> bytes:
 
 
 @dataclass(frozen=True)
-class Command:
+class GatewayCommand:
     """A command to a gateway (``cmd/{name}``): ``silence``, ``ack`` …"""
     name: str
     ts: float
     args: dict[str, Any] = field(default_factory=dict)
 
 
-def parse_command(topic_name: str, body: bytes) -> Command:
+def parse_command(topic_name: str, body: bytes) -> GatewayCommand:
     """A command to a gateway: a ``cmd`` message whose topic level and ``name`` agree, with the
     same checks as the ``Command`` schema (no other fields, ts in range, ``args`` an object)."""
     _site, _gateway, kind, device = split_topic(topic_name)
@@ -149,15 +149,15 @@ def parse_command(topic_name: str, body: bytes) -> Command:
                "args: must be an object" if not isinstance(args, dict) else None)
     if problem:
         raise ContractError("bad_schema", problem)
-    if kind is not Kind.CMD or name != device:
+    if kind is not MessageClass.CMD or name != device:
         raise ContractError("bad_command", f"'{topic_name[:200]}' is not a command named after its topic")
-    return Command(name, float(ts), args)
+    return GatewayCommand(name, float(ts), args)
 
 
 Handler = TypeVar("Handler")
 
 
-def command_handler(topic_name: str, body: bytes, handlers: Mapping[str, Handler]) -> tuple[Command, Handler] | None:
+def command_handler(topic_name: str, body: bytes, handlers: Mapping[str, Handler]) -> tuple[GatewayCommand, Handler] | None:
     """A received command and its entry in ``handlers`` (the agent's and the simulator's command
     tables), or None — logged — when the command is invalid or not one of them."""
     try:

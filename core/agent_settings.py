@@ -19,27 +19,22 @@ from __future__ import annotations
 from collections import Counter
 from typing import Annotated, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from stationwatch.sensors import wiring
 from stationwatch.sensors.kinds import KINDS
 
-# BCM numbers of the GPIOs on the Pi's 40-pin header
-Pin = Annotated[int, Field(ge=0, le=27)]
+from .fields import Model, Pin
+from .wiring import ONEWIRE_PIN, SPI_PINS
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class AlarmOutputs(_Model):
+class AlarmOutputs(Model):
     """GPIOs that sound and show a local alarm (gateway/alarm.py). Each one is optional."""
     buzzer: Pin | None = None  # silenced by the button or a central ack
     relay: Pin | None = None   # e.g. a siren or strobe; silenced with the buzzer
     led: Pin | None = None     # lit while any detector is in alarm, silenced or not
 
 
-class AgentSettings(_Model):
+class AgentSettings(Model):
     spool_path: str = "/var/lib/stationwatch/spool.db"
     spool_max_mb: Annotated[float, Field(gt=0)] = 256.0
     # "full": a commit survives a power cut (WAL fsync per commit); "normal": survives a crash of the
@@ -55,7 +50,7 @@ class AgentSettings(_Model):
 
 
 def _taken_pins(cfg, gateway_id: str) -> dict[int, str]:
-    """GPIOs the sensor wiring of this gateway takes (sensors/wiring.py), pin → what takes it."""
+    """GPIOs the sensor wiring of this gateway takes (core/wiring.py), pin → what takes it."""
     taken: dict[int, str] = {}
     for s in cfg.sensors:
         src = getattr(s, "source", None)
@@ -64,10 +59,10 @@ def _taken_pins(cfg, gateway_id: str) -> dict[int, str]:
         for attr in ("pin", "supervision_pin"):
             if isinstance(pin := getattr(src, attr, None), int):
                 taken[pin] = f"sensor '{s.id}'"
-        spi = getattr(wiring, "SPI_PINS", {}).get((getattr(src, "spi_port", None), getattr(src, "spi_device", None)), ())
+        spi = SPI_PINS.get((getattr(src, "spi_port", None), getattr(src, "spi_device", None)), ())
         taken |= {pin: f"the SPI bus of sensor '{s.id}'" for pin in spi}
-        if src.driver == "onewire" and hasattr(wiring, "ONEWIRE_PIN"):
-            taken[wiring.ONEWIRE_PIN] = "the 1-Wire bus (w1-gpio)"
+        if src.driver == "onewire":
+            taken[ONEWIRE_PIN] = "the 1-Wire bus (w1-gpio)"
     return taken
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .stack import LocalInfluxDB, LocalMosquitto, StackError, free_port
+from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto, StackError, free_port
 
 log = logging.getLogger("stationwatch.demo")
 
@@ -59,7 +59,7 @@ class Child:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         out = open(self.log_path, "ab")
         # own process group: Ctrl-C reaches the demo, which then stops the children in order
-        self.proc = subprocess.Popen([sys.executable, "-m", "stationwatch.broker.cli", *self.args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "stationwatch.cli", *self.args],
                                      stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         return self
 

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from stationwatch.sensors.wiring import SensorSource
+from .fields import Ident, Model
+
+from .wiring import SensorSource
 
 
-class _SensorBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+class _SensorBase(Model):
+    id: Ident
     name: str
     gateway: str
     room: str
     interval_s: Annotated[float, Field(gt=0, le=3600)] = 10.0
-    source: SensorSource | None = None  # the hardware it is read from (sensors/wiring.py); None: simulated
+    source: SensorSource | None = None  # the hardware it is read from (core/wiring.py); None: simulated
 
 
 class SmokeSensor(_SensorBase):

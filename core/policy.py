@@ -14,11 +14,10 @@ import hashlib
 from datetime import date, datetime
 from typing import Annotated, Iterator, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+from .alert_types import ALERT_TYPES
+from .fields import Ident, Model
 
 
 HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
@@ -32,7 +31,7 @@ Role = Literal["staff", "leader", "bureau", "inspector", "admin"]
 Target = Literal["staff", "leader", "bureau", "bureau_up"]
 
 
-class Season(_Model):
+class Season(Model):
     """A yearly period, month-day to month-day inclusive; it may run over New Year."""
     start: MonthDay
     end: MonthDay
@@ -42,7 +41,7 @@ class Season(_Model):
         return self.start <= md <= self.end if self.start <= self.end else (md >= self.start or md <= self.end)
 
 
-class RuleSettings(_Model):
+class RuleSettings(Model):
     """Defaults from DESIGN.md §5; each can be changed per deployment (sources: docs/config.md)."""
     fire_confirm_detectors: Annotated[int, Field(ge=1, le=4)] = 2  # GB 50116 §4.1.6
     heat_static_c: Annotated[float, Field(ge=40, le=100)] = 54.0  # GB 4716 (A1 static)
@@ -80,7 +79,7 @@ class RuleSettings(_Model):
         return Season(start=self.heating_season_start, end=self.heating_season_end)
 
 
-class Level(_Model):
+class Level(Model):
     """One step of the reporting chain."""
     name: str  # 值班人员 / staff on duty …
     targets: list[Target] = []
@@ -96,9 +95,9 @@ class Level(_Model):
         return self
 
 
-class EscalationPolicy(_Model):
+class EscalationPolicy(Model):
     """Which alerts it applies to (empty = any) and the levels they climb. First match wins."""
-    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    id: Ident
     sites: list[str] = []
     rules: list[str] = []
     severities: list[SeverityName] = []
@@ -137,7 +136,7 @@ DEFAULT_POLICIES: tuple[EscalationPolicy, ...] = (
 DEFAULT_RATES = {"wecombot": 20, "dingtalk": 20, "feishu": 20, "lark": 20}
 
 
-class AlertRouting(_Model):
+class AlertRouting(Model):
     """Who is told, how, and how insistently."""
     notify: list[str] = []  # contact ids added to the first level of every policy
     policies: list[EscalationPolicy] = []  # empty: DEFAULT_POLICIES
@@ -153,7 +152,7 @@ class AlertRouting(_Model):
         return tuple(self.policies) or DEFAULT_POLICIES
 
 
-class Shift(_Model):
+class Shift(Model):
     """Who is on duty from ``start`` to ``end`` (site local time; over midnight when end ≤ start)."""
     start: HHMM
     end: HHMM
@@ -161,14 +160,14 @@ class Shift(_Model):
     contacts: Annotated[list[str], Field(min_length=1)]
 
 
-class Roster(_Model):
+class Roster(Model):
     """The duty roster (排班表) of some sites: staff and leaders are paged only while on duty."""
-    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    id: Ident
     sites: Annotated[list[str], Field(min_length=1)]
     shifts: Annotated[list[Shift], Field(min_length=1)]
 
 
-class MaintenanceWindow(_Model):
+class MaintenanceWindow(Model):
     """Silences a site, a room or some devices for a time, with a reason (检修)."""
     site: str
     room: str | None = None
@@ -184,7 +183,7 @@ DEMO_TOKENS = ("demo-staff-token", "demo-leader-token", "demo-bureau-token", "de
 DEMO_TOKEN_HASHES = frozenset(hashlib.sha256(t.encode()).hexdigest() for t in DEMO_TOKENS)
 
 
-class User(_Model):
+class User(Model):
     """Someone who signs in to the API. Only the SHA-256 of the token is kept (`stationwatch token`)."""
     id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
     name: str
@@ -194,7 +193,7 @@ class User(_Model):
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
-class ApiSettings(_Model):
+class ApiSettings(Model):
     """The HTTP API. Outside ``local`` use it refuses the demo tokens and anonymous reading."""
     environment: Literal["local", "staging", "production"] = "local"
     anonymous_read: bool | None = None  # None: allowed only in local use (the demo's wall board)
@@ -207,7 +206,6 @@ class ApiSettings(_Model):
 
 def policy_problems(cfg) -> Iterator[tuple[str, str]]:
     """(path, message) for every policy reference that points nowhere or cannot work."""
-    from .kinds import ALERT_KINDS  # the alert kinds table; imported late (it imports the config)
     contacts = {c.id for c in cfg.contacts}
     sites = {s.id for s in cfg.sites}
     bureaus = {b.id for b in cfg.bureaus}
@@ -221,7 +219,7 @@ def policy_problems(cfg) -> Iterator[tuple[str, str]]:
     for i, policy in enumerate(cfg.routing.policies):
         base = f"routing.policies[{i}]"
         yield from refs(f"{base}.sites", policy.sites, sites, ("site", "站点"))
-        yield from refs(f"{base}.rules", policy.rules, set(ALERT_KINDS), ("alert rule", "告警规则"))
+        yield from refs(f"{base}.rules", policy.rules, set(ALERT_TYPES), ("alert rule", "告警规则"))
         for j, level in enumerate(policy.levels):
             yield from refs(f"{base}.levels[{j}].contacts", level.contacts, contacts, ("contact", "联系人"))
     if len({p.id for p in cfg.routing.policies}) != len(cfg.routing.policies):

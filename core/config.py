@@ -12,23 +12,19 @@ from typing import Annotated, Literal
 import yaml
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
-from stationwatch.alerts.policy import (AlertRouting, ApiSettings, MaintenanceWindow, Roster, RuleSettings, User,
-                                        policy_problems)
-from stationwatch.gateway.settings import AgentSettings, agent_problems
-from stationwatch.sensors.config import SensorConfig
 from stationwatch.sensors.kinds import KINDS
-from stationwatch.sensors.wiring import SOURCES, Bus, wiring_problems
 
-Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+from .agent_settings import AgentSettings, agent_problems
+from .fields import Ident, Model
+from .policy import AlertRouting, ApiSettings, MaintenanceWindow, Roster, RuleSettings, User, policy_problems
+from .sensor_config import SensorConfig
+from .wiring import SOURCES, Bus, wiring_problems
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-
-class Bureau(_Model):
+class Bureau(Model):
     id: Ident
     name: str
     level: Literal["county", "city", "province"]
@@ -40,7 +36,7 @@ RoomKind = Literal["dormitory", "minors_dormitory", "medical_observation", "kitc
 SLEEPING_KINDS = {"dormitory", "minors_dormitory", "medical_observation"}
 
 
-class Room(_Model):
+class Room(Model):
     id: Ident
     name: str
     kind: RoomKind
@@ -56,7 +52,7 @@ class Room(_Model):
         return self.sleeping if self.sleeping is not None else self.kind in SLEEPING_KINDS
 
 
-class Site(_Model):
+class Site(Model):
     id: Ident
     name: str
     kind: Literal["station", "foster_care", "hospital"] = "station"
@@ -82,15 +78,15 @@ class Site(_Model):
         return next((r for r in self.rooms if r.id == room_id), None)
 
 
-class Gateway(_Model):
+class Gateway(Model):
     id: Ident
     name: str
     site: str
-    buses: list[Bus] = []              # RS-485 / Modbus buses wired to this gateway (sensors/wiring.py)
-    agent: AgentSettings = AgentSettings()  # spool, local alarm outputs, health (gateway/settings.py)
+    buses: list[Bus] = []              # RS-485 / Modbus buses wired to this gateway (core/wiring.py)
+    agent: AgentSettings = AgentSettings()  # spool, local alarm outputs, health (core/agent_settings.py)
 
 
-class Camera(_Model):
+class Camera(Model):
     id: Ident
     name: str
     gateway: str
@@ -100,7 +96,7 @@ class Camera(_Model):
     misses: Annotated[int, Field(ge=1, le=20)] = 3
 
 
-class Contact(_Model):
+class Contact(Model):
     id: Ident
     name: str
     role: Literal["staff", "leader", "bureau", "inspector", "admin"]
@@ -110,7 +106,7 @@ class Contact(_Model):
     channels: list[str] = []  # apprise URLs: json://…, wecombot://…, dingtalk://…, mailto://…
 
 
-class StationConfig(_Model):
+class StationConfig(Model):
     version: Literal[1] = 1
     name: str
     bureaus: Annotated[list[Bureau], Field(min_length=1)]
@@ -121,7 +117,7 @@ class StationConfig(_Model):
     contacts: list[Contact] = []
     rules: RuleSettings = RuleSettings()
     routing: AlertRouting = AlertRouting()
-    rosters: list[Roster] = []  # duty rosters (排班表): who is on duty when (alerts/policy.py)
+    rosters: list[Roster] = []  # duty rosters (排班表): who is on duty when (core/policy.py)
     maintenance: list[MaintenanceWindow] = []  # maintenance windows that silence alerts
     users: list[User] = []  # API users with the SHA-256 of their token
     api: ApiSettings = ApiSettings()

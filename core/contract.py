@@ -26,7 +26,7 @@ from stationwatch.sensors.health import METRICS as HEALTH_DRIVER_METRICS
 # the plain half (topics, classes, QoS, the gateway's encoder and command check) lives in wire.py;
 # the names receivers use are re-exported here
 from .wire import (DELIVERY, LOCAL_ALARM, LOCAL_ALARM_STATES, ROOT, TS_RANGE, ContractError,  # noqa: F401
-                   Kind, load_object, split_topic, subscription, topic)
+                   MessageClass, load_object, split_topic, subscription, topic)
 
 # what may follow health/: the health driver's metrics and the local alarm's state
 HEALTH_METRICS = frozenset(HEALTH_DRIVER_METRICS) | {LOCAL_ALARM}
@@ -98,22 +98,22 @@ class Command(_Payload):
     args: dict[str, Any] = {}
 
 
-SCHEMAS: dict[Kind, type[_Payload]] = {
-    Kind.STATUS: Status, Kind.READING: Reading, Kind.EVENT: Event,
-    Kind.HEARTBEAT: Heartbeat, Kind.CMD: Command, Kind.HEALTH: HealthSample,
+SCHEMAS: dict[MessageClass, type[_Payload]] = {
+    MessageClass.STATUS: Status, MessageClass.READING: Reading, MessageClass.EVENT: Event,
+    MessageClass.HEARTBEAT: Heartbeat, MessageClass.CMD: Command, MessageClass.HEALTH: HealthSample,
 }
 
 
-def schema_for(kind: Kind, device: str | None) -> type[_Payload]:
+def schema_for(kind: MessageClass, device: str | None) -> type[_Payload]:
     """The payload schema of a topic: by class, and for health by metric (``local_alarm`` differs)."""
-    return LocalAlarmState if kind is Kind.HEALTH and device == LOCAL_ALARM else SCHEMAS[kind]
+    return LocalAlarmState if kind is MessageClass.HEALTH and device == LOCAL_ALARM else SCHEMAS[kind]
 
 
 @dataclass(frozen=True)
 class Message:
     site: str
     gateway: str
-    kind: Kind
+    kind: MessageClass
     device: str | None  # sensor or camera id; the command name for cmd; the metric for health; None for status
     body: _Payload
     topic: str
@@ -153,15 +153,15 @@ class Inventory:
             raise ContractError("unknown_gateway", f"gateway '{msg.gateway[:64]}' is not in the config")
         if site != msg.site:
             raise ContractError("wrong_site", f"gateway '{msg.gateway}' belongs to site '{site}', not '{msg.site[:64]}'")
-        if msg.kind in (Kind.STATUS, Kind.CMD):
+        if msg.kind in (MessageClass.STATUS, MessageClass.CMD):
             return None
-        if msg.kind is Kind.HEALTH:
+        if msg.kind is MessageClass.HEALTH:
             if msg.device not in HEALTH_METRICS:
                 raise ContractError("unknown_metric", f"health metric '{msg.device[:64]}' is not one the gateway "
                                                       f"defines ({', '.join(sorted(HEALTH_METRICS))})")
             return self.gateways[msg.gateway]
-        table = self.cameras if msg.kind is Kind.HEARTBEAT else {**self.sensors, **self.cameras} \
-            if msg.kind is Kind.EVENT else self.sensors
+        table = self.cameras if msg.kind is MessageClass.HEARTBEAT else {**self.sensors, **self.cameras} \
+            if msg.kind is MessageClass.EVENT else self.sensors
         device = table.get(msg.device)
         if device is None:
             raise ContractError("unknown_device", f"device '{msg.device[:64]}' is not in the config")

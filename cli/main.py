@@ -25,7 +25,7 @@ def _setup_logging(verbose: bool = False) -> None:
 
 
 def _load(path: Path):
-    from stationwatch.broker.config import ConfigError, load_config
+    from stationwatch.core.config import ConfigError, load_config
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -59,8 +59,8 @@ def simulate(config: Annotated[Optional[Path], typer.Option("--config", "-c", he
              verbose: bool = False) -> None:
     """Run a simulated gateway, or play a scenario on the one already running. / 模拟网关与场景。"""
     _setup_logging(verbose)
-    from stationwatch.broker.mqtt import BrokerAddress
-    from stationwatch.broker.demo import demo_endpoints
+    from stationwatch.core.mqtt import BrokerAddress
+    from stationwatch.cli.demo import demo_endpoints
     from stationwatch.gateway import simulator
     running = demo_endpoints() or {}
     config = config or Path(running.get("config", DEFAULT_CONFIG))
@@ -96,7 +96,7 @@ def gateway_agent(config: ConfigArg,
     runtime (gateway/runtime.py) by exec: same process for systemd, without the validation
     machinery in memory. A broken config falls back to the last good plan, loudly."""
     _setup_logging(verbose)
-    from stationwatch.broker.config import ConfigError, load_config
+    from stationwatch.core.config import ConfigError, load_config
     from stationwatch.gateway.plan import compile_plan, load_plan, plan_path, write_plan
     from stationwatch.gateway.simulator import config_version
     try:
@@ -135,7 +135,7 @@ def _last_spool_path(config: Path, gateway: str | None) -> str:
     """Where the last good plan is when the config is refused: the gateway's ``spool_path`` if the
     file still says it plainly, else the default place."""
     import yaml
-    from stationwatch.gateway.settings import AgentSettings
+    from stationwatch.core.agent_settings import AgentSettings
     try:
         gateways = yaml.safe_load(config.read_text(encoding="utf-8"))["gateways"]
         entry = next(g for g in gateways if gateway is None or g.get("id") == gateway)
@@ -160,7 +160,7 @@ def ingest(config: ConfigArg,
     """Store readings, events and heartbeats from MQTT in InfluxDB. / 数据入库。"""
     _setup_logging(verbose)
     from stationwatch.broker.ingest import IngestOptions, run_ingest
-    from stationwatch.broker.mqtt import BrokerAddress
+    from stationwatch.core.mqtt import BrokerAddress
     cfg = _load(config)
     address = BrokerAddress.parse(broker, str(ca_file) if ca_file else None)
     options = IngestOptions(shared_group=shared, instance=instance or (str(os.getpid()) if shared else ""),
@@ -184,7 +184,7 @@ def alerts(config: ConfigArg,
     """Run the alert rules on the live MQTT stream and send notifications. / 告警引擎。"""
     _setup_logging(verbose)
     from stationwatch.alerts.engine import run_engine
-    from stationwatch.broker.mqtt import BrokerAddress
+    from stationwatch.core.mqtt import BrokerAddress
     cfg = _load(config)
     run_engine(cfg, BrokerAddress.parse(broker, str(ca_file) if ca_file else None), db, stop=_stop_event(),
                client_id=client_id)
@@ -210,7 +210,7 @@ def demo(config: Annotated[Path, typer.Option("--config", "-c")] = Path(DEFAULT_
          speed: Annotated[float, typer.Option(help="time compression of the simulated station")] = 1.0) -> None:
     """Run the whole system: Mosquitto, InfluxDB, simulated station, ingest, alerts, API. / 一键演示。"""
     _setup_logging()
-    from stationwatch.broker.demo import run_demo
+    from stationwatch.cli.demo import run_demo
     _load(config)
     sys.exit(run_demo(config, workdir, port, speed, stop=_stop_event()))
 

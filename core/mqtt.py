@@ -1,4 +1,4 @@
-"""The one adapter around paho-mqtt. Everything else sees :class:`~stationwatch.broker.contract.Message`
+"""The one adapter around paho-mqtt. Everything else sees :class:`~stationwatch.core.contract.Message`
 objects or plain callbacks; no other module imports paho.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Callable
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .wire import DELIVERY, Kind
+from .wire import DELIVERY, MessageClass
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class MqttLink:
         if address.ca_file:
             self.client.tls_set(ca_certs=address.ca_file)
         if will is not None:
-            self.client.will_set(will[0], will[1], qos=DELIVERY[Kind.STATUS].qos, retain=True)
+            self.client.will_set(will[0], will[1], qos=DELIVERY[MessageClass.STATUS].qos, retain=True)
         self.client.manual_ack_set(manual_ack)
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)
@@ -121,6 +121,12 @@ class MqttLink:
             sock.close()
         self.connected.clear()
 
+    def resume(self) -> None:
+        """Connect again after :meth:`drop`, as a gateway does when its power is back: a new
+        connection (birth by ``on_connect``), paho retrying until the broker answers."""
+        self.client.connect_async(self.address.host, self.address.port, keepalive=30)
+        self.client.loop_start()
+
     def subscribe(self, topic_filter: str, qos: int = 1) -> int:
         return self.client.subscribe(topic_filter, qos)[1]
 
@@ -132,7 +138,7 @@ class MqttLink:
                 raise TimeoutError(f"no SUBACK for {topic_filter} within {timeout:.0f} s")
             return self._subacks.pop(mid)
 
-    def publish(self, topic: str, payload: bytes, kind: Kind):
+    def publish(self, topic: str, payload: bytes, kind: MessageClass):
         d = DELIVERY[kind]
         return self.client.publish(topic, payload, qos=d.qos, retain=d.retain)
 

@@ -1,0 +1,4 @@
+"""``python -m stationwatch.cli`` = the ``stationwatch`` command."""
+from stationwatch.cli.main import main
+
+main()
