@@ -12,10 +12,14 @@ TEST_PKGS    := chromium:chromium shellcheck:shellcheck
 PACKAGES := sensors core gateway broker alerts dashboards cli
 LAYERS   := $(VENV)/layers
 
-.PHONY: demo test bench deps test-deps venv layers clean
+.PHONY: demo demo-fresh test bench deps test-deps venv layers clean
 
 demo: deps venv
 	$(BIN)/stationwatch demo --config docs/examples/city-station.yaml
+
+# the same, forgetting the alerts, readings and spool of earlier runs
+demo-fresh: deps venv
+	$(BIN)/stationwatch demo --config docs/examples/city-station.yaml --fresh
 
 test: deps test-deps venv layers
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

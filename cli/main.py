@@ -15,7 +15,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="StationWatch 救助管理站安全监测 — building-safety monitoring for relief stations.")
 
 ConfigArg = Annotated[Path, typer.Option("--config", "-c", help="organisation config (YAML) / 组织配置文件")]
-DEFAULT_CONFIG = "docs/examples/city-station.yaml"
 BrokerOpt = Annotated[str, typer.Option("--broker", help="MQTT broker host:port")]
 
 
@@ -56,14 +55,20 @@ def simulate(config: Annotated[Optional[Path], typer.Option("--config", "-c", he
              gateway: Annotated[Optional[str], typer.Option(help="gateway id (default: the first one)")] = None,
              speed: Annotated[Optional[float], typer.Option(help="time compression: simulated seconds per real second (default: real time; a scenario's own default for the scenario)")] = None,
              standalone: Annotated[bool, typer.Option(help="run an own simulated gateway instead of commanding the running one")] = False,
+             spool: Annotated[Optional[Path], typer.Option(help="the simulated gateway's spool file (default: one per gateway in the temp folder)")] = None,
              verbose: bool = False) -> None:
-    """Run a simulated gateway, or play a scenario on the one already running. / 模拟网关与场景。"""
+    """Run the gateway agent on a simulated station, or play a scenario on the one already running.
+    / 模拟站点（生产网关代理）与场景。"""
     _setup_logging(verbose)
-    from stationwatch.core.mqtt import BrokerAddress
     from stationwatch.cli.demo import demo_endpoints
+    from stationwatch.core.mqtt import BrokerAddress
     from stationwatch.gateway import simulator
     running = demo_endpoints() or {}
-    config = config or Path(running.get("config", DEFAULT_CONFIG))
+    if config is None and "config" not in running:
+        typer.echo("error / 错误: no running demo found here; name a config with --config "
+                   "(e.g. docs/examples/city-station.yaml) / 未找到正在运行的演示，请用 --config 指定配置", err=True)
+        raise typer.Exit(2)
+    config = config or Path(running["config"])
     cfg = _load(config)
     address = BrokerAddress.parse(broker or running.get("broker", "127.0.0.1:1883"))
     try:
@@ -75,7 +80,7 @@ def simulate(config: Annotated[Optional[Path], typer.Option("--config", "-c", he
             typer.echo(f"scenario '{scenario}' started on gateway {gw.id} / 场景已启动")
             return
         simulator.run_gateway(cfg, gw, address, stop=_stop_event(), speed=speed, scenario=scenario,
-                              config_version=simulator.config_version(config))
+                              config_version=simulator.config_version(config), spool_path=spool)
     except simulator.SimulationError as exc:
         typer.echo(f"error / 错误: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -135,6 +140,7 @@ def _last_spool_path(config: Path, gateway: str | None) -> str:
     """Where the last good plan is when the config is refused: the gateway's ``spool_path`` if the
     file still says it plainly, else the default place."""
     import yaml
+
     from stationwatch.core.agent_settings import AgentSettings
     try:
         gateways = yaml.safe_load(config.read_text(encoding="utf-8"))["gateways"]
@@ -204,15 +210,16 @@ def serve(config: ConfigArg,
 
 
 @app.command()
-def demo(config: Annotated[Path, typer.Option("--config", "-c")] = Path(DEFAULT_CONFIG),
+def demo(config: Annotated[Path, typer.Option("--config", "-c", help="organisation config, e.g. docs/examples/city-station.yaml")],
          workdir: Annotated[Path, typer.Option(help="where the demo keeps its data")] = Path(".demo"),
-         port: Annotated[int, typer.Option(help="port of the API and duty board (0: a free one)")] = 8080,
-         speed: Annotated[float, typer.Option(help="time compression of the simulated station")] = 1.0) -> None:
+         port: Annotated[int, typer.Option(help="port of the API and duty board (taken: a free one is chosen; 0: a free one)")] = 8080,
+         speed: Annotated[float, typer.Option(help="time compression of the simulated station: readings, heartbeats and health this many times faster")] = 10.0,
+         fresh: Annotated[bool, typer.Option(help="start clean: forget the alerts, readings and spool of earlier runs")] = False) -> None:
     """Run the whole system: Mosquitto, InfluxDB, simulated station, ingest, alerts, API. / 一键演示。"""
     _setup_logging()
     from stationwatch.cli.demo import run_demo
     _load(config)
-    sys.exit(run_demo(config, workdir, port, speed, stop=_stop_event()))
+    sys.exit(run_demo(config, workdir, port, speed, stop=_stop_event(), fresh=fresh))
 
 
 @app.command()

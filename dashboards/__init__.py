@@ -1,1 +1,1 @@
-"""What duty officers look at: the duty board page (and Grafana provisioning)."""
+"""What duty officers look at: the duty board page, served by the API (alerts/api.py)."""

@@ -36,7 +36,8 @@ from typing import Any, Callable, Mapping, Sequence
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.wire import LOCAL_ALARM, GatewayCommand, MessageClass, command_handler, payload, topic
 from stationwatch.sensors.base import Driver, EdgeDriver, Sample, build_drivers, inventory
-from stationwatch.sensors.health import METRICS as HEALTH_METRICS, sample_id
+from stationwatch.sensors.health import METRICS as HEALTH_METRICS
+from stationwatch.sensors.health import sample_id
 from stationwatch.sensors.kinds import KINDS
 
 from .alarm import AlarmChange, LocalAlarm
@@ -44,7 +45,6 @@ from .plan import GatewayPlanSpec, StationSpec
 from .spool import Forwarder, Outgoing, Spool
 from .states import finite, state_rule
 from .watchdog import sd_notify, watchdog_period
-
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +269,7 @@ class Agent:
                 self._state[sensor.id] = state
                 if sensor.kind in self.settings.alarm_kinds and state != "fault":  # a fault changes nothing
                     self.alarm.update(sensor.id, state == "alarm")
-                if last is not None or state not in ("normal", KINDS[sensor.kind].idle_state):
+                if last is not None or state not in ("normal", KINDS[sensor.kind].rest_state):
                     out.append(self._event(sensor.id, state, value, sample.ts))
             if poll and self._due(sensor.id, sensor.interval_s):
                 self.stats["readings"] += 1

@@ -1,12 +1,12 @@
-"""The simulated building behind a simulated gateway: a clock that can run faster than real time,
-and the temperatures its sensors read.
+"""The simulated building behind the simulated station (gateway/simulation.py): a clock that can run
+faster than real time, the quantities its sensors read, its contacts and which cameras answer.
 
 Temperatures are *quantities* named ``room:{room id}`` (room and heat detectors of that room read
 it), ``outdoor``, ``supply:{sensor id}`` and ``return:{sensor id}`` (heating supply and return water);
 so are ``pressure:{sensor id}`` (bar) and ``humidity:{room id}`` (%RH). Each follows a baseline — a
 plausible winter value with a slow daily swing — until a scenario sets a trend on it (a linear
 ``Ramp`` for a fire, an exponential ``Approach`` for a heating failure). Contacts are not quantities:
-they rest idle, except the kinds in :data:`ACTIVE_AT_REST` (a circulation pump runs all winter).
+they rest in their kind's ``rest_state`` (sensors/kinds.py: a circulation pump runs all winter).
 
 Example::
 
@@ -200,7 +200,3 @@ class Building:
     def camera_answers(self, camera: str) -> bool:
         with self._lock:
             return camera not in self._cameras_down
-
-
-# binary kinds whose contact is in its active state in a healthy building (the pump runs all heating season)
-ACTIVE_AT_REST: frozenset[str] = frozenset({"pump_running"})

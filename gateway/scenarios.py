@@ -6,7 +6,7 @@ sleeping room"). Roles are resolved against the organisation config when a scena
 (:func:`cast`), so the same timeline plays on any station; no device id is written here.
 
 Adding a scenario means adding a row to :data:`SCENARIOS` (and, if it needs one, a role to
-:data:`ROLES`); the gateway's action table lives in :mod:`stationwatch.gateway.simulator`.
+:data:`ROLES`); the station's action table is :data:`stationwatch.gateway.simulation.ACTIONS`.
 
 Example::
 

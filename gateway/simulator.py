@@ -1,24 +1,12 @@
-"""The simulated gateway: a whole station's sensors and cameras speaking the MQTT contract, for the
-demo, for drills of the alert chain and for tests.
+"""What ``stationwatch simulate`` does: run the simulated station (:mod:`.simulation`) — the
+production gateway agent on a simulated building — or ask the one already running (in ``make
+demo``) to play a scenario.
 
-It behaves like the agent on a station's Raspberry Pi:
-
-* connects as ``sim-{gateway id}``; last will = retained ``Status(offline, reason="will")``;
-  on every (re)connect a retained birth ``Status(online, config_version, drivers)``;
-* every sensor sends a :class:`Reading` every ``interval_s / speed`` real seconds (staggered),
-  binary contacts also an :class:`Event` on each change, heat detectors an ``alarm`` Event at
-  ``threshold_c`` and ``normal`` 2 °C below; cameras a :class:`Heartbeat` every ``heartbeat_s / speed``;
-* readings, events and heartbeats carry ``seq`` (one counter per gateway, +1 per message, from 0
-  at start) and ``ts`` = real wall-clock time — except events of a scenario that sets its own clock
-  (``night-exit``: the door's ``open`` reads the site's most recent 02:00 local, ``closed`` 02:01);
-* listens on its own ``cmd/+``: ``scenario`` plays a scenario (see :mod:`.scenarios`);
-  anything else is logged and ignored.
-
-Time runs ``speed`` times faster than real time; a playing scenario sets its own speed for its
-duration, then the gateway returns to its base speed.
-
-The functions here are what ``stationwatch simulate`` calls; tests and the demo drive
-:class:`~stationwatch.gateway.simulated_gateway.SimulatedGateway` directly.
+Seen on the wire, the simulated gateway is a real one: client id = gateway id; last will =
+retained ``Status(offline, reason="will")``; a retained birth ``Status(online, config_version,
+drivers)`` at every connection; readings, events, heartbeats and health through the disk spool,
+with the spool's seq; ``Status(offline, reason="shutdown")`` on a clean stop. On its ``cmd/+`` it
+takes the agent's commands and ``scenario`` (see :mod:`.scenarios`).
 """
 from __future__ import annotations
 
@@ -34,9 +22,9 @@ from stationwatch.core.contract import Command, ContractError, MessageClass, Sta
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 
 from .scenarios import SCENARIOS, SimulationError, check_scenario
-from .simulated_gateway import Play, SimulatedGateway
+from .simulation import Play, SimulatedStation
 
-__all__ = ["SimulationError", "SimulatedGateway", "Play", "SCENARIOS", "pick_gateway", "check_scenario",
+__all__ = ["SimulationError", "SimulatedStation", "Play", "SCENARIOS", "pick_gateway", "check_scenario",
            "config_version", "run_gateway", "request_scenario"]
 
 log = logging.getLogger(__name__)
@@ -61,19 +49,21 @@ def config_version(path: str | Path) -> str:
 
 
 def run_gateway(cfg: StationConfig, gw: Gateway, address: BrokerAddress, stop: threading.Event,
-                speed: float | None = None, scenario: str | None = None, config_version: str | None = None) -> None:
-    """Run a simulated gateway until ``stop`` is set; ``speed`` None means real time.
+                speed: float | None = None, scenario: str | None = None, config_version: str | None = None,
+                spool_path: str | Path | None = None) -> None:
+    """Run the simulated station of gateway ``gw`` until ``stop`` is set; ``speed`` None means real time.
 
     With ``scenario`` (standalone mode) it is played right after start, at ``speed`` if one was
     given, else at the scenario's own default (so ``heating-failure`` does not take six real
     hours), and the gateway keeps running afterwards."""
-    gateway = SimulatedGateway(cfg, gw, address, speed=speed or 1.0, config_version=config_version).start()
+    station = SimulatedStation(cfg, gw, address, speed=speed or 1.0, config_version=config_version,
+                               spool_path=spool_path).start()
     try:
         if scenario is not None:
-            gateway.play(scenario, speed if speed is not None else check_scenario(scenario).default_speed)
+            station.play(scenario, speed if speed is not None else check_scenario(scenario).default_speed)
         stop.wait()
     finally:
-        gateway.stop()
+        station.stop()
 
 
 def request_scenario(cfg: StationConfig, address: BrokerAddress, gw: Gateway, scenario: str,

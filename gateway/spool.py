@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
-from stationwatch.core.wire import DELIVERY, MessageClass
 from stationwatch.core.mqtt import MqttLink
+from stationwatch.core.wire import DELIVERY, MessageClass
 
 log = logging.getLogger(__name__)
 

@@ -26,6 +26,14 @@ class SensorKind:
     high: float
     active_state: str | None = None  # binary kinds: the state that means "something happened"
     idle_state: str | None = None
+    active_at_rest: bool = False  # binary kinds whose healthy state is the active one (a pump runs all winter)
+
+    @property
+    def rest_state(self) -> str:
+        """The state of a healthy building: a gateway starting up does not report it as an event."""
+        if not self.binary:
+            return "normal"
+        return (self.active_state if self.active_at_rest else self.idle_state) or "normal"
 
 
 KINDS: dict[str, SensorKind] = {k.name: k for k in (
@@ -37,7 +45,8 @@ KINDS: dict[str, SensorKind] = {k.name: k for k in (
     SensorKind("door", "门磁", "door contact", "", True, 0, 1, "open", "closed"),
     SensorKind("boiler_fault", "锅炉故障信号", "boiler fault contact", "", True, 0, 1, "alarm", "normal"),
     SensorKind("heat_alarm", "感温探测器报警触点", "heat detector alarm contact", "", True, 0, 1, "alarm", "normal"),
-    SensorKind("pump_running", "循环泵运行信号", "circulation pump running", "", True, 0, 1, "running", "stopped"),
+    SensorKind("pump_running", "循环泵运行信号", "circulation pump running", "", True, 0, 1, "running", "stopped",
+               active_at_rest=True),
     SensorKind("return_temperature", "供暖回水温度", "heating return water temperature", "°C", False, -10, 130),
     # PN16 (16 bar) is the usual pressure rating of heating pipework, valves and gauges: above is a broken sensor
     SensorKind("pressure", "供暖系统水压", "heating system water pressure", "bar", False, 0, 16),

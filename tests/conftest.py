@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto
 from stationwatch.core.config import load_config
 from stationwatch.core.contract import MessageClass, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
-from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto
+
 from support import EXAMPLES, Receiver
 
 

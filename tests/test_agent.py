@@ -10,13 +10,14 @@ import subprocess
 import sys
 import threading
 
+from stationwatch.broker.stack import LocalMosquitto, free_port
+from stationwatch.core.agent_settings import AgentSettings
 from stationwatch.core.contract import MessageClass, parse, subscription, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
-from stationwatch.broker.stack import LocalMosquitto, free_port
 from stationwatch.gateway.agent import Agent, run_agent
-from stationwatch.core.agent_settings import AgentSettings
 from stationwatch.gateway.spool import Spool
 from stationwatch.sensors.base import Sample
+
 from support import wait_for
 
 
@@ -167,6 +168,58 @@ def test_a_driver_that_fails_makes_its_sensor_a_fault_and_recovery_is_an_event(c
     faulty = [m for m in messages if getattr(m, "quality", None) == "fault"]
     assert faulty and all(m.value is None for m in faulty)  # a fault is never a made-up number
 
+
+
+class RacingDoor:
+    """A door contact whose poll the test holds in the middle of reading, while the contact opens and
+    its edge is reported: the poll then returns what it saw before the edge."""
+    family = "gpio"
+
+    def __init__(self, sensor: str):
+        from stationwatch.sensors.kinds import KINDS
+        self.sensor, self.kind = sensor, KINDS["door"]
+        self.open = False
+        self.reading, self.release = threading.Event(), threading.Event()
+        self.hold = False
+        self._callbacks = []
+
+    def on_change(self, callback) -> None:
+        self._callbacks.append(callback)
+
+    def read(self, now: float) -> list[Sample]:
+        seen = self.open
+        if self.hold:
+            self.hold = False
+            self.reading.set()
+            self.release.wait(5)
+        return [Sample.binary(self.sensor, self.kind, seen, now)]
+
+    def edge(self, opened: bool) -> None:
+        self.open = opened
+        for callback in self._callbacks:
+            callback(Sample.binary(self.sensor, self.kind, opened, 0.0 + 1_795_000_000))
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_poll_read_before_an_edge_does_not_undo_it(city_config, tmp_path):
+    """gpiozero reports an edge in its own thread while a poll may be half way through reading the
+    same contact: the older state must not come after the edge as a second change of state."""
+    cfg, gw = station(city_config, tmp_path, interval_s=0.05)
+    door = RacingDoor("door-exit-main")
+    nowhere = BrokerAddress("127.0.0.1", free_port())
+    with Spool(tmp_path / "spool.db") as spool, Agent(cfg, gw, nowhere, [door], spool=spool) as agent:
+        wait_for(lambda: spool.stats.spooled["reading"] >= 2, 5, what="readings of the closed door")
+        door.hold = True
+        assert door.reading.wait(5), "a poll started"
+        door.edge(True)  # the door opens while that poll is reading
+        door.release.set()
+        wait_for(lambda: agent.stats["stale_polls"] >= 1, 5, what="the late poll set aside")
+        wait_for(lambda: sum(1 for r in spool.pending({}, 10_000) if r.kind is MessageClass.READING
+                             and parse(r.topic, r.payload).body.value == 1.0) >= 2, 5, what="readings of the open door")
+        messages = [parse(r.topic, r.payload).body for r in spool.pending({}, 10_000)]
+    assert [m.state for m in messages if hasattr(m, "state")] == ["open"], "one change, no flap back to closed"
 
 # ---- the broker goes away in the middle of a stream -------------------------------------------
 def test_after_a_broker_outage_every_reading_arrives_exactly_once_in_order(city_config, tmp_path):

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from stationwatch.alerts.api import create_app
 from stationwatch.alerts.dispatch import Notifier
 from stationwatch.alerts.engine import AlertEngine
+
 from support import wait_for
 from test_alert_rules import T0, Wire, config_with
 

@@ -8,12 +8,13 @@ import uuid
 import pytest
 import yaml
 
-from stationwatch.alerts.engine import AlertEngine, run_engine
 from stationwatch.alerts.dispatch import Notifier
+from stationwatch.alerts.engine import AlertEngine, run_engine
 from stationwatch.alerts.store import Store
 from stationwatch.core.config import parse_config
 from stationwatch.core.contract import MessageClass, topic
 from stationwatch.core.mqtt import MqttLink
+
 from support import Receiver, wait_for
 from test_alert_rules import GW, SITE, T0, Wire
 

@@ -13,6 +13,7 @@ from stationwatch.alerts.engine import AlertEngine
 from stationwatch.core.config import parse_config
 from stationwatch.core.contract import Event, Heartbeat, MessageClass, Reading, Status, encode, topic
 from stationwatch.sensors.kinds import KINDS
+
 from support import EXAMPLES
 
 SITE, GW = "sl-station", "gw-sl-main"

@@ -1,4 +1,5 @@
-"""The skeleton scenarios through the real broker: a SimulatedGateway in-process plays each one, the
+"""The skeleton scenarios through the real broker: the simulated station (the production gateway agent
+on a simulated building) plays each one in-process, the
 alert engine (run_engine) evaluates the live MQTT stream, and notices go through apprise to a real
 HTTP receiver — one path per level of the reporting chain. Deadlines are compressed by config.
 
@@ -14,7 +15,8 @@ import yaml
 
 from stationwatch.alerts.store import Store
 from stationwatch.core.config import parse_config
-from stationwatch.gateway.simulated_gateway import SimulatedGateway
+from stationwatch.gateway.simulation import SimulatedStation
+
 from support import EXAMPLES, wait_for
 from test_alert_engine import RunningEngine
 
@@ -51,18 +53,20 @@ def scenario_config(gw_id: str, port: int):
 class Scene:
     """One scenario's world: engine thread, store, receiver, simulated gateway."""
 
-    def __init__(self, tmp_path, broker_address, receiver, speed: float = 1.0):
+    def __init__(self, tmp_path, broker_address, receiver, speed: float = 10.0):
         self.speed = speed  # the gateway's own pace, to which it returns when a scenario ends
         self.gw_id = f"gw-sc-{uuid.uuid4().hex[:6]}"
         self.cfg = scenario_config(self.gw_id, receiver.port)
         self.db, self.receiver, self.address = tmp_path / "alerts.db", receiver, broker_address
         self.store = Store(self.db)
         self.engine = RunningEngine(self.cfg, broker_address, self.db, f"alerts-{uuid.uuid4().hex[:8]}")
-        self.gateway: SimulatedGateway | None = None
+        self.gateway: SimulatedStation | None = None
+        self.spool = tmp_path / "spool.db"
 
     def __enter__(self):
         self.engine.__enter__()
-        self.gateway = SimulatedGateway(self.cfg, self.cfg.gateways[0], self.address, speed=self.speed).start()
+        self.gateway = SimulatedStation(self.cfg, self.cfg.gateways[0], self.address, speed=self.speed,
+                                        spool_path=self.spool).start()
         wait_for(lambda: [g for g in self.store.gateways() if g["gateway"] == self.gw_id and g["state"] == "online"],
                  15, what="the engine to see the gateway's birth")
         return self
@@ -86,7 +90,7 @@ class Scene:
 
 @pytest.fixture
 def scene(request, tmp_path, broker_address, receiver):
-    with Scene(tmp_path, broker_address, receiver, getattr(request, "param", 1.0)) as s:
+    with Scene(tmp_path, broker_address, receiver, getattr(request, "param", 10.0)) as s:
         yield s
 
 

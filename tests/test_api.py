@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from stationwatch.alerts.api import create_app
 from stationwatch.alerts.auth import token_hash
 from stationwatch.alerts.engine import AlertEngine
+
 from test_alert_rules import HOLD, T0, Wire, config_with
 
 STAFF = "test-staff-token-0001"

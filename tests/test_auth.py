@@ -10,8 +10,9 @@ from fastapi.testclient import TestClient
 from stationwatch.alerts.api import create_app
 from stationwatch.alerts.auth import new_token, token_hash
 from stationwatch.alerts.engine import AlertEngine
-from stationwatch.core.policy import DEMO_TOKENS
 from stationwatch.core.config import ConfigError, parse_config
+from stationwatch.core.policy import DEMO_TOKENS
+
 from support import EXAMPLES
 from test_alert_rules import T0, Wire
 

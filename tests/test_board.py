@@ -14,6 +14,7 @@ from stationwatch.alerts.api import create_app
 from stationwatch.alerts.auth import token_hash
 from stationwatch.alerts.engine import AlertEngine
 from stationwatch.broker.stack import free_port
+
 from support import wait_for
 from test_alert_rules import T0, Wire, config_with
 

@@ -9,11 +9,12 @@ import uuid
 import pytest
 
 from stationwatch.broker.accounts import write_accounts
+from stationwatch.broker.stack import LocalMosquitto
+from stationwatch.broker.tls import make_certs
 from stationwatch.core.config import parse_config
 from stationwatch.core.contract import Event, MessageClass, encode, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
-from stationwatch.broker.stack import LocalMosquitto
-from stationwatch.broker.tls import make_certs
+
 from support import wait_for
 
 TWO_SITES = {

@@ -11,6 +11,7 @@ import yaml
 from stationwatch.core.config import ConfigError, load_config, parse_config
 from stationwatch.core.sensor_config import SensorConfig
 from stationwatch.sensors.kinds import KINDS
+
 from support import EXAMPLES
 
 CLI = [sys.executable, "-m", "stationwatch.cli"]

@@ -6,8 +6,19 @@ import time
 
 import pytest
 
-from stationwatch.core.contract import (DELIVERY, ContractError, Event, Inventory, MessageClass, Reading,
-                                          Status, encode, parse, subscription, topic)
+from stationwatch.core.contract import (
+    DELIVERY,
+    ContractError,
+    Event,
+    Inventory,
+    MessageClass,
+    Reading,
+    Status,
+    encode,
+    parse,
+    subscription,
+    topic,
+)
 
 NOW = time.time()
 

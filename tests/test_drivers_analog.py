@@ -16,9 +16,9 @@ pytest.importorskip("gpiozero")
 from gpiozero import Device  # noqa: E402
 from gpiozero.pins.mock import MockFactory, MockSPIDevice  # noqa: E402
 
+from stationwatch.core.wiring import CalibrationPoint, Mcp3008Source  # noqa: E402
 from stationwatch.sensors.analog import AnalogInput, calibrate  # noqa: E402
 from stationwatch.sensors.kinds import KINDS  # noqa: E402
-from stationwatch.core.wiring import CalibrationPoint, Mcp3008Source  # noqa: E402
 
 MQ2 = [{"raw": 0.10, "value": 0}, {"raw": 0.60, "value": 1000}]  # clean air .. 1000 ppm
 

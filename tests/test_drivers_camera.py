@@ -13,6 +13,7 @@ import yaml
 from stationwatch.core.config import parse_config
 from stationwatch.sensors.base import build_drivers
 from stationwatch.sensors.camera import CameraSpec, CameraWatch
+
 from support import EXAMPLES
 
 ONVIF_ANSWER = (b'<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">'

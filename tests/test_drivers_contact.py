@@ -8,10 +8,11 @@ pytest.importorskip("gpiozero")
 from gpiozero.pins.mock import MockFactory  # noqa: E402
 
 from stationwatch.core.config import parse_config  # noqa: E402
+from stationwatch.core.wiring import GpioSource  # noqa: E402
 from stationwatch.sensors.base import EdgeDriver, FaultyDriver, build_drivers  # noqa: E402
 from stationwatch.sensors.contact import ContactInput  # noqa: E402
 from stationwatch.sensors.kinds import KINDS  # noqa: E402
-from stationwatch.core.wiring import GpioSource  # noqa: E402
+
 from support import EXAMPLES, wait_for  # noqa: E402
 
 

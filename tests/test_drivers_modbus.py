@@ -18,13 +18,14 @@ import yaml
 pymodbus = pytest.importorskip("pymodbus")
 
 from stationwatch.core.config import parse_config  # noqa: E402
+from stationwatch.core.wiring import Bus  # noqa: E402
 from stationwatch.sensors.base import FaultyDriver, build_drivers  # noqa: E402
 from stationwatch.sensors.kinds import KINDS  # noqa: E402
 from stationwatch.sensors.modbus import BusSchedule, ModbusBus, Poll  # noqa: E402
-from stationwatch.sensors.regmap import RegisterPoint, RegisterMapError, register_map, register_map_names  # noqa: E402
-from stationwatch.core.wiring import Bus  # noqa: E402
-from support import EXAMPLES  # noqa: E402
+from stationwatch.sensors.regmap import RegisterMapError, RegisterPoint, register_map, register_map_names  # noqa: E402
+
 from modbus_line import Line, Server  # noqa: E402
+from support import EXAMPLES  # noqa: E402
 
 TH, HEATING = 1, 3  # units on the line: a temperature/humidity transmitter and a heating controller
 

@@ -8,6 +8,7 @@ from stationwatch.core.config import parse_config
 from stationwatch.sensors.base import build_drivers
 from stationwatch.sensors.kinds import KINDS
 from stationwatch.sensors.onewire import OneWireThermometer
+
 from support import EXAMPLES
 
 ADDRESS = "28-00000abcdef0"

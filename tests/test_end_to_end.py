@@ -1,10 +1,10 @@
 """The whole flow as separate processes, on the real Mosquitto and InfluxDB the suite started:
-simulated gateway → MQTT → ingest → InfluxDB, and → alert engine → SQLite → webhook + API.
+the production gateway agent on the simulated station → its spool → MQTT → ingest → InfluxDB,
+and → alert engine → SQLite → webhook + API.
 And `stationwatch demo` itself, started and stopped as a user would."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stationwatch.core.contract import MessageClass, parse, subscription
 from stationwatch.broker.influx import InfluxV1Writer
+from stationwatch.core.contract import MessageClass, parse
 from stationwatch.core.mqtt import MqttLink
+
 from support import EXAMPLES, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -95,23 +96,35 @@ def system(tmp_path, mosquitto, influxdb, receiver):
 
 
 def _first_smoke_alarm_watch(mosquitto):
-    """Record when the first smoke alarm event passes through the broker."""
-    seen: dict[str, float] = {}
+    """Record when the first smoke alarm event passes through the broker, and every seq of the gateway."""
+    seen: dict[str, object] = {"seqs": []}
 
     def on_message(topic, payload, _):
         msg = parse(topic, payload)
+        if hasattr(msg.body, "seq"):
+            seen["seqs"].append(msg.body.seq)
         if msg.kind is MessageClass.EVENT and getattr(msg.body, "state", "") == "alarm":
             seen.setdefault("at", time.monotonic())
+            seen.setdefault("alarm_seq", msg.body.seq)
     from stationwatch.core.mqtt import BrokerAddress
     link = MqttLink(BrokerAddress(mosquitto.host, mosquitto.port), f"watch-{uuid.uuid4().hex[:6]}",
-                    on_connect=lambda l: l.subscribe(subscription(MessageClass.EVENT)), on_message=on_message).start()
+                    on_connect=lambda l: l.subscribe("sw/v1/sl-station/gw-sl-main/#"), on_message=on_message).start()
     return link, seen
+
+
+def _spool_next_seq(spool: Path) -> tuple[int, int]:
+    """(next seq, messages still waiting) of a gateway's spool file, read after the gateway stopped."""
+    import sqlite3
+    with sqlite3.connect(spool) as db:
+        return (db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0],
+                db.execute("SELECT count(*) FROM message").fetchone()[0])
 
 
 def test_fire_scenario_reaches_the_api_and_the_webhook_within_the_budget(system):
     link, seen = _first_smoke_alarm_watch(system["mosquitto"])
+    spool = system["tmp"] / "gateway-spool.db"
     sim = Proc("gateway", ["simulate", "-c", str(system["cfg"]), "--broker", system["broker"],
-                           "--standalone", "--scenario", "fire", "--speed", "1"], system["tmp"])
+                           "--standalone", "--scenario", "fire", "--speed", "1", "--spool", str(spool)], system["tmp"])
     try:
         wait_for(lambda: seen.get("at"), timeout=30, what="the first smoke alarm on the broker")
         fire = wait_for(lambda: [a for a in _get(f"{system['api']}/api/alerts") if a["rule"] == "fire"],
@@ -138,8 +151,39 @@ def test_fire_scenario_reaches_the_api_and_the_webhook_within_the_budget(system)
         assert len(devices) == 2
         assert all(p.alive() for p in system["procs"])
     finally:
-        link.stop()
         sim.stop(signal.SIGINT)
+        link.stop()
+    # the smoke alarm left through the production agent's spool: the spool gave out every seq seen
+    next_seq, waiting = _spool_next_seq(spool)
+    assert waiting == 0, "a clean stop sends what the spool holds"
+    assert seen["alarm_seq"] in seen["seqs"] and max(seen["seqs"]) == next_seq - 1
+    assert sorted(set(seen["seqs"])) == list(range(min(seen["seqs"]), next_seq)), "one counter, no gap"
+
+
+def test_a_power_cut_of_the_uplink_loses_nothing_and_the_buffered_readings_arrive_historical(system):
+    """`gateway-power-loss` drops the agent's link without a DISCONNECT: the broker publishes the will,
+    the engine pages the lost gateway; what the agent read meanwhile waits in its spool and reaches
+    InfluxDB flagged historical after the rebirth."""
+    spool = system["tmp"] / "gateway-spool.db"
+    sim = Proc("gateway", ["simulate", "-c", str(system["cfg"]), "--broker", system["broker"], "--standalone",
+                           "--scenario", "gateway-power-loss", "--speed", "10", "--spool", str(spool)], system["tmp"])
+    writer = system["writer"]
+    try:
+        lost = wait_for(lambda: [a for a in _get(f"{system['api']}/api/alerts?all=true") if a["rule"] == "gateway_offline"],
+                        timeout=30, what="the lost gateway paged")[0]
+        assert lost["severity"] == "critical"
+        rows = wait_for(lambda: list(writer.query(
+            'SELECT "value", "seq" FROM "reading" WHERE "historical" = true').get_points()),
+            timeout=30, what="historical readings in InfluxDB")
+        assert len({r["seq"] for r in rows}) >= 10, "3 s of a 26-sensor station read every second were kept"
+        wait_for(lambda: [g for g in _get(f"{system['api']}/health")["gateways"]
+                          if g["gateway"] == "gw-sl-main" and g["state"] == "online" and g["at"] > lost["first_at"]],
+                 timeout=30, what="the engine to see the gateway back online")
+    finally:
+        sim.stop(signal.SIGINT)
+    live = list(writer.query('SELECT "seq" FROM "reading" WHERE "historical" = false').get_points())
+    seqs = sorted({r["seq"] for r in rows} | {r["seq"] for r in live})
+    assert seqs and len(seqs) == len(set(seqs)), "each reading stored once"
 
 
 def test_malformed_messages_leave_every_service_running(system):

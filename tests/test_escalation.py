@@ -10,6 +10,7 @@ import pytest
 from stationwatch.alerts.channels import Outcome
 from stationwatch.alerts.dispatch import Notifier
 from stationwatch.alerts.engine import AlertEngine
+
 from support import wait_for
 from test_alert_rules import SHANGHAI, T0, Clock, Wire, config_with, settle
 

@@ -17,6 +17,7 @@ import yaml
 from stationwatch.alerts.store import Store
 from stationwatch.core.contract import MessageClass, topic
 from stationwatch.core.mqtt import MqttLink
+
 from support import EXAMPLES, wait_for
 from test_alert_rules import GW, SITE, Wire
 

@@ -21,20 +21,31 @@ from gpiozero.pins.mock import MockFactory
 
 from stationwatch.alerts.engine import AlertEngine
 from stationwatch.broker.accounts import gateway_topics, write_accounts
-from stationwatch.core.config import parse_config
-from stationwatch.core.contract import (DELIVERY, HEALTH_METRICS, LOCAL_ALARM, ContractError, Inventory, MessageClass,
-                                          Reading, encode, parse, topic)
 from stationwatch.broker.influx import InfluxV1Writer
 from stationwatch.broker.ingest import IngestOptions, run_ingest
-from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.broker.stack import LocalMosquitto, free_port
 from stationwatch.broker.tls import make_certs
+from stationwatch.core.agent_settings import AgentSettings, AlarmOutputs
+from stationwatch.core.config import parse_config
+from stationwatch.core.contract import (
+    DELIVERY,
+    HEALTH_METRICS,
+    LOCAL_ALARM,
+    ContractError,
+    Inventory,
+    MessageClass,
+    Reading,
+    encode,
+    parse,
+    topic,
+)
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.wire import payload
 from stationwatch.gateway.agent import Agent
 from stationwatch.gateway.alarm import LocalAlarm
-from stationwatch.core.agent_settings import AgentSettings, AlarmOutputs
 from stationwatch.gateway.spool import Spool
 from stationwatch.sensors.health import METRICS, GatewayHealth, HealthSeams
+
 from support import ROOT, wait_for
 from test_broker_security import TWO_SITES
 from test_local_alarm import SmokeContact

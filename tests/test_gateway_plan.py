@@ -24,8 +24,9 @@ from stationwatch.core.contract import MessageClass, parse, topic
 from stationwatch.core.mqtt import MqttLink
 from stationwatch.gateway.plan import PlanError, compile_plan, load_plan, plan_path, write_plan
 from stationwatch.sensors.base import build_drivers
-from support import EXAMPLES, wait_for
+
 from modbus_line import Line, Server
+from support import EXAMPLES, wait_for
 from test_drivers_modbus import HEATING, TH
 
 W1_ADDRESS = "28-00000abcdef0"

@@ -8,8 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from stationwatch.broker.influx import (RECORDS_POLICY, InfluxV1Writer, InfluxV2Writer, Point,
-                                        line_protocol, make_writer)
+from stationwatch.broker.influx import RECORDS_POLICY, InfluxV1Writer, InfluxV2Writer, Point, line_protocol, make_writer
 
 
 def test_line_protocol_escapes_tags_and_types_fields():

@@ -8,10 +8,11 @@ import uuid
 
 import pytest
 
-from stationwatch.core.contract import MessageClass, Reading, Event, encode, topic
 from stationwatch.broker.influx import InfluxV1Writer
 from stationwatch.broker.ingest import IngestOptions, run_ingest
+from stationwatch.core.contract import Event, MessageClass, Reading, encode, topic
 from stationwatch.core.mqtt import MqttLink
+
 from support import wait_for
 
 SITE, GW = "sl-station", "gw-sl-main"

@@ -15,10 +15,11 @@ import uuid
 
 import pytest
 
-from stationwatch.core.contract import MessageClass, Reading, encode, topic
 from stationwatch.broker.influx import InfluxV1Writer
-from stationwatch.core.mqtt import MqttLink
 from stationwatch.broker.stack import LocalInfluxDB, free_port
+from stationwatch.core.contract import MessageClass, Reading, encode, topic
+from stationwatch.core.mqtt import MqttLink
+
 from support import EXAMPLES, wait_for
 
 pytestmark = pytest.mark.e2e

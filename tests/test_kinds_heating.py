@@ -10,11 +10,12 @@ import pytest
 import yaml
 
 from stationwatch.alerts.engine import AlertEngine
-from stationwatch.core.policy import RuleSettings
-from stationwatch.core.config import ConfigError, parse_config
 from stationwatch.core.agent_settings import AgentSettings
+from stationwatch.core.config import ConfigError, parse_config
+from stationwatch.core.policy import RuleSettings
 from stationwatch.gateway.states import state_rule
 from stationwatch.sensors.kinds import KINDS
+
 from support import EXAMPLES, wait_for
 from test_alert_engine import RunningEngine, publisher, send, wait_subscribed  # noqa: F401 — fixture
 from test_alert_rules import GW, HOLD, JULY, SHANGHAI, SITE, T0, Clock, Wire, active, settle

@@ -11,14 +11,15 @@ import pytest
 from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockFactory
 
+from stationwatch.broker.stack import free_port
+from stationwatch.core.agent_settings import AgentSettings, AlarmOutputs
 from stationwatch.core.contract import Command, MessageClass, encode, parse, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
-from stationwatch.broker.stack import free_port
 from stationwatch.gateway.agent import Agent, run_agent
 from stationwatch.gateway.alarm import LocalAlarm
-from stationwatch.core.agent_settings import AgentSettings, AlarmOutputs
 from stationwatch.gateway.spool import Spool
 from stationwatch.sensors.base import Sample
+
 from support import wait_for
 
 BUZZER, RELAY, LED, BUTTON, SMOKE_PIN = 17, 27, 22, 23, 5

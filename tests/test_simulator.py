@@ -1,5 +1,6 @@
-"""The simulated gateway against the real Mosquitto started by the suite: what a subscriber (the
-ingest, the alert engine, a person with mosquitto_sub) sees on the wire.
+"""The simulated station — the production gateway agent on a simulated building — against the real
+Mosquitto started by the suite: what a subscriber (the ingest, the alert engine, a person with
+mosquitto_sub) sees on the wire.
 
 Every test runs its own gateway id, so retained status messages of one test never reach another."""
 from __future__ import annotations
@@ -16,12 +17,19 @@ from stationwatch.core.config import parse_config
 from stationwatch.core.contract import Command, ContractError, MessageClass, encode, parse, topic
 from stationwatch.core.mqtt import MqttLink
 from stationwatch.gateway.scenarios import SCENARIOS
-from stationwatch.gateway.simulated_gateway import ACTIONS
-from stationwatch.gateway.simulator import (SimulatedGateway, SimulationError, check_scenario, config_version,
-                                            pick_gateway, request_scenario, run_gateway)
+from stationwatch.gateway.simulation import ACTIONS
+from stationwatch.gateway.simulator import (
+    SimulatedStation,
+    SimulationError,
+    check_scenario,
+    config_version,
+    pick_gateway,
+    request_scenario,
+    run_gateway,
+)
 from stationwatch.sensors.kinds import KINDS
-from support import EXAMPLES, wait_for
 
+from support import EXAMPLES, wait_for
 
 # ---- configs with a gateway id of their own --------------------------------------------------
 
@@ -125,12 +133,13 @@ def record(broker_address):
 
 
 @pytest.fixture
-def run(broker_address):
+def run(broker_address, tmp_path):
     gateways = []
 
-    def make(cfg, speed: float = 100.0, version: str | None = None) -> SimulatedGateway:
-        gateways.append(SimulatedGateway(cfg, cfg.gateways[0], broker_address, speed=speed,
-                                         config_version=version).start())
+    def make(cfg, speed: float = 20.0, version: str | None = None) -> SimulatedStation:
+        gw = cfg.gateways[0]
+        gateways.append(SimulatedStation(cfg, gw, broker_address, speed=speed, config_version=version,
+                                         spool_path=tmp_path / f"{gw.id}.spool.db").start())
         return gateways[-1]
     yield make
     for gw in gateways:
@@ -148,7 +157,7 @@ PLAUSIBLE = {  # kind → what a winter day in a heated building reads (°C)
 def test_every_sensor_and_camera_reports_valid_messages_with_one_rising_seq(run, record):
     cfg = city("all")
     rec = record(cfg)
-    gw = run(cfg, speed=100, version="abc123")
+    gw = run(cfg, speed=20, version="abc123")
     wait_for(lambda: all(len(rec.of(MessageClass.READING, s.id)) >= 2 for s in cfg.sensors)
              and all(rec.of(MessageClass.HEARTBEAT, c.id) for c in cfg.cameras), timeout=15,
              what="two readings of every sensor and a heartbeat of every camera")
@@ -158,7 +167,7 @@ def test_every_sensor_and_camera_reports_valid_messages_with_one_rising_seq(run,
     assert rec.refused == []
     birth = rec.bodies(MessageClass.STATUS)[0]
     assert (birth.state, birth.config_version) == ("online", "abc123")
-    assert birth.drivers == ["camera:1", f"simulated:{len(cfg.sensors)}"]
+    assert birth.drivers == ["camera:1", "health:1", "simulated:1"]  # the production driver families
     for sensor in cfg.sensors:
         kind = KINDS[sensor.kind]
         for reading in rec.bodies(MessageClass.READING, sensor.id):
@@ -214,12 +223,16 @@ def test_heat_detector_alarms_at_its_threshold_during_a_fire(run, record):
                          {"id": "heat-dorm", "kind": "heat", "room": "dorm", "threshold_c": 40, "interval_s": 2}])
     rec = record(cfg)
     gw = run(cfg)
-    gw.play("fire", speed=100)
+    gw.play("fire", speed=20)
     alarm = wait_for(lambda: [m.body for m in rec.of(MessageClass.EVENT, "heat-dorm") if m.body.state == "alarm"],
                      what="heat alarm")[0]
     assert alarm.value >= 40
-    before = [r.value for r in rec.bodies(MessageClass.READING, "heat-dorm") if r.seq < alarm.seq]
-    assert max(before[:-1]) < 40 <= before[-1] == alarm.value, "the alarm follows the first reading at 40 °C"
+    readings = sorted(rec.bodies(MessageClass.READING, "heat-dorm"), key=lambda r: r.seq)
+    first_hot = next(r for r in readings if r.value >= 40)
+    assert [r.value for r in readings if r.seq < first_hot.seq] and \
+        max(r.value for r in readings if r.seq < first_hot.seq) < 40
+    assert (first_hot.value, first_hot.seq) == (alarm.value, alarm.seq + 1), \
+        "the alarm comes with the first reading at 40 °C, just before it"
 
 
 def test_heating_failure_cools_water_and_sleeping_rooms_and_flags_the_boiler(run, record):
@@ -230,9 +243,9 @@ def test_heating_failure_cools_water_and_sleeping_rooms_and_flags_the_boiler(run
         {"id": "t-hall", "kind": "temperature", "room": "hall", "interval_s": 60},
         {"id": "boiler-fault", "kind": "boiler_fault", "room": "boiler", "interval_s": 60}])
     rec = record(cfg)
-    gw = run(cfg, speed=50)
+    gw = run(cfg, speed=200)
     wait_for(lambda: rec.of(MessageClass.READING, "supply"), what="a first supply reading")
-    gw.play("heating-failure", speed=3000)
+    gw.play("heating-failure", speed=600)
     wait_for(lambda: [e for e in rec.bodies(MessageClass.EVENT, "boiler-fault") if e.state == "alarm"], what="boiler fault")
 
     def last(sensor: str) -> float:
@@ -265,9 +278,9 @@ def test_camera_offline_sends_offline_heartbeats_then_recovers(run, record):
                 cameras=[{"id": "cam-hall", "room": "hall"}, {"id": "cam-obs", "room": "obs"}])
     rec = record(cfg)
     gw = run(cfg, speed=100)
-    play = gw.play("camera-offline", speed=600)
+    play = gw.play("camera-offline", speed=100)  # down for 6 s, probed every 0.6 s
     wait_for(lambda: any(not hb.online for hb in rec.bodies(MessageClass.HEARTBEAT, "cam-obs")), what="offline heartbeat")
-    assert play.wait(5)
+    assert play.wait(10)
     wait_for(lambda: rec.bodies(MessageClass.HEARTBEAT, "cam-obs")[-1].online, what="camera back online")
     assert all(hb.online for hb in rec.bodies(MessageClass.HEARTBEAT, "cam-hall"))
     offline = [hb for hb in rec.bodies(MessageClass.HEARTBEAT, "cam-obs") if not hb.online]
@@ -290,8 +303,10 @@ def test_gateway_power_loss_gives_will_then_birth_then_historical_readings(run, 
     rebirth = kinds.index((MessageClass.STATUS, "online", None), will)
     historical = [i for i, m in enumerate(seen) if getattr(m.body, "historical", False)]
     assert will < rebirth < historical[0]
-    assert len(historical) >= 10, "30 simulated seconds of readings every 2 s were kept"
-    assert not any(m.kind is MessageClass.HEARTBEAT for m in (seen[i] for i in historical))
+    assert len([i for i in historical if seen[i].kind is MessageClass.READING]) >= 10, \
+        "30 simulated seconds of readings every 2 s were kept"
+    # the agent kept polling while cut off: what it read then (camera probes too) waited in its spool
+    assert {MessageClass.READING, MessageClass.HEARTBEAT} <= {seen[i].kind for i in historical}
     seqs = [m.body.seq for m in rec.all() if m.kind is MessageClass.READING]
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), "the kept readings fill the gap in order"
 
@@ -384,7 +399,7 @@ def test_every_scenario_step_is_an_action_the_gateway_knows():
     assert {step.action for s in SCENARIOS.values() for step in s.steps} <= set(ACTIONS)
 
 
-def test_a_clean_stop_publishes_shutdown_and_no_will(broker_address, city_config_path, city_config):
+def test_a_clean_stop_publishes_shutdown_and_no_will(broker_address, city_config_path, city_config, tmp_path):
     """A stopped gateway is quiet, not dead: after its shutdown status the broker must not
     publish its last will (the alert engine would page the duty staff for a lost gateway).
     Run as a process, because a will is sent when the process exits without DISCONNECT."""
@@ -393,6 +408,7 @@ def test_a_clean_stop_publishes_shutdown_and_no_will(broker_address, city_config
     import sys
     import time as _t
     import uuid
+
     from stationwatch.core.contract import MessageClass, Status, encode, parse, topic
     from stationwatch.core.mqtt import MqttLink
     gw = city_config.gateways[0]
@@ -405,7 +421,8 @@ def test_a_clean_stop_publishes_shutdown_and_no_will(broker_address, city_config
     for _ in range(3):
         n = len(statuses)
         proc = subprocess.Popen([sys.executable, "-m", "stationwatch.cli", "simulate", "-c", str(city_config_path),
-                                 "--broker", f"{broker_address.host}:{broker_address.port}", "--speed", "50"])
+                                 "--broker", f"{broker_address.host}:{broker_address.port}", "--speed", "50",
+                                 "--spool", str(tmp_path / "spool.db")])
         wait_for(lambda: "online" in statuses[n:], timeout=20, what="birth")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0

@@ -3,6 +3,7 @@ rest, plausible return water, pressure and humidity, and the pump-failure scenar
 from __future__ import annotations
 
 from stationwatch.core.contract import MessageClass
+
 from support import wait_for
 from test_simulator import record, run, small  # noqa: F401 — fixtures
 

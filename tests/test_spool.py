@@ -12,9 +12,10 @@ import time
 import pytest
 
 from stationwatch.core.contract import MessageClass, parse, topic
-from stationwatch.core.wire import payload
 from stationwatch.core.mqtt import MqttLink
+from stationwatch.core.wire import payload
 from stationwatch.gateway.spool import ROW_OVERHEAD, Forwarder, Outgoing, Spool, SpoolError
+
 from support import wait_for
 
 SITE, GW = "spool-test", "gw-spool-test"  # topics of its own on the shared broker

@@ -6,8 +6,9 @@ import pytest
 import yaml
 
 from stationwatch.core.config import ConfigError, parse_config
-from stationwatch.sensors.base import DRIVERS, driver_class
 from stationwatch.core.wiring import GpioSource, Mcp3008Source, ModbusSource, OneWireSource
+from stationwatch.sensors.base import DRIVERS, driver_class
+
 from support import EXAMPLES
 
 MQ2 = [{"raw": 0.1, "value": 0}, {"raw": 0.6, "value": 1000}]
@@ -186,7 +187,9 @@ def test_camera_probe_urls_are_checked():
 
 def test_error_paths_name_the_field_not_the_driver_union_member():
     import yaml
+
     from stationwatch.core.config import ConfigError, parse_config
+
     from support import EXAMPLES
     data = yaml.safe_load((EXAMPLES / "city-station.yaml").read_text(encoding="utf-8"))
     data["sensors"][1]["source"] = {"driver": "gpio", "pin": "seventeen"}
@@ -198,7 +201,9 @@ def test_error_paths_name_the_field_not_the_driver_union_member():
 
 def test_spi0_takes_both_chip_selects_so_gpio7_is_refused_for_a_contact():
     import yaml
+
     from stationwatch.core.config import ConfigError, parse_config
+
     from support import EXAMPLES
     data = yaml.safe_load((EXAMPLES / "city-station.yaml").read_text(encoding="utf-8"))
     data["sensors"][0]["source"] = {"driver": "gpio", "pin": 7}

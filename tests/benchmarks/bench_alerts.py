@@ -27,17 +27,17 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
-from common import machine, write_section  # noqa: E402
-from support import Receiver, wait_for  # noqa: E402
-
 import yaml  # noqa: E402
+from common import machine, write_section  # noqa: E402
 
 from stationwatch.alerts.store import Store  # noqa: E402
+from stationwatch.broker.stack import LocalMosquitto  # noqa: E402
 from stationwatch.core.config import parse_config  # noqa: E402
 from stationwatch.core.contract import Event, Heartbeat, MessageClass, Reading, Status, encode, parse, topic  # noqa: E402
 from stationwatch.core.mqtt import BrokerAddress, MqttLink  # noqa: E402
-from stationwatch.broker.stack import LocalMosquitto  # noqa: E402
 from stationwatch.sensors.kinds import KINDS  # noqa: E402
+
+from support import Receiver, wait_for  # noqa: E402
 
 EXAMPLE = HERE.parents[1] / "docs" / "examples" / "city-station.yaml"
 SITE, GW = "sl-station", "gw-sl-main"

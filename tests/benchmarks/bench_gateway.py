@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, publish_in_process, write_section  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from modbus_line import Line, Server  # noqa: E402
-
-from stationwatch.core.wire import MessageClass, payload, topic  # noqa: E402
-from stationwatch.core.mqtt import BrokerAddress, MqttLink  # noqa: E402
 from stationwatch.broker.stack import LocalMosquitto  # noqa: E402
+from stationwatch.core.mqtt import BrokerAddress, MqttLink  # noqa: E402
+from stationwatch.core.wire import MessageClass, payload, topic  # noqa: E402
 from stationwatch.gateway.spool import Outgoing, Spool  # noqa: E402
+
+from modbus_line import Line, Server  # noqa: E402
 
 SENSORS = 64
 TICK = os.sysconf("SC_CLK_TCK")

@@ -15,12 +15,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, publish_in_process, write_section  # noqa: E402
 
-from stationwatch.core.config import load_config  # noqa: E402
-from stationwatch.core.contract import MessageClass, Reading, encode, subscription, topic  # noqa: E402
 from stationwatch.broker.influx import InfluxV1Writer, Point  # noqa: E402
 from stationwatch.broker.ingest import IngestOptions, run_ingest  # noqa: E402
-from stationwatch.core.mqtt import BrokerAddress, MqttLink  # noqa: E402
 from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto  # noqa: E402
+from stationwatch.core.config import load_config  # noqa: E402
+from stationwatch.core.contract import MessageClass, Reading, encode, subscription, topic  # noqa: E402
+from stationwatch.core.mqtt import BrokerAddress, MqttLink  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "city-station.yaml"
 SENSORS = ["t-dorm-m1", "t-dorm-m2", "t-dorm-f1", "t-minors-1", "t-med-obs", "t-hall", "supply-main", "heat-kitchen"]
