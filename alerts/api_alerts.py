@@ -4,7 +4,6 @@ and the site with :func:`~.auth.forbid` before touching the store.
 """
 from __future__ import annotations
 
-import json
 import time
 from datetime import datetime
 from enum import StrEnum
@@ -13,13 +12,14 @@ from typing import Annotated, Any, Callable
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from stationwatch.core.alert_types import ALERT_TYPES, SEVERITIES, STATES
 from stationwatch.core.config import StationConfig
 
 from . import outbox
 from .auth import CurrentUser, Permission, Principal, forbid
-from stationwatch.core.alert_types import ALERT_TYPES, SEVERITIES, STATES
+from .escalation import where
 from .silences import Silences
-from .store import Alert, AlertError, Conflict, NotFound, Store
+from .store import Alert, AlertError, Conflict, Escalation, NotFound, Store
 
 StateFilter = StrEnum("StateFilter", {s: s for s in STATES})
 SeverityFilter = StrEnum("SeverityFilter", {s: s for s in SEVERITIES})
@@ -156,19 +156,16 @@ class WindowOut(BaseModel):
     created_by: str
 
 
-def _escalation(cfg: StationConfig, row: Any | None) -> EscalationOut | None:
-    if row is None:
+def _escalation(cfg: StationConfig, esc: Escalation | None) -> EscalationOut | None:
+    if esc is None:
         return None
-    policy = next((p for p in cfg.routing.chain if p.id == row["policy"]), None)
-    name = policy.levels[min(row["level"], len(policy.levels) - 1)].name if policy else f"L{row['level']}"
-    due = row["due_at"]
-    return EscalationOut(policy=row["policy"], level=row["level"], level_name=name,
-                         levels=len(policy.levels) if policy else row["level"] + 1, due_at=due,
-                         due_in_s=None if due is None else round(due - time.time(), 1),
-                         notified=json.loads(row["notified"]))
+    level_name, levels = where(cfg, esc)
+    return EscalationOut(policy=esc.policy, level=esc.level, level_name=level_name, levels=levels, due_at=esc.due_at,
+                         due_in_s=None if esc.due_at is None else round(esc.due_at - time.time(), 1),
+                         notified=list(esc.notified))
 
 
-def alert_out(cfg: StationConfig, alert: Alert, esc: Any | None = None, breaches: int = 0,
+def alert_out(cfg: StationConfig, alert: Alert, esc: Escalation | None = None, breaches: int = 0,
               trail: bool = False) -> AlertOut:
     site = cfg.site(alert.site)
     room = site.room(alert.room) if site is not None and alert.room else None
@@ -238,11 +235,8 @@ def list_alerts(store: StoreDep, cfg: ConfigDep, principal: CurrentUser,
     found = store.alerts(include_resolved=all, state=state.value if state else None, site=site,
                          sites=set(principal.sites), severity=severity.value if severity else None,
                          rule=rule.value if rule else None, drill=drill, since=since, until=until, limit=limit)
-    ids = [a.id for a in found] or [0]
-    marks = ",".join("?" * len(ids))
-    escs = {r["alert_id"]: r for r in store.query(f"SELECT * FROM escalations WHERE alert_id IN ({marks})", tuple(ids))}
-    breaches = {r["alert_id"]: r["n"] for r in store.query(
-        f"SELECT alert_id, COUNT(*) n FROM breaches WHERE alert_id IN ({marks}) GROUP BY alert_id", tuple(ids))}
+    ids = [a.id for a in found]
+    escs, breaches = store.escalations(ids), store.breach_counts(ids)
     return [alert_out(cfg, a, escs.get(a.id), breaches.get(a.id, 0)) for a in found]
 
 
@@ -251,8 +245,7 @@ def get_alert(alert_id: int, store: StoreDep, cfg: ConfigDep, principal: Current
     """One alert with its audit trail, deliveries (failures included), escalation and breaches."""
     _get(store, principal, alert_id)
     alert = store.get(alert_id, with_trail=True)
-    esc = store.query("SELECT * FROM escalations WHERE alert_id=?", (alert_id,))
-    return alert_out(cfg, alert, esc[0] if esc else None, len(alert.breaches), trail=True)
+    return alert_out(cfg, alert, store.escalation(alert_id), len(alert.breaches), trail=True)
 
 
 @alerts.get("/{alert_id}/audit", response_model=list[AuditOut])

@@ -30,8 +30,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from stationwatch.core.config import StationConfig
-
 from stationwatch.core.policy import DEMO_TOKEN_HASHES
+
 from .roster import Directory
 
 log = logging.getLogger(__name__)

@@ -58,6 +58,7 @@ class AppriseChannel:
 
     def send(self, url: str, notice: Notice) -> Outcome:
         import apprise
+
         from . import sms  # noqa: F401 — registers the SMS provider plugin with apprise
         service = self._service(url)
         if service is None:
@@ -89,6 +90,7 @@ def redact(url: str) -> str:
     the scheme, else the password part removed."""
     try:
         import apprise
+
         from . import sms  # noqa: F401
         service = apprise.Apprise.instantiate(url)
         if service is not None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from stationwatch.core.config import Room
-
 from stationwatch.core.alert_types import SEVERITIES
+from stationwatch.core.config import Room
 from stationwatch.core.policy import RuleSettings
+
 from .situation import Observation, Situation
 from .verdicts import Clear, Verdict, binary_signal, names, plausible_value, raised, subject
 

@@ -2,9 +2,14 @@
 
 A batch of messages goes through a pipeline of small stages, as in Alertmanager::
 
-    parse (contract) → inventory → observe (situation) → rules (table) → inhibit → dedup/lifecycle
-    (store) → silence (maintenance windows) → escalation → outbox        … one transaction …
+    parse (contract) → inventory → observe (situation) → rules (table)
+    → inhibit → lifecycle (store: dedup, pending, flaps, resolve hold) → silence → escalate (escalation.py)
+    → outbox        … one transaction …
     → commit → MQTT acknowledgement → dispatcher (rate limit, digest, retry, failover)
+
+Inhibition and silencing are one shape (:class:`~.silences.Window`): an open cause (a lost gateway)
+is a window over its symptoms, which are not raised; a maintenance window lets an alert be recorded
+but pages nobody.
 
 Everything a batch changes — alerts, audit rows, escalation deadlines, queued notices and the
 rules' memory — is committed in one SQLite transaction *before* the batch is acknowledged to the
@@ -30,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from stationwatch.core.alert_types import ALERT_TYPES
 from stationwatch.core.config import StationConfig
 from stationwatch.core.contract import LOCAL_ALARM, ContractError, Inventory, MessageClass, parse, subscription
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
@@ -38,9 +44,8 @@ from stationwatch.core.quarantine import Quarantine
 from . import gateway_health, outbox
 from .dispatch import Notifier
 from .escalation import Escalator
-from stationwatch.core.alert_types import ALERT_TYPES
 from .rules import RULES, Rule
-from .silences import Silences, Window
+from .silences import INHIBITED, INHIBITIONS, Silences, Window
 from .situation import Memory, Situation
 from .store import ENGINE, Alert, Raised, Store
 from .verdicts import Clear, Verdict
@@ -56,25 +61,6 @@ BATCH_MAX = 500  # messages committed (and acknowledged) together
 def quarantine_path(db_path: str | Path) -> Path:
     """The quarantine file lives next to the alert store: ``alerts.db`` → ``alerts.quarantine.db``."""
     return Path(db_path).with_suffix(".quarantine.db")
-
-
-@dataclass(frozen=True)
-class Inhibition:
-    """While an alert of ``source`` is open for the subject ``scope`` gives, ``targets`` are symptoms."""
-    source: str
-    targets: frozenset[str]
-    scope: Callable[[Situation, Raised], str | None]
-
-
-def _gateway_of(sit: Situation, r: Raised) -> str | None:
-    device = sit.devices.get(r.detail.get("device") or "")
-    return f"{r.site}/{device.gateway}" if device is not None else None
-
-
-# faults are inhibited, never alarms: a fault must not hide another sensor's fire (GB 50166)
-INHIBITIONS: tuple[Inhibition, ...] = (
-    Inhibition("gateway_offline", frozenset({"sensor_fault", "camera_offline"}), _gateway_of),
-)
 
 
 @dataclass
@@ -217,53 +203,57 @@ class AlertEngine:
             log.exception("rule %s failed", rule.name)
             return []
 
-    def _inhibited(self, verdict: Verdict) -> bool:
-        if not isinstance(verdict, Raised):
-            return False
-        for inh in INHIBITIONS:
-            if verdict.rule in inh.targets and (inh.source, inh.scope(self.situation, verdict)) in self._open:
-                self.stats.inhibited += 1
-                return True
-        return False
-
+    # the stages of one verdict: inhibit → lifecycle → silence → escalate
     def _apply(self, verdicts: list[Verdict], now: float) -> list[Alert]:
         changed: list[Alert] = []
         for verdict in verdicts:
-            if self._inhibited(verdict):
+            if self._inhibited(verdict, now):
                 continue
-            key, kind = (verdict.rule, verdict.subject), ALERT_TYPES[verdict.rule]
-            if isinstance(verdict, Clear):
-                if not kind.auto_resolve or key not in self._open:
-                    continue
-                alert, change = self.store.clear(verdict.rule, verdict.subject, now, verdict.note,
-                                                 self.cfg.rules.resolve_hold_s)
-                if change in ("expired", "resolved", "none"):
-                    self._open.discard(key)
-                if alert is not None and change in ("expired", "resolved"):
-                    with self.store.tx() as db:
-                        self._closed(db, alert, now)
-                    changed.append(alert)
+            alert, change = self._lifecycle(verdict, now)
+            if alert is None:
                 continue
-            alert, change = self.store.raise_alert(verdict, now, follows=kind.follows,
-                                                   flap_window_s=self.cfg.rules.flap_window_s)
-            self._open.add(key)
-            if change == "repeat" or change == "pending":
-                if change == "pending":
-                    changed.append(alert)
-                continue
-            self.stats.raised += change in ("new", "fired")
-            log.warning("alert %s %s [%s]: %s", alert.id, change, alert.severity, alert.title_en)
+            changed.append(alert)
             with self.store.tx() as db:
-                if change in ("new", "fired"):
+                if change in ("expired", "resolved"):
+                    self._closed(db, alert, now)
+                elif change in ("new", "fired"):
                     self._fire(db, alert, now)
                 elif change == "reopened":
-                    self._reopened(db, alert, now)
-                else:  # escalated or lowered: the chain follows at once (a confirmed fire → the bureau)
-                    esc = db.execute("SELECT * FROM escalations WHERE alert_id=?", (alert.id,)).fetchone()
-                    if esc is not None and alert.silenced_by is None:
-                        self.escalator.rise(db, alert, esc, now)
-            changed.append(alert)
+                    self.escalator.reopened(alert, now)
+                elif change in ("escalated", "lowered"):  # the chain follows at once (a confirmed fire → the bureau)
+                    self.escalator.follow(alert, now)
         return changed
+
+    def _inhibited(self, verdict: Verdict, now: float) -> bool:
+        """A symptom of a cause that is open (a lost gateway's faults): not raised at all."""
+        if not isinstance(verdict, Raised) or verdict.rule not in INHIBITED:
+            return False
+        if any(w.covers(verdict, now) for inh in INHIBITIONS for w in inh.windows(self.cfg, self._open)):
+            self.stats.inhibited += 1
+            return True
+        return False
+
+    def _lifecycle(self, verdict: Verdict, now: float) -> tuple[Alert | None, str]:
+        """Record the verdict in the store: dedup, pending, flaps, the resolve hold. Returns the alert
+        and what changed, or (None, …) when there is nothing to show or tell."""
+        key, kind = (verdict.rule, verdict.subject), ALERT_TYPES[verdict.rule]
+        if isinstance(verdict, Clear):
+            if not kind.auto_resolve or key not in self._open:
+                return None, "none"
+            alert, change = self.store.clear(verdict.rule, verdict.subject, now, verdict.note,
+                                             self.cfg.rules.resolve_hold_s)
+            if change in ("expired", "resolved", "none"):
+                self._open.discard(key)
+            return (alert, change) if alert is not None and change in ("expired", "resolved") else (None, change)
+        alert, change = self.store.raise_alert(verdict, now, follows=kind.follows,
+                                               flap_window_s=self.cfg.rules.flap_window_s)
+        self._open.add(key)
+        if change == "repeat":
+            return None, change
+        if change != "pending":
+            self.stats.raised += change in ("new", "fired")
+            log.warning("alert %s %s [%s]: %s", alert.id, change, alert.severity, alert.title_en)
+        return alert, change
 
     def _fire(self, db: sqlite3.Connection, alert: Alert, now: float) -> None:
         """An alert starts firing: silenced by a maintenance window, or up the reporting chain."""
@@ -271,21 +261,7 @@ class AlertEngine:
         if window is not None:
             self.store.set_silence(db, alert.id, window.id, f"{window.id}: {window.reason}")
             return
-        self.escalator.start(db, alert, now)
-
-    def _reopened(self, db: sqlite3.Connection, alert: Alert, now: float) -> None:
-        """A flap: the same alert again. Its chain goes on where it was, with a fresh deadline; those
-        told hear it is back once, then that it flaps, then nothing more (damping)."""
-        esc = db.execute("SELECT * FROM escalations WHERE alert_id=?", (alert.id,)).fetchone()
-        if esc is None:
-            self._fire(db, alert, now)
-            return
-        policy = self.escalator.policies.get(esc["policy"]) or self.escalator.policy_for(alert)
-        level = policy.levels[min(esc["level"], len(policy.levels) - 1)]
-        db.execute("UPDATE escalations SET due_at=? WHERE alert_id=?", (now + level.ack_s, alert.id))
-        kind = {1: "recurred", 2: "flapping"}.get(alert.flaps)
-        if kind is not None:
-            outbox.enqueue(db, alert, outbox.told(db, alert.id), None, kind, now)
+        self.escalator.start(alert, now)
 
     def _closed(self, db: sqlite3.Connection, alert: Alert, now: float) -> None:
         self.stats.resolved += 1
@@ -294,7 +270,7 @@ class AlertEngine:
             outbox.enqueue(db, alert, outbox.told(db, alert.id), None, "resolved", now)
 
     def _silence_stage(self, db: sqlite3.Connection, now: float) -> None:
-        """Mark alerts a window now covers; when a window ends, their escalation starts."""
+        """Mark alerts a window now covers; when a window ends, their escalation starts (or goes on)."""
         windows = self.silences.windows(now)
         rows = db.execute("SELECT * FROM alerts WHERE state IN ('firing', 'acknowledged') AND"
                           " (silenced_by IS NOT NULL OR ?)", (bool(windows),)).fetchall()
@@ -304,14 +280,7 @@ class AlertEngine:
                 self.store.set_silence(db, alert.id, window.id, f"{window.id}: {window.reason}")
             elif window is None and alert.silenced_by is not None:
                 self.store.set_silence(db, alert.id, None, f"{alert.silenced_by} over / 维护结束")
-                esc = db.execute("SELECT * FROM escalations WHERE alert_id=?", (alert.id,)).fetchone()
-                if alert.state == "firing" and esc is None:
-                    self.escalator.start(db, alert, now)
-                elif esc is not None:  # deadlines did not run while silenced
-                    policy = self.escalator.policies.get(esc["policy"]) or self.escalator.policy_for(alert)
-                    level = policy.levels[min(esc["level"], len(policy.levels) - 1)]
-                    db.execute("UPDATE escalations SET due_at=? WHERE alert_id=? AND due_at IS NOT NULL",
-                               (now + level.ack_s, alert.id))
+                self.escalator.unsilenced(alert, now)
 
     def _persist(self) -> None:
         changes = self.situation.mem.dirty()

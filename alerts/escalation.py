@@ -14,27 +14,33 @@ told at once. While the alert is not acknowledged:
 
 Acknowledging stops the climb; a severity rise (a confirmed fire) clears the acknowledgement,
 re-selects the policy (e.g. the bureau told at once) and climbs again.
+
+The chain's state is an :class:`~.records.Escalation` value that only :class:`Escalator` writes,
+through the store's escalation methods; the engine and the API ask the escalator.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
-import sqlite3
 
+from stationwatch.core.alert_types import SEVERITIES
 from stationwatch.core.config import StationConfig
+from stationwatch.core.policy import EscalationPolicy, Level
 
 from . import outbox
-from stationwatch.core.alert_types import SEVERITIES
-from stationwatch.core.policy import EscalationPolicy, Level
 from .roster import Directory
-from .store import Alert, Store
+from .store import Alert, Escalation, Store
 
 log = logging.getLogger(__name__)
 
 DEADLINE, UNDELIVERABLE = "deadline", "undeliverable"
+FLAP_NOTICES = {1: "recurred", 2: "flapping"}  # flaps so far → what those told hear (then nothing more)
 
 
 class Escalator:
+    """The one owner of the reporting chain: the engine and the API ask it, never the tables.
+    Every method works inside the caller's store transaction (``store.tx()`` nests)."""
+
     def __init__(self, cfg: StationConfig, store: Store, directory: Directory | None = None):
         self.cfg = cfg
         self.store = store
@@ -46,124 +52,160 @@ class Escalator:
         return next((p for p in self.policies.values() if p.matches(alert.site, alert.rule, alert.severity)),
                     next(iter(self.policies.values())))
 
+    def policy_of(self, esc: Escalation, alert: Alert) -> EscalationPolicy:
+        """The chain an escalation follows (a policy since removed from the config: the one that matches now)."""
+        return self.policies.get(esc.policy) or self.policy_for(alert)
+
     def recipients(self, policy: EscalationPolicy, level: int, alert: Alert, at: float) -> list[str]:
         extra = self.cfg.routing.notify if level == 0 else []
         return self.directory.recipients(policy.levels[level], alert.site, at, extra)
 
-    # ---- transitions (inside the caller's transaction)
-    def start(self, db: sqlite3.Connection, alert: Alert, now: float) -> None:
+    # ---- transitions the engine asks for
+    def start(self, alert: Alert, now: float) -> None:
         """The alert fires (or its maintenance window ended): tell level 0 and the at-once levels."""
         policy = self.policy_for(alert)
         first = policy.levels[0]
-        notified = [0] + [i for i, lv in enumerate(policy.levels) if lv.at_once and i]
-        db.execute("INSERT OR REPLACE INTO escalations (alert_id, policy, severity, level, started_at, level_at,"
-                   " due_at, remind_at, notified) VALUES (?,?,?,0,?,?,?,?,?)",
-                   (alert.id, policy.id, alert.severity, now, now, now + first.ack_s, _remind(first, now),
-                    json.dumps(notified)))
-        told = [self._tell(db, alert, policy, i, "new", now) for i in notified]
+        notified = (0, *(i for i, lv in enumerate(policy.levels) if lv.at_once and i))
+        esc = Escalation(alert.id, policy.id, alert.severity, 0, now, now, now + first.ack_s, _remind(first, now),
+                         notified)
+        self.store.save_escalation(esc)
+        told = [self._tell(alert, policy, i, "new", now) for i in notified]
         if not told[0]:  # nobody at level 0: the chain goes on at once
-            esc = db.execute("SELECT * FROM escalations WHERE alert_id=?", (alert.id,)).fetchone()
-            self.climb(db, alert, esc, now, reason=UNDELIVERABLE)
+            self.climb(alert, esc, now, reason=UNDELIVERABLE)
 
-    def rise(self, db: sqlite3.Connection, alert: Alert, esc: sqlite3.Row, now: float) -> None:
+    def follow(self, alert: Alert, now: float) -> None:
+        """The alert's severity changed (a confirmed fire): the chain follows at once, unless silenced."""
+        esc = self.store.escalation(alert.id)
+        if esc is not None and alert.silenced_by is None:
+            self.rise(alert, esc, now)
+
+    def reopened(self, alert: Alert, now: float) -> None:
+        """A flap: the same alert again. Its chain goes on where it was, with a fresh deadline; those
+        told hear it is back once, then that it flaps, then nothing more (damping)."""
+        esc = self.store.escalation(alert.id)
+        if esc is None:
+            self.start(alert, now)
+            return
+        level = self.policy_of(esc, alert).level(esc.level)
+        self.store.save_escalation(dataclasses.replace(esc, due_at=now + level.ack_s))
+        kind = FLAP_NOTICES.get(alert.flaps)
+        if kind is not None:
+            with self.store.tx() as db:
+                outbox.enqueue(db, alert, outbox.told(db, alert.id), None, kind, now)
+
+    def unsilenced(self, alert: Alert, now: float) -> None:
+        """A maintenance window over the alert ended: a firing alert never paged starts its chain; a
+        waiting deadline counts afresh (deadlines do not run while silenced)."""
+        esc = self.store.escalation(alert.id)
+        if esc is None:
+            if alert.state == "firing":
+                self.start(alert, now)
+            return
+        if esc.due_at is not None:
+            level = self.policy_of(esc, alert).level(esc.level)
+            self.store.save_escalation(dataclasses.replace(esc, due_at=now + level.ack_s))
+
+    def rise(self, alert: Alert, esc: Escalation, now: float) -> Escalation:
         """The severity changed: re-select the policy; on a rise, tell the level reached again (and
         any at-once level not yet told) with a fresh deadline."""
         policy = self.policy_for(alert)
-        level = min(esc["level"], len(policy.levels) - 1)
-        notified = json.loads(esc["notified"])
-        rose = SEVERITIES[alert.severity].rank > SEVERITIES[esc["severity"]].rank
-        due, remind = esc["due_at"], esc["remind_at"]
+        level = min(esc.level, len(policy.levels) - 1)
+        notified = set(esc.notified)
+        rose = SEVERITIES[alert.severity].rank > SEVERITIES[esc.severity].rank
+        due, remind = esc.due_at, esc.remind_at
         if rose:
             for i in [level] + [i for i, lv in enumerate(policy.levels) if lv.at_once and i not in notified
                                 and i != level]:
-                self._tell(db, alert, policy, i, "escalated" if i == level else "new", now)
-                notified = sorted({*notified, i})
+                self._tell(alert, policy, i, "escalated" if i == level else "new", now)
+                notified.add(i)
             fresh = now + policy.levels[level].ack_s
             due = fresh if due is None or alert.state != "firing" else min(due, fresh)
             remind = _remind(policy.levels[level], now)
-        db.execute("UPDATE escalations SET policy=?, severity=?, level=?, due_at=?, remind_at=?, notified=?"
-                   " WHERE alert_id=?", (policy.id, alert.severity, level, due, remind, json.dumps(notified), alert.id))
+        esc = dataclasses.replace(esc, policy=policy.id, severity=alert.severity, level=level, due_at=due,
+                                  remind_at=remind, notified=tuple(sorted(notified)))
+        self.store.save_escalation(esc)
+        return esc
 
-    def climb(self, db: sqlite3.Connection, alert: Alert, esc: sqlite3.Row, now: float, reason: str = DEADLINE) -> int:
-        """Handle every deadline that has passed, in order. Returns the number of levels climbed."""
-        policy = self.policies.get(esc["policy"]) or self.policy_for(alert)
-        level, due, remind, level_at = esc["level"], esc["due_at"], esc["remind_at"], esc["level_at"]
-        notified, climbed = json.loads(esc["notified"]), 0
-        while due is not None and (due <= now or reason == UNDELIVERABLE):
-            missed = policy.levels[min(level, len(policy.levels) - 1)]
-            at = due if reason == DEADLINE else now
-            db.execute("INSERT INTO breaches (alert_id, site, drill, policy, level, level_name, due_at, at, reason)"
-                       " VALUES (?,?,?,?,?,?,?,?,?)", (alert.id, alert.site, int(alert.drill), policy.id, level,
-                                                       missed.name, due, now, reason))
+    def climb(self, alert: Alert, esc: Escalation, now: float, reason: str = DEADLINE) -> Escalation:
+        """Handle every deadline that has passed, in order (each a breach, each level told)."""
+        policy = self.policy_of(esc, alert)
+        notified = set(esc.notified)
+        while esc.due_at is not None and (esc.due_at <= now or reason == UNDELIVERABLE):
+            missed = policy.level(esc.level)
+            at = esc.due_at if reason == DEADLINE else now
+            self.store.add_breach(alert, esc, missed.name, esc.due_at, now, reason)
             why = "确认时限已过 / acknowledgement deadline missed" if reason == DEADLINE else \
                 "无法送达 / could not be delivered"
-            self.store.audit(db, alert.id, "engine", "breach", f"L{level} {missed.name}: {why}", now)
-            if level + 1 >= len(policy.levels):
-                due = None  # the top of the chain: recorded; reminders go on
+            with self.store.tx() as db:
+                self.store.audit(db, alert.id, "engine", "breach", f"L{esc.level} {missed.name}: {why}", now)
+            if esc.level + 1 >= len(policy.levels):
+                esc = dataclasses.replace(esc, due_at=None)  # the top of the chain: recorded; reminders go on
                 break
-            level += 1
+            level = esc.level + 1
             nxt = policy.levels[level]
-            told = self._tell(db, alert, policy, level, "escalation" if reason == DEADLINE else "undeliverable", now)
-            notified = sorted({*notified, level})
-            due, remind, level_at, climbed = at + nxt.ack_s, _remind(nxt, at), at, climbed + 1
+            told = self._tell(alert, policy, level, "escalation" if reason == DEADLINE else "undeliverable", now)
+            notified.add(level)
+            esc = dataclasses.replace(esc, level=level, level_at=at, due_at=at + nxt.ack_s, remind_at=_remind(nxt, at),
+                                      notified=tuple(sorted(notified)))
             reason = DEADLINE if told else UNDELIVERABLE  # a level with nobody to tell is passed at once
-        db.execute("UPDATE escalations SET level=?, level_at=?, due_at=?, remind_at=?, notified=? WHERE alert_id=?",
-                   (level, level_at, due, remind, json.dumps(notified), alert.id))
-        return climbed
+        self.store.save_escalation(esc)
+        return esc
 
-    def remind(self, db: sqlite3.Connection, alert: Alert, esc: sqlite3.Row, now: float) -> None:
-        policy = self.policies.get(esc["policy"]) or self.policy_for(alert)
-        level = policy.levels[min(esc["level"], len(policy.levels) - 1)]
-        self._tell(db, alert, policy, esc["level"], "reminder", now)
-        nxt = esc["remind_at"]
+    def remind(self, alert: Alert, esc: Escalation, now: float) -> Escalation:
+        level = self.policy_of(esc, alert).level(esc.level)
+        self._tell(alert, self.policy_of(esc, alert), esc.level, "reminder", now)
+        nxt = esc.remind_at
         while nxt <= now:  # one reminder however long the engine was away, then on schedule
             nxt += level.remind_s
-        db.execute("UPDATE escalations SET remind_at=? WHERE alert_id=?", (nxt, alert.id))
+        esc = dataclasses.replace(esc, remind_at=nxt)
+        self.store.save_escalation(esc)
+        return esc
 
     def undeliverable(self, alert_id: int, level: int) -> None:
         """Called by the dispatcher when a notice to ``level`` failed on every channel."""
         now = self.store.clock()  # the engine's clock: deadlines are kept on it
         with self.store.tx() as db:
-            esc = db.execute("SELECT * FROM escalations WHERE alert_id=?", (alert_id,)).fetchone()
-            alert = Alert.from_row(db.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone())
-            if esc is None or alert.state != "firing" or esc["level"] != level:
+            esc = self.store.escalation(alert_id)
+            alert = self.store.get(alert_id)
+            if esc is None or alert is None or alert.state != "firing" or esc.level != level:
                 return
             if outbox.level_reached(db, alert_id, level) is False:
                 log.error("alert %s: nobody at level %s could be reached; escalating", alert_id, level)
-                self.climb(db, alert, esc, now, reason=UNDELIVERABLE)
+                self.climb(alert, esc, now, reason=UNDELIVERABLE)
 
     def tick(self, now: float) -> list[int]:
         """Deadlines, reminders and severity changes of firing alerts. Returns the alert ids changed."""
         changed: list[int] = []
-        with self.store.tx() as db:
-            rows = db.execute("SELECT e.*, a.severity AS alert_severity FROM escalations e JOIN alerts a"
-                              " ON a.id=e.alert_id WHERE a.state='firing' AND a.silenced_by IS NULL AND"
-                              " (a.severity!=e.severity OR e.due_at<=? OR e.remind_at<=?)", (now, now)).fetchall()
-            for esc in rows:
-                alert = Alert.from_row(db.execute("SELECT * FROM alerts WHERE id=?", (esc["alert_id"],)).fetchone())
-                if esc["alert_severity"] != esc["severity"]:
-                    self.rise(db, alert, esc, now)
-                    esc = db.execute("SELECT * FROM escalations WHERE alert_id=?", (alert.id,)).fetchone()
-                if esc["due_at"] is not None and esc["due_at"] <= now:
-                    self.climb(db, alert, esc, now)
-                    esc = db.execute("SELECT * FROM escalations WHERE alert_id=?", (alert.id,)).fetchone()
-                if esc["remind_at"] is not None and esc["remind_at"] <= now:
-                    self.remind(db, alert, esc, now)
+        with self.store.tx():
+            for esc in self.store.escalations_due(now):
+                alert = self.store.get(esc.alert_id)
+                if alert.severity != esc.severity:
+                    esc = self.rise(alert, esc, now)
+                if esc.due_at is not None and esc.due_at <= now:
+                    esc = self.climb(alert, esc, now)
+                if esc.remind_at is not None and esc.remind_at <= now:
+                    self.remind(alert, esc, now)
                 changed.append(alert.id)
         return changed
 
-    def _tell(self, db: sqlite3.Connection, alert: Alert, policy: EscalationPolicy, level: int, kind: str,
-              now: float) -> int:
+    def _tell(self, alert: Alert, policy: EscalationPolicy, level: int, kind: str, now: float) -> int:
         """Queue a notice of ``kind`` for everyone of ``level``; returns how many were queued."""
         contacts = self.recipients(policy, level, alert, now)
         name = policy.levels[level].name
-        if kind != "reminder":
-            self.store.audit(db, alert.id, "engine", "notify",
-                             f"L{level} {name}: {', '.join(contacts) or '（无联系人 / nobody configured）'}", now)
-        outbox.enqueue(db, alert, contacts, level, kind, now, name)
+        with self.store.tx() as db:
+            if kind != "reminder":
+                self.store.audit(db, alert.id, "engine", "notify",
+                                 f"L{level} {name}: {', '.join(contacts) or '（无联系人 / nobody configured）'}", now)
+            outbox.enqueue(db, alert, contacts, level, kind, now, name)
         if not contacts:
             log.error("alert %s: level %s (%s) of policy %s has no contact", alert.id, level, name, policy.id)
         return len(contacts)
+
+
+def where(cfg: StationConfig, esc: Escalation) -> tuple[str, int]:
+    """The name of the level an escalation reached and how many levels its chain has (for people)."""
+    policy = next((p for p in cfg.routing.chain if p.id == esc.policy), None)
+    return (policy.level(esc.level).name, len(policy.levels)) if policy else (f"L{esc.level}", esc.level + 1)
 
 
 def _remind(level: Level, at: float) -> float | None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Callable, Iterator
 
 from stationwatch.core.contract import MessageClass
-
 from stationwatch.core.policy import RuleSettings
+
 from .situation import Observation, Situation
 from .verdicts import Verdict, binary_signal, names, plausible_value, raised
 

@@ -9,8 +9,8 @@ And the gateway's local alarm (``health/local_alarm``): when the siren in the bu
 zone says so in its audit trail (actor ``gateway:{id}``), and the last state per gateway is kept
 in the rules' memory (namespace ``local_alarm``).
 
-Thresholds are read from the rule settings when they have them (``gateway_disk_free_min_pct``,
-``gateway_disk_free_hysteresis_pct``), else the defaults below.
+The disk threshold is a rule setting (``rules.gateway_disk_free_min_pct``, 10 % by default, and
+``rules.gateway_disk_free_hysteresis_pct``, 2 %).
 """
 from __future__ import annotations
 
@@ -22,8 +22,6 @@ from .situation import Observation, Situation
 from .verdicts import Clear, Verdict, raised, subject
 
 KIND = "gateway_health"  # the observation kind of every health message
-DISK_FREE_MIN_PCT = 10.0  # below: the spool has little room left for an outage
-DISK_FREE_HYSTERESIS_PCT = 2.0
 # flag metric → (中文, English): raised while the gateway reports it as "alarm"
 FLAGS: dict[str, tuple[str, str]] = {
     "under_voltage": ("电源欠压（电源或线缆故障，网关可能随时掉电）",
@@ -47,11 +45,6 @@ def observe(sit: Situation, msg: Message, gateway: Any, now: float) -> Observati
     return Observation(msg, gateway, KIND, site, None, msg.body.ts, now)
 
 
-def _setting(sit: Situation, name: str, default: float) -> float:
-    value = getattr(sit.settings, name, None)
-    return default if value is None else float(value)
-
-
 def _problem(sit: Situation, obs: Observation) -> tuple[bool | None, str, str]:
     """(True: in trouble, False: fine, None: no news), and what to say."""
     metric, body = obs.msg.device, obs.body
@@ -61,8 +54,7 @@ def _problem(sit: Situation, obs: Observation) -> tuple[bool | None, str, str]:
         zh, en = FLAGS[metric]
         return {"alarm": True, "normal": False}.get(body.state), zh, en
     if metric == "disk_free" and body.value is not None:
-        low = _setting(sit, "gateway_disk_free_min_pct", DISK_FREE_MIN_PCT)
-        band = _setting(sit, "gateway_disk_free_hysteresis_pct", DISK_FREE_HYSTERESIS_PCT)
+        low, band = sit.settings.gateway_disk_free_min_pct, sit.settings.gateway_disk_free_hysteresis_pct
         zh, en = f"磁盘将满（剩余 {body.value:.1f}%）", f"disk nearly full ({body.value:.1f} % free)"
         return (True if body.value < low else False if body.value >= low + band else None), zh, en
     return None, "", ""

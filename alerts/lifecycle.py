@@ -15,6 +15,7 @@ import sqlite3
 from typing import Any
 
 from stationwatch.core.alert_types import SEVERITIES, STATES
+
 from .records import Alert, Conflict, Raised
 
 _OPEN = "state IN ('pending', 'firing', 'acknowledged')"

@@ -10,11 +10,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from stationwatch.core.alert_types import SEVERITIES
 from stationwatch.core.config import StationConfig
 
-from stationwatch.core.alert_types import SEVERITIES
-from .outbox import KINDS
 from .store import Alert
+
+
+@dataclass(frozen=True)
+class NoticeType:
+    """Why a person is told: the headline of the notice and how soon it goes out when many are due."""
+    name: str
+    zh: str
+    en: str
+    urgency: int  # added to the severity's rank × 10: sent first when many notices are due
+
+
+NOTICE_TYPES: dict[str, NoticeType] = {n.name: n for n in (
+    NoticeType("new", "新告警", "New alert", 3),
+    NoticeType("escalated", "告警升级", "Alert escalated", 3),
+    NoticeType("escalation", "逾期未确认，已逐级上报", "Not acknowledged in time — escalated to you", 2),
+    NoticeType("undeliverable", "下级通知失败，已逐级上报", "Could not reach the level below — escalated to you", 2),
+    NoticeType("reminder", "提醒：告警尚未确认", "Reminder: not acknowledged yet", 1),
+    NoticeType("recurred", "告警复发", "Alert back", 2),
+    NoticeType("flapping", "告警反复出现（抖动），此后的变化不再逐条通知", "Alert flapping — further changes are not notified", 2),
+    NoticeType("acknowledged", "告警已确认", "Alert acknowledged", 0),
+    NoticeType("resolved", "告警已解除", "Alert resolved", 0),
+    NoticeType("dismissed", "告警已排除（误报）", "Alert dismissed (false alarm)", 0),
+)}
 
 DRILL_ZH, DRILL_EN = "【演练，非真实告警】", "[DRILL — not a real alarm] "
 SMS_CHARS = 200  # an SMS provider splits long texts; the first lines carry what matters
@@ -53,9 +75,10 @@ def _how_to_ack(cfg: StationConfig, alert: Alert) -> tuple[str, str]:
 
 
 def compose(cfg: StationConfig, alert: Alert, kind: str = "new", level_name: str = "", note: str = "") -> Notice:
-    """The notice of ``kind`` (a key of :data:`.outbox.KINDS`) about ``alert``."""
+    """The notice of ``kind`` (a key of :data:`NOTICE_TYPES`) about ``alert``."""
     sev = SEVERITIES[alert.severity]
-    head_zh, head_en, _ = KINDS.get(kind, KINDS["new"])
+    headline = NOTICE_TYPES.get(kind, NOTICE_TYPES["new"])
+    head_zh, head_en = headline.zh, headline.en
     drill_zh, drill_en = (DRILL_ZH, DRILL_EN) if alert.drill else ("", "")
     site_name, room_name = _place(cfg, alert)
     when, zone = _when(cfg, alert, alert.first_at)
@@ -96,9 +119,9 @@ def compose_digest(cfg: StationConfig, items: list[tuple[Alert, str]]) -> Notice
         site_name, room_name = _place(cfg, alert)
         when, _ = _when(cfg, alert, alert.first_at)
         mark = "【演练】" if alert.drill else ""
-        lines_zh.append(f"· #{alert.id} {mark}【{SEVERITIES[alert.severity].zh}】{KINDS[kind][0]}：{alert.title_zh}"
+        lines_zh.append(f"· #{alert.id} {mark}【{SEVERITIES[alert.severity].zh}】{NOTICE_TYPES[kind].zh}：{alert.title_zh}"
                         f"（{room_name}，{when[5:16]}）")
-        lines_en.append(f"· #{alert.id} [{SEVERITIES[alert.severity].en}] {KINDS[kind][1]}: {alert.title_en}")
+        lines_en.append(f"· #{alert.id} [{SEVERITIES[alert.severity].en}] {NOTICE_TYPES[kind].en}: {alert.title_en}")
     url = cfg.routing.board_url
     title = f"{drill_zh}【汇总】{len(items)} 条告警通知（最高级别：{SEVERITIES[worst.severity].zh}）"
     body = "\n".join([title, *lines_zh, f"请在值班看板{' ' + url if url else ''}逐条确认处置。", "", "----",

@@ -14,27 +14,16 @@ import sqlite3
 from typing import Iterable
 
 from stationwatch.core.alert_types import SEVERITIES
-from .store import Alert
 
-# kind of notice → (Chinese, English) headline and a priority bonus (sent first when many are due)
-KINDS: dict[str, tuple[str, str, int]] = {
-    "new": ("新告警", "New alert", 3),
-    "escalated": ("告警升级", "Alert escalated", 3),
-    "escalation": ("逾期未确认，已逐级上报", "Not acknowledged in time — escalated to you", 2),
-    "undeliverable": ("下级通知失败，已逐级上报", "Could not reach the level below — escalated to you", 2),
-    "reminder": ("提醒：告警尚未确认", "Reminder: not acknowledged yet", 1),
-    "recurred": ("告警复发", "Alert back", 2),
-    "flapping": ("告警反复出现（抖动），此后的变化不再逐条通知", "Alert flapping — further changes are not notified", 2),
-    "acknowledged": ("告警已确认", "Alert acknowledged", 0),
-    "resolved": ("告警已解除", "Alert resolved", 0),
-    "dismissed": ("告警已排除（误报）", "Alert dismissed (false alarm)", 0),
-}
+from .notify import NOTICE_TYPES
+from .store import Alert
 
 
 def enqueue(db: sqlite3.Connection, alert: Alert, contacts: Iterable[str], level: int | None, kind: str,
             now: float, note: str = "") -> list[int]:
-    """Queue one notice of ``kind`` about ``alert`` for each contact; returns the row ids."""
-    priority = SEVERITIES[alert.severity].rank * 10 + KINDS[kind][2]
+    """Queue one notice of ``kind`` (a :data:`~.notify.NOTICE_TYPES` name) about ``alert`` for each
+    contact; returns the row ids."""
+    priority = SEVERITIES[alert.severity].rank * 10 + NOTICE_TYPES[kind].urgency
     return [db.execute("INSERT INTO outbox (alert_id, contact, level, kind, severity, priority, created_at, note)"
                        " VALUES (?,?,?,?,?,?,?,?)",
                        (alert.id, contact, level, kind, alert.severity, priority, now, note)).lastrowid

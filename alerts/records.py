@@ -1,5 +1,6 @@
 """What the alert store holds and hands out: :class:`Raised` (a rule's request), :class:`Alert` (a
-row with its trail) and the errors of the alert service."""
+row with its trail), :class:`Escalation` (where an alert stands in the reporting chain) and the
+errors of the alert service."""
 from __future__ import annotations
 
 import json
@@ -37,6 +38,11 @@ class Raised:
     at: float  # when it happened: the message's own time, or the engine's for silence and wills
     drill: bool = False
     pending: bool = False  # holds, but not yet for its rule's duration: visible, not notified
+
+    @property
+    def devices(self) -> set[str]:
+        """The devices the condition is about (what maintenance windows and inhibitions match)."""
+        return _devices(self.detail)
 
 
 @dataclass
@@ -85,7 +91,32 @@ class Alert:
     @property
     def devices(self) -> set[str]:
         """The devices this alert is about (detectors of a fire, or its one device)."""
-        found = set(self.detail.get("detectors") or [])
-        if self.detail.get("device"):
-            found.add(self.detail["device"])
-        return found
+        return _devices(self.detail)
+
+
+def _devices(detail: dict[str, Any]) -> set[str]:
+    found = set(detail.get("detectors") or [])
+    if detail.get("device"):
+        found.add(detail["device"])
+    return found
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Where a firing alert stands in its reporting chain (one ``escalations`` row). Written only by
+    :class:`stationwatch.alerts.escalation.Escalator`, through the store's escalation methods."""
+    alert_id: int
+    policy: str
+    severity: str  # the severity the chain was chosen for; a change re-selects it
+    level: int  # the level reached
+    started_at: float
+    level_at: float  # when that level was reached
+    due_at: float | None  # its acknowledgement deadline; None: the top was reached, or nobody is waiting
+    remind_at: float | None
+    notified: tuple[int, ...]  # levels told so far
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "Escalation":
+        data = dict(row)
+        data["notified"] = tuple(json.loads(data["notified"]))
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__})

@@ -12,11 +12,11 @@ that role is paged rather than no one.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, time as dtime, timedelta
+from datetime import datetime, timedelta
+from datetime import time as dtime
 from typing import Callable
 
 from stationwatch.core.config import Contact, Site, StationConfig
-
 from stationwatch.core.policy import Level, Shift
 
 log = logging.getLogger(__name__)

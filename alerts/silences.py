@@ -1,25 +1,43 @@
-"""Maintenance windows (检修): silence a site, a room or some devices for a time, with a reason.
+"""Windows over alerts, in one shape (:class:`Window`: a site, a room, devices, rules, a time span):
 
-Windows come from the config (``maintenance:``) and from the API (the ``silences`` table). As in
-Alertmanager, a silenced alert is still recorded and shown — marked with the window — but nobody is
-paged while the window lasts; if it is still open when the window ends, its escalation starts then.
-A window naming devices silences an alert only if every device of the alert is named, so a detector
+* **maintenance windows** (检修) silence a site, a room or some devices for a time, with a reason.
+  They come from the config (``maintenance:``) and from the API (the ``silences`` table). As in
+  Alertmanager, a silenced alert is still recorded and shown — marked with the window — but nobody is
+  paged while the window lasts; if it is still open when the window ends, its escalation starts then.
+* **inhibitions**: while an alert of a cause is open (a gateway lost), it is a window over the
+  alerts that are its symptoms (the faults and silent cameras of that gateway's devices), which are
+  then not raised at all. Faults are inhibited, never alarms: a fault must not hide another
+  sensor's fire (GB 50166).
+
+A window naming devices covers an alert only if every device of the alert is named, so a detector
 under repair never hides the alarm of another one.
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Callable, Iterable, Protocol
 
 from stationwatch.core.config import StationConfig
 
 from .store import Alert, Conflict, NotFound, Store
 
 
+class Covered(Protocol):
+    """What a window looks at: an alert of the store, or what a rule asks to raise."""
+    rule: str
+    site: str
+    room: str | None
+
+    @property
+    def devices(self) -> set[str]: ...
+
+
 @dataclass(frozen=True)
 class Window:
-    id: str  # cfg-N (config) or api-N (silences table)
+    id: str  # cfg-N (config), api-N (silences table), or the cause of an inhibition: gateway_offline:{subject}
     site: str
     room: str | None
     devices: frozenset[str]
@@ -27,9 +45,12 @@ class Window:
     ends_at: float
     reason: str
     created_by: str = "config"
+    rules: frozenset[str] = frozenset()  # empty: alerts of any rule
 
-    def covers(self, alert: Alert, now: float) -> bool:
+    def covers(self, alert: Covered, now: float) -> bool:
         if not (self.starts_at <= now < self.ends_at) or alert.site != self.site:
+            return False
+        if self.rules and alert.rule not in self.rules:
             return False
         if self.room is not None and alert.room != self.room:
             return False
@@ -87,3 +108,29 @@ class Silences:
             db.execute("UPDATE silences SET ended_at=?, ended_by=? WHERE id=?",
                        (self.store.clock(), actor, int(window_id[4:])))
         return found
+
+
+@dataclass(frozen=True)
+class Inhibition:
+    """While an alert of ``source`` is open, it is a window over the ``targets`` alerts of the
+    devices ``devices(cfg, subject)`` names (the subject is the open alert's)."""
+    source: str
+    targets: frozenset[str]
+    devices: Callable[[StationConfig, str], frozenset[str]]
+
+    def windows(self, cfg: StationConfig, open_keys: Iterable[tuple[str, str]]) -> list[Window]:
+        return [Window(f"{self.source}:{subject}", subject.split("/", 1)[0], None, self.devices(cfg, subject),
+                       -math.inf, math.inf, f"{self.source}: {subject}", "engine", self.targets)
+                for rule, subject in open_keys if rule == self.source]
+
+
+def _gateway_devices(cfg: StationConfig, subject: str) -> frozenset[str]:
+    """``{site}/{gateway}`` → the sensors and cameras wired to that gateway."""
+    gateway = subject.split("/", 1)[-1]
+    return frozenset(d.id for d in [*cfg.sensors, *cfg.cameras] if d.gateway == gateway)
+
+
+INHIBITIONS: tuple[Inhibition, ...] = (
+    Inhibition("gateway_offline", frozenset({"sensor_fault", "camera_offline"}), _gateway_devices),
+)
+INHIBITED = frozenset().union(*(i.targets for i in INHIBITIONS))  # rules some cause may inhibit

@@ -12,12 +12,12 @@ heating seasons, a gateway's devices) and turns each accepted message into an :c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time as dtime
+from datetime import datetime
+from datetime import time as dtime
 from typing import Any, Iterator
 
 from stationwatch.core.config import Camera, Room, Site, StationConfig
-from stationwatch.core.contract import MessageClass, Message
-
+from stationwatch.core.contract import Message, MessageClass
 from stationwatch.core.policy import RuleSettings, Season
 
 

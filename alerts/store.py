@@ -25,11 +25,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from stationwatch.core.alert_types import ACTIVE_STATES, SEVERITIES
+
 from .lifecycle import _OPEN, Lifecycle
-from .records import Alert, AlertError, Conflict, NotFound, Raised
+from .records import Alert, AlertError, Conflict, Escalation, NotFound, Raised
 from .schema import migrate
 
-__all__ = ["ENGINE", "Store", "Alert", "Raised", "AlertError", "Conflict", "NotFound"]
+__all__ = ["ENGINE", "Store", "Alert", "Raised", "Escalation", "AlertError", "Conflict", "NotFound"]
 
 ENGINE = "alerts"  # the service name the engine writes its heartbeat under
 
@@ -146,10 +147,9 @@ class Store(Lifecycle):
         if with_trail:
             alert.audit = self.trail(alert_id)
             alert.deliveries = self.deliveries(alert_id)
-            esc = self.query("SELECT * FROM escalations WHERE alert_id=?", (alert_id,))
-            alert.escalation = {**dict(esc[0]), "notified": json.loads(esc[0]["notified"])} if esc else None
-            alert.breaches = [dict(r) for r in self.query("SELECT * FROM breaches WHERE alert_id=? ORDER BY id",
-                                                          (alert_id,))]
+            esc = self.escalation(alert_id)
+            alert.escalation = vars(esc) | {"notified": list(esc.notified)} if esc else None
+            alert.breaches = self.breaches(alert_id)
         return alert
 
     def trail(self, alert_id: int) -> list[dict[str, Any]]:
@@ -212,6 +212,47 @@ class Store(Lifecycle):
             "SELECT COUNT(*) n FROM deliveries d JOIN alerts a ON a.id=d.alert_id WHERE d.state='failed'"
             + scope.replace("site", "a.site"), args)[0]["n"]
         return out
+
+    # ---- the reporting chain: escalations and breaches (written by alerts/escalation.py alone)
+    def escalation(self, alert_id: int) -> Escalation | None:
+        with self.tx() as db:
+            row = db.execute("SELECT * FROM escalations WHERE alert_id=?", (alert_id,)).fetchone()
+        return Escalation.from_row(row) if row is not None else None
+
+    def escalations(self, alert_ids: list[int]) -> dict[int, Escalation]:
+        marks = ",".join("?" * len(alert_ids)) or "NULL"
+        return {r["alert_id"]: Escalation.from_row(r) for r in
+                self.query(f"SELECT * FROM escalations WHERE alert_id IN ({marks})", tuple(alert_ids))}
+
+    def save_escalation(self, esc: Escalation) -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO escalations (alert_id, policy, severity, level, started_at, level_at,"
+                       " due_at, remind_at, notified) VALUES (?,?,?,?,?,?,?,?,?)",
+                       (esc.alert_id, esc.policy, esc.severity, esc.level, esc.started_at, esc.level_at, esc.due_at,
+                        esc.remind_at, json.dumps(list(esc.notified))))
+
+    def escalations_due(self, now: float) -> list[Escalation]:
+        """Chains of firing, unsilenced alerts with something to do: a deadline or reminder passed,
+        or the alert's severity changed since the chain was chosen."""
+        return [Escalation.from_row(r) for r in self.query(
+            "SELECT e.* FROM escalations e JOIN alerts a ON a.id=e.alert_id WHERE a.state='firing' AND"
+            " a.silenced_by IS NULL AND (a.severity!=e.severity OR e.due_at<=? OR e.remind_at<=?) ORDER BY e.alert_id",
+            (now, now))]
+
+    def add_breach(self, alert: Alert, esc: Escalation, level_name: str, due_at: float, at: float,
+                   reason: str) -> None:
+        with self.tx() as db:
+            db.execute("INSERT INTO breaches (alert_id, site, drill, policy, level, level_name, due_at, at, reason)"
+                       " VALUES (?,?,?,?,?,?,?,?,?)", (alert.id, alert.site, int(alert.drill), esc.policy, esc.level,
+                                                       level_name, due_at, at, reason))
+
+    def breaches(self, alert_id: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.query("SELECT * FROM breaches WHERE alert_id=? ORDER BY id", (alert_id,))]
+
+    def breach_counts(self, alert_ids: list[int]) -> dict[int, int]:
+        marks = ",".join("?" * len(alert_ids)) or "NULL"
+        return {r["alert_id"]: r["n"] for r in self.query(
+            f"SELECT alert_id, COUNT(*) n FROM breaches WHERE alert_id IN ({marks}) GROUP BY alert_id", tuple(alert_ids))}
 
     def open_keys(self) -> set[tuple[str, str]]:
         return {(r["rule"], r["subject"]) for r in self.query(f"SELECT rule, subject FROM alerts WHERE {_OPEN}")}

@@ -8,10 +8,9 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
-
-import yaml
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from stationwatch.sensors.kinds import KINDS
@@ -21,7 +20,6 @@ from .fields import Ident, Model
 from .policy import AlertRouting, ApiSettings, MaintenanceWindow, Roster, RuleSettings, User, policy_problems
 from .sensor_config import SensorConfig
 from .wiring import SOURCES, Bus, wiring_problems
-
 
 
 class Bureau(Model):
@@ -182,8 +180,6 @@ def cross_check(cfg: StationConfig) -> list[ConfigProblem]:
 
     bureau_ids = {b.id for b in cfg.bureaus}
     site_ids = {s.id for s in cfg.sites}
-    gateway_ids = {g.id for g in cfg.gateways}
-    contact_ids = {c.id for c in cfg.contacts}
     for section in ("bureaus", "sites", "gateways", "contacts"):
         dup = _duplicates([x.id for x in getattr(cfg, section)])
         for i, item in enumerate(getattr(cfg, section)):

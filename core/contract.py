@@ -25,8 +25,19 @@ from stationwatch.sensors.health import METRICS as HEALTH_DRIVER_METRICS
 
 # the plain half (topics, classes, QoS, the gateway's encoder and command check) lives in wire.py;
 # the names receivers use are re-exported here
-from .wire import (DELIVERY, LOCAL_ALARM, LOCAL_ALARM_STATES, ROOT, TS_RANGE, ContractError,  # noqa: F401
-                   MessageClass, load_object, split_topic, subscription, topic)
+from .wire import (  # noqa: F401
+    DELIVERY,
+    LOCAL_ALARM,
+    LOCAL_ALARM_STATES,
+    ROOT,
+    TS_RANGE,
+    ContractError,
+    MessageClass,
+    load_object,
+    split_topic,
+    subscription,
+    topic,
+)
 
 # what may follow health/: the health driver's metrics and the local alarm's state
 HEALTH_METRICS = frozenset(HEALTH_DRIVER_METRICS) | {LOCAL_ALARM}

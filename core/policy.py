@@ -19,7 +19,6 @@ from pydantic import Field, model_validator
 from .alert_types import ALERT_TYPES
 from .fields import Ident, Model
 
-
 HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 MonthDay = Annotated[str, Field(pattern=r"^(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$")]
 Seconds = Annotated[float, Field(gt=0)]
@@ -42,7 +41,7 @@ class Season(Model):
 
 
 class RuleSettings(Model):
-    """Defaults from DESIGN.md §5; each can be changed per deployment (sources: docs/config.md)."""
+    """The rules' defaults, each from a standard or practice cited in docs/config.md; each can be changed per deployment."""
     fire_confirm_detectors: Annotated[int, Field(ge=1, le=4)] = 2  # GB 50116 §4.1.6
     heat_static_c: Annotated[float, Field(ge=40, le=100)] = 54.0  # GB 4716 (A1 static)
     heat_hysteresis_c: Annotated[float, Field(ge=0, le=20)] = 2.0  # back to normal this far below
@@ -64,13 +63,16 @@ class RuleSettings(Model):
     outdoor_cold_c: float = 5.0
     supply_for_s: Annotated[float, Field(ge=0)] = 900.0
     # No standard figure: long enough for a duty/standby pump changeover or a controller restart (seconds to a
-    # minute), short beside the ~2 h the supply water takes to cool after a heating failure (DESIGN §5 heating).
+    # minute), short beside the ~2 h the supply water takes to cool after a heating failure (the heating-failure scenario, gateway/scenarios.py).
     pump_stopped_for_s: Annotated[float, Field(ge=0)] = 300.0
     pressure_for_s: Annotated[float, Field(ge=0)] = 300.0  # below a pressure sensor's `low_bar` this long
     pressure_hysteresis_bar: Annotated[float, Field(ge=0, le=2)] = 0.1  # back above low_bar + this: clear
     heating_season_start: MonthDay = "11-15"
     heating_season_end: MonthDay = "03-15"
     heating_seasons: dict[str, Season] = {}  # per bureau id (a city and the bureaus below it)
+    # a gateway's spool lives on its disk: below this much free it has little room left for an outage
+    gateway_disk_free_min_pct: Annotated[float, Field(gt=0, lt=100)] = 10.0
+    gateway_disk_free_hysteresis_pct: Annotated[float, Field(ge=0, le=50)] = 2.0  # free again this much above: clear
     resolve_hold_s: Annotated[float, Field(ge=0)] = 60.0  # a cleared condition must stay clear this long
     flap_window_s: Annotated[float, Field(ge=0)] = 900.0  # back this soon after resolving: the same alert
 
@@ -102,6 +104,10 @@ class EscalationPolicy(Model):
     rules: list[str] = []
     severities: list[SeverityName] = []
     levels: Annotated[list[Level], Field(min_length=1)]
+
+    def level(self, index: int) -> Level:
+        """Level ``index``, or the top one for an index past it (a chain kept from a longer policy)."""
+        return self.levels[min(index, len(self.levels) - 1)]
 
     def matches(self, site: str, rule: str, severity: str) -> bool:
         return all(not allowed or value in allowed for value, allowed in

@@ -11,7 +11,6 @@ from typing import Annotated, Literal, Union
 from pydantic import Field
 
 from .fields import Ident, Model
-
 from .wiring import SensorSource
 
 

@@ -30,7 +30,6 @@ from stationwatch.sensors.regmap import RegisterMapError, poll_s, polls_per_s, r
 from .fields import Ident, Model, Pin
 
 
-
 class Bus(Model):
     """An RS-485 serial line with Modbus RTU devices on it."""
     id: Ident
