@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from stationwatch.core.contract import LOCAL_ALARM, Event, HealthSample, Heartbeat, MessageClass, LocalAlarmState, Message, Reading, Status
+from stationwatch.core.contract import (LOCAL_ALARM, Event, HealthSample, Heartbeat, LocalAlarmState, Message,
+                                        MessageClass, Reading, Status)
 
 log = logging.getLogger(__name__)
 

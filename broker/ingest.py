@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stationwatch.core.contract import ContractError, Inventory, parse, subscription
-from .influx import RETENTION_MARGIN_S, RETENTION_S, InfluxV1Writer, Point, PointsRejected, PointWriter, to_point
 from stationwatch.core.metrics import MetricsServer, prometheus_text
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.quarantine import Quarantine
+
+from .influx import RETENTION_MARGIN_S, RETENTION_S, InfluxV1Writer, Point, PointsRejected, PointWriter, to_point
 
 log = logging.getLogger(__name__)
 
