@@ -17,6 +17,10 @@ queues (notices of an acknowledgement) the engine's dispatcher sends. OpenAPI do
 """
 from __future__ import annotations
 
+import json
+import logging
+import os
+import threading
 import time
 from contextlib import asynccontextmanager
 from importlib.resources import files
@@ -24,14 +28,18 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
 from stationwatch.core.config import StationConfig
+from stationwatch.core.metrics import prometheus_text
 
 from .api_alerts import alerts, maintenance, me, stats
 from .auth import Auth
 from .store import ENGINE, Store
+
+log = logging.getLogger(__name__)
+API = "api"  # the service name of the API's heartbeat
 
 
 class EngineOut(BaseModel):
@@ -43,9 +51,17 @@ class EngineOut(BaseModel):
     quarantine: dict[str, int] = {}
 
 
+class HopOut(BaseModel):
+    hop: str  # broker, ingest, influxdb, api, watcher (the engine's view); alerts, dispatcher (their rows)
+    alive: bool
+    last_s: float | None  # seconds since its last heartbeat (None: never)
+    down_since: float | None  # Unix time it has been silent since, while it is
+
+
 class HealthOut(BaseModel):
     status: str  # ok | degraded
     problems: list[str]
+    pipeline: list[HopOut] = []
     store: bool
     engine: EngineOut
     counts: dict[str, int]
@@ -86,15 +102,65 @@ def get_health(request: Request) -> JSONResponse:
         for row in store.query("SELECT state, COUNT(*) n FROM outbox WHERE state IN ('queued', 'sending', 'failed')"
                                " GROUP BY state"):
             queue["failed" if row["state"] == "failed" else "queued"] += row["n"]
-    body = HealthOut(status="degraded" if problems else "ok", problems=problems, store=reachable, engine=engine,
+    hops = _hops(store, request.app.state.cfg) if reachable else []
+    problems += [f"{HOP_WORDS.get(h.hop, h.hop)} 无心跳 / {h.hop} silent" for h in hops if not h.alive]
+    body = HealthOut(status="degraded" if problems else "ok", problems=problems, pipeline=hops, store=reachable,
+                     engine=engine,
                      counts=store.counts() if reachable else {}, outbox=queue,
                      gateways=store.gateways() if reachable else [], at=time.time())
     return JSONResponse(body.model_dump(), status_code=503 if problems else 200)
 
 
+HOP_WORDS = {"broker": "消息服务器", "ingest": "入库服务", "influxdb": "时序数据库", "api": "接口", "watcher": "看护进程",
+             "alerts": "告警引擎", "dispatcher": "告警推送"}
+
+
+def _hops(store: Store, cfg: StationConfig) -> list[HopOut]:
+    """Each hop as the engine sees it (its memory: ``hop`` last beat, ``hop_down`` since when), and
+    the engine's own rows; for the pipeline banner of the duty board."""
+    now, out = time.time(), []
+    rows = {(r["ns"], r["key"]): json.loads(r["value"]) for r in
+            store.query("SELECT ns, key, value FROM memory WHERE ns IN ('hop', 'hop_down')")}
+    for (ns, hop), last in sorted(rows.items()):
+        if ns == "hop":
+            down = rows.get(("hop_down", hop))
+            out.append(HopOut(hop=hop, alive=down is None, last_s=round(max(0.0, now - last), 1), down_since=down))
+    for service in ("dispatcher",):
+        beat = store.last_beat(service)
+        if beat is not None:
+            age = max(0.0, now - beat[0])
+            alive = age <= cfg.supervision.grace(service)
+            out.append(HopOut(hop=service, alive=alive, last_s=round(age, 1), down_since=None if alive else beat[0]))
+    return out
+
+
 @board.get("/", response_class=HTMLResponse, include_in_schema=False)
 def duty_board(request: Request) -> HTMLResponse:
     return HTMLResponse(request.app.state.board_html)
+
+
+@health.get("/metrics", response_class=PlainTextResponse)
+def metrics(request: Request) -> PlainTextResponse:
+    """Prometheus text: the age of every service's heartbeat in the store (engine, dispatcher, API,
+    watcher, and the hops the engine reports) and the open alerts by severity."""
+    store: Store = request.app.state.store
+    now = time.time()
+    ages = {r["service"]: max(0.0, now - r["at"]) for r in store.query("SELECT service, at FROM heartbeat")}
+    counts = {k: float(v) for k, v in store.counts().items()}
+    return PlainTextResponse(prometheus_text("api", {"up": 1.0}, {"beat_age_seconds": ages, "open_alerts": counts},
+                                             label="service") .replace('open_alerts{service=', 'open_alerts{severity='),
+                             media_type="text/plain; version=0.0.4")
+
+
+def _beating(store: Store, every_s: float, stop: threading.Event) -> None:
+    """The API's heartbeat in the store (the engine supervises the ``api`` hop from it)."""
+    while True:
+        try:
+            store.beat(API, {"pid": os.getpid()})
+        except Exception as exc:  # noqa: BLE001 — a busy store: next time
+            log.debug("API heartbeat not written: %s", exc)
+        if stop.wait(every_s):
+            return
 
 
 def create_app(cfg: StationConfig, db_path: str | Path) -> FastAPI:
@@ -103,7 +169,10 @@ def create_app(cfg: StationConfig, db_path: str | Path) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        threading.Thread(target=_beating, args=(store, cfg.supervision.beat_s, stop), name="api-beat", daemon=True).start()
         yield
+        stop.set()
         store.close()
 
     app = FastAPI(title="StationWatch 告警 / alerts", version="2", lifespan=lifespan,

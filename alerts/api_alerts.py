@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
 from stationwatch.core.alert_types import ALERT_TYPES, SEVERITIES, STATES
-from stationwatch.core.config import StationConfig
+from stationwatch.core.config import CENTRE, CENTRE_NAME, StationConfig
 
 from . import outbox
 from .auth import CurrentUser, Permission, Principal, forbid
@@ -174,7 +174,7 @@ def alert_out(cfg: StationConfig, alert: Alert, esc: Escalation | None = None, b
     sev, state = SEVERITIES[alert.severity], STATES[alert.state]
     data = {k: v for k, v in vars(alert).items() if k not in ("audit", "deliveries", "created_at", "escalation",
                                                              "breaches", "clearing_since")}
-    data.update(site_name=site.name if site else alert.site, room_name=room.name if room else None,
+    data.update(site_name=site.name if site else CENTRE_NAME if alert.site == CENTRE else alert.site, room_name=room.name if room else None,
                 rule_zh=ALERT_TYPES[alert.rule].zh if alert.rule in ALERT_TYPES else alert.rule,
                 severity_rank=sev.rank, severity_zh=sev.zh, severity_en=sev.en, state_zh=state.zh,
                 state_en=state.en, first_at_local=local(alert.first_at), last_at_local=local(alert.last_at),
@@ -206,7 +206,8 @@ me = APIRouter(prefix="/api/me", tags=["auth"])
 @me.get("", response_model=MeOut)
 def who_am_i(principal: CurrentUser) -> MeOut:
     """The caller's role, sites and permissions (the duty board shows its buttons from these)."""
-    return MeOut(id=principal.id, name=principal.name, role=principal.role, sites=sorted(principal.sites),
+    return MeOut(id=principal.id, name=principal.name, role=principal.role,
+                 sites=sorted(s for s in principal.sites if s != CENTRE),  # the centre's alerts: everyone's
                  permissions=sorted(principal.permissions))
 
 

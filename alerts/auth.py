@@ -29,7 +29,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from stationwatch.core.config import StationConfig
+from stationwatch.core.config import CENTRE, StationConfig
 from stationwatch.core.policy import DEMO_TOKEN_HASHES
 
 from .roster import Directory
@@ -97,12 +97,12 @@ class Auth:
     def __init__(self, cfg: StationConfig):
         self.cfg = cfg
         directory = Directory(cfg)
-        every = frozenset(s.id for s in cfg.sites)
+        every = frozenset(s.id for s in cfg.sites) | {CENTRE}  # the centre's own alerts concern everyone
         self.anonymous = Principal("anonymous", "匿名 / anonymous", "anonymous", every,
                                    ROLE_PERMISSIONS["anonymous"]) if cfg.api.anonymous else None
         self._by_hash: dict[str, Principal] = {}
         for user in cfg.users:
-            sites = every if user.role == "admin" else frozenset(user.sites) | (
+            sites = every if user.role == "admin" else frozenset(user.sites) | {CENTRE} | (
                 frozenset(directory.sites_of_bureau(user.bureau)) if user.bureau else frozenset())
             self._by_hash[user.token_sha256] = Principal(user.id, user.name, user.role, sites,
                                                           ROLE_PERMISSIONS[user.role])

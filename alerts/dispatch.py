@@ -26,7 +26,7 @@ from stationwatch.core.config import StationConfig
 from . import outbox
 from .channels import Channel, Outcome, channel_for, redact
 from .notify import Notice, compose, compose_digest
-from .store import Alert, Store
+from .store import DISPATCHER, Alert, Store
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,7 @@ class Notifier:
         while not self._stop.is_set():
             try:
                 wait = self.dispatch_once()
+                self._store.beat(DISPATCHER, {"busy": self._busy})  # the watcher's sign of life
             except sqlite3.Error:
                 log.exception("outbox unreadable; retrying")
                 wait = self.poll_s

@@ -17,8 +17,8 @@ broker; a message whose effects were not committed is delivered again. So a SIGK
 loses no alert, acknowledgement, timer or notice.
 
 :class:`AlertEngine` is the whole pipeline in-process with an injectable clock (tests drive it with
-:meth:`~AlertEngine.handle` and :meth:`~AlertEngine.tick`); :func:`run_engine` connects it to the
-broker with a persistent session and manual acknowledgement.
+:meth:`~AlertEngine.handle` and :meth:`~AlertEngine.tick`); :func:`~.runner.run_engine` connects it
+to the broker with a persistent session and manual acknowledgement.
 
 >>> engine = AlertEngine(cfg, "alerts.db")                        # doctest: +SKIP
 >>> engine.handle("sw/v1/sl-station/gw-sl-main/event/smk-dorm-m1", payload)  # doctest: +SKIP
@@ -27,7 +27,6 @@ broker with a persistent session and manual acknowledgement.
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
 import threading
 import time
@@ -37,25 +36,22 @@ from typing import Callable, Iterable
 
 from stationwatch.core.alert_types import ALERT_TYPES
 from stationwatch.core.config import StationConfig
-from stationwatch.core.contract import LOCAL_ALARM, ContractError, Inventory, MessageClass, parse, subscription
-from stationwatch.core.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.contract import LOCAL_ALARM, ContractError, Inventory, MessageClass, parse, parse_service
 from stationwatch.core.quarantine import Quarantine
+from stationwatch.core.wire import SERVICE_ROOT
 
-from . import gateway_health, outbox
+from . import gateway_health, outbox, patrol
 from .dispatch import Notifier
 from .escalation import Escalator
 from .rules import RULES, Rule
 from .silences import INHIBITED, INHIBITIONS, Silences, Window
 from .situation import Memory, Situation
 from .store import ENGINE, Alert, Raised, Store
+from .supervision import Pipeline
 from .verdicts import Clear, Verdict
 
 log = logging.getLogger(__name__)
 
-CLIENT_ID = "stationwatch-alerts"
-TICK_S = 1.0  # time rules, deadlines and reminders are evaluated this often
-BEAT_S = 2.0  # the engine's heartbeat in the store, read by /health
-BATCH_MAX = 500  # messages committed (and acknowledged) together
 
 
 def quarantine_path(db_path: str | Path) -> Path:
@@ -81,8 +77,11 @@ class AlertEngine:
 
     def __init__(self, cfg: StationConfig, db_path: str | Path, *, notifier: Notifier | None = None,
                  quarantine: Quarantine | None = None, clock: Callable[[], float] = time.time,
-                 rules: tuple[Rule, ...] = RULES):
+                 rules: tuple[Rule, ...] = RULES, config_version: str | None = None, probe_topic: str | None = None):
         self.cfg = cfg
+        self.config_version = config_version  # the centre's: a gateway running another is a patrol finding
+        self.probe_topic = probe_topic  # this engine's own broker probe (alerts/runner.py)
+        self.outgoing: list[tuple[str, bytes]] = []  # commands to publish (patrols), taken by the runner
         self.clock = clock
         self.store = Store(db_path, clock=clock)
         self.quarantine = quarantine or Quarantine(quarantine_path(db_path), "alerts")
@@ -100,6 +99,7 @@ class AlertEngine:
         self._open = self.store.open_keys()  # (rule, subject) of open alerts: lets Clear skip the store
         self._lock = threading.RLock()
         self.situation.resume(clock())
+        self.pipeline = self.situation.pipeline = Pipeline(self.situation, self.store, clock())
         self._persist()
         self.notifier = notifier.start(self.store, self.escalator.undeliverable) if notifier is not None else None
 
@@ -129,11 +129,13 @@ class AlertEngine:
             with self.store.tx() as db:
                 self.situation.start(now)
                 if self.watching:
-                    verdicts: list[Verdict] = []
+                    verdicts: list[Verdict] = list(self.pipeline.tick(now))
                     for rule in self.rules:
                         if rule.tick is not None:
                             verdicts += self._run(rule, rule.tick, self.situation, now)
-                    changed += self._apply(verdicts, now)
+                    commands, missed = patrol.due(self.situation, now)
+                    self.outgoing += commands
+                    changed += self._apply(verdicts + missed, now)
                 for alert in self.store.settle(now, self.cfg.rules.resolve_hold_s):
                     self._open.discard((alert.rule, alert.subject))
                     self._closed(db, alert, now)
@@ -143,6 +145,12 @@ class AlertEngine:
                 self._persist()
         self._wake()
         return changed
+
+    def take_outgoing(self) -> list[tuple[str, bytes]]:
+        """Commands the engine wants published (patrols), handed over once."""
+        with self._lock:
+            out, self.outgoing = self.outgoing, []
+        return out
 
     def beat(self, **extra: object) -> None:
         """Write the engine's heartbeat (read by ``/health``) with its counters."""
@@ -158,6 +166,8 @@ class AlertEngine:
     # ---- stages
     def _evaluate(self, topic: str, payload: bytes, now: float) -> list[Verdict]:
         self.stats.received += 1
+        if topic.startswith(SERVICE_ROOT + "/"):
+            return self._service(topic, payload, now)
         try:
             msg = parse(topic, payload)
             device = self.inventory.check(msg)
@@ -167,6 +177,9 @@ class AlertEngine:
         if msg.kind is MessageClass.CMD:  # commands to gateways are not the engine's business
             return []
         self.stats.accepted += 1
+        self.situation.heard(msg.gateway, now)
+        if msg.kind is MessageClass.PATROL:
+            return self._run_fn("patrol", patrol.answer, self.situation, msg, now, self.config_version)
         try:
             if msg.kind is MessageClass.HEALTH:  # the gateway's own health: its device is the gateway
                 obs = gateway_health.observe(self.situation, msg, device, now)
@@ -188,6 +201,31 @@ class AlertEngine:
             verdicts += self._run(rule, rule.check, self.situation, obs)
         return verdicts
 
+    def _service(self, topic: str, payload: bytes, now: float) -> list[Verdict]:
+        """A pipeline service's heartbeat, or this engine's own broker probe back (alerts/supervision.py)."""
+        try:
+            msg = parse_service(topic, payload)
+        except ContractError as exc:
+            self._refuse(topic, payload, exc.reason, exc.detail)
+            return []
+        self.stats.accepted += 1
+        if msg.leaf == "probe":
+            if topic == self.probe_topic:
+                self.pipeline.round_trip(now)
+        elif msg.body is not None:
+            self.pipeline.service(msg, now)
+            self.store.beat(f"{msg.service}:{msg.instance}", {"state": msg.body.state, "reason": msg.body.reason,
+                                                              **msg.body.info}, at=msg.body.ts)
+        return []
+
+    def _run_fn(self, name: str, fn: Callable, *args: object) -> list[Verdict]:
+        try:
+            return list(fn(*args))
+        except Exception:  # a rule bug must cost one verdict, not the engine
+            self.stats.rule_errors += 1
+            log.exception("rule %s failed", name)
+            return []
+
     def _refuse(self, topic: str, payload: bytes, reason: str, detail: str) -> None:
         self.stats.quarantined += 1
         try:
@@ -196,12 +234,7 @@ class AlertEngine:
             log.exception("could not keep a refused message in the quarantine")
 
     def _run(self, rule: Rule, fn: Callable, *args: object) -> list[Verdict]:
-        try:
-            return list(fn(*args))
-        except Exception:  # a rule bug must cost one verdict, not the engine
-            self.stats.rule_errors += 1
-            log.exception("rule %s failed", rule.name)
-            return []
+        return self._run_fn(rule.name, fn, *args)
 
     # the stages of one verdict: inhibit → lifecycle → silence → escalate
     def _apply(self, verdicts: list[Verdict], now: float) -> list[Alert]:
@@ -291,74 +324,3 @@ class AlertEngine:
     def _wake(self) -> None:
         if self.notifier is not None:
             self.notifier.wake()
-
-
-def _drain(inbox: queue.Queue, timeout: float, limit: int) -> list:
-    try:
-        batch = [inbox.get(timeout=timeout)]
-    except queue.Empty:
-        return []
-    while len(batch) < limit:
-        try:
-            batch.append(inbox.get_nowait())
-        except queue.Empty:
-            break
-    return batch
-
-
-def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: threading.Event, *,
-               client_id: str = CLIENT_ID, notifier: Notifier | None = None,
-               tick_s: float = TICK_S, beat_s: float = BEAT_S, batch_max: int = BATCH_MAX) -> None:
-    """Run the alert engine on the live MQTT stream until ``stop`` is set.
-
-    The session is persistent (clean_start=False) and messages are acknowledged only after the
-    batch holding them is committed: what arrives while the engine is down, or what it had not
-    committed when it died, waits on the broker and is evaluated when it comes back. Silence rules
-    wait until that backlog has been read, so a restart does not mistake its own absence for silence."""
-    engine = AlertEngine(cfg, db_path, notifier=notifier if notifier is not None else Notifier(cfg))
-    engine.watching = False
-    inbox: queue.Queue = queue.Queue()
-    link = MqttLink(address, client_id, clean_start=False, manual_ack=True,
-                    on_connect=lambda lk: lk.subscribe(subscription(), qos=1),
-                    on_message=lambda topic, payload, msg: inbox.put((topic, payload, msg.mid, msg.qos)))
-    log.info("alert engine: store %s, broker %s:%s", db_path, address.host, address.port)
-    link.start(wait=None)  # paho keeps retrying; /health shows the engine as not connected meanwhile
-    next_tick = next_beat = 0.0
-    subscribed_at: float | None = None
-    try:
-        while not stop.is_set():
-            batch = _drain(inbox, max(0.0, min(next_tick, next_beat) - time.monotonic()), batch_max)
-            if batch:
-                _commit(engine, batch, stop)
-                for _topic, _payload, mid, qos in batch:
-                    if qos:
-                        link.ack(mid, qos)
-            if not engine.watching:  # the session's backlog comes right after connecting: read it first
-                subscribed_at = subscribed_at or (time.monotonic() if link.subscribed.is_set() else None)
-                if subscribed_at is not None and time.monotonic() - subscribed_at >= tick_s and inbox.empty():
-                    engine.watching = True
-                    log.info("alert engine: backlog read, silence rules on")
-            if time.monotonic() >= next_tick:
-                engine.tick()
-                next_tick = time.monotonic() + tick_s
-            if time.monotonic() >= next_beat:
-                engine.beat(connected=link.connected.is_set(), watching=engine.watching)
-                next_beat = time.monotonic() + beat_s
-    finally:
-        link.stop()
-        engine.close()
-        log.info("alert engine stopped: %s", asdict(engine.stats))
-
-
-def _commit(engine: AlertEngine, batch: list, stop: threading.Event) -> None:
-    """Commit a batch, retrying while the store is busy or unwritable (nothing is acknowledged before)."""
-    delay = 0.2
-    while True:
-        try:
-            engine.handle_batch([(topic, payload) for topic, payload, _mid, _qos in batch])
-            return
-        except sqlite3.Error as exc:
-            log.error("alert store write failed (%s); retrying in %.1f s", exc, delay)
-            if stop.wait(delay):
-                raise
-            delay = min(delay * 2, 5.0)

@@ -4,7 +4,12 @@ goodbye (their MQTT last will).
 
 Silence is timed on the engine's clock — a silent device sends no time at all. A gateway's will
 carries the time the gateway *connected* (the broker fixes the will at connect), so a lost gateway
-is dated by the will's arrival. A retained status delivered again after a reconnect is no news.
+is dated by the will's arrival. A retained status delivered again after a reconnect is no news, nor
+is a will of an older session than the gateway's last birth (it came late).
+
+While the broker is unsettled (alerts/supervision.py) silence is the broker's: no silence alarm,
+and a will is held; once it has settled, a held will, a gateway not heard since the broker came
+back, and a gateway that said goodbye and did not return in ``gateway_return_s`` are lost.
 """
 from __future__ import annotations
 
@@ -46,6 +51,8 @@ def sensor_fault(sit: Situation, obs: Observation) -> Iterator[Verdict]:
 def _gone_silent(sit: Situation, devices, limit_of, now: float):
     """(device, site, room, limit, silent for) of each device whose last message is older than
     ``limit_of(device)`` seconds, once until it is heard again; not while its gateway is down."""
+    if sit.pipeline is not None and sit.pipeline.broker_unsettled(now):
+        return  # the broker's silence, not theirs (alerts/supervision.py)
     for device in devices:
         limit, last = limit_of(device), sit.last_seen(device.id)
         if sit.mem.get("silent", device.id) or sit.gateway_down(device.gateway) or last is None or now - last <= limit:
@@ -97,15 +104,70 @@ def cameras_silent(sit: Situation, now: float) -> Iterator[Verdict]:
 
 
 def gateway_offline(sit: Situation, obs: Observation) -> Iterator[Verdict]:
-    """A gateway lost without goodbye (its will) is critical: nothing of its site is watched.
-    A clean shutdown raises nothing (it is recorded); coming back online clears."""
+    """A gateway lost without goodbye (its will) is critical: nothing of its site is watched. A will
+    while the broker is unsettled is held (see :func:`gateways_lost`). A clean shutdown raises
+    nothing at once (it is recorded); coming back online clears."""
     if not obs.news:
         return
     gw, subj = sit.cfg.gateway(obs.msg.gateway), subject(obs, obs.msg.gateway)
     if obs.body.state == "online":
+        for ns in ("held_will", "bye", "lost"):
+            sit.mem.pop(ns, gw.id)
         yield Clear("gateway_offline", subj, obs.received, "gateway online again / 网关恢复在线")
     elif obs.body.reason == "will":
+        if sit.pipeline is not None and sit.pipeline.linked:  # confirmed (or not) by gateways_lost
+            sit.mem.put("held_will", gw.id, [obs.received, obs.ts])
+            return
         yield raised(obs, "gateway_offline", subj, "critical",
                      f"网关失联：{obs.site.name} {gw.name}（该网关下所有设备无法监测）",
                      f"Gateway lost: {gw.name}, {obs.site.name} (its devices are unwatched)",
                      at=obs.received, device=gw.id, reason="will", connected_ts=obs.ts)
+    elif obs.body.reason == "shutdown":
+        sit.mem.put("bye", gw.id, obs.received)
+
+
+LOST_WHY = {  # reason → (中文, English)
+    "will": ("连接中断", "connection lost"),
+    "will_after_outage": ("连接中断，消息服务器恢复后仍未重新上线", "connection lost; not back after the broker recovered"),
+    "silent": ("消息服务器恢复后未再收到其任何消息", "not heard from since the broker came back"),
+    "shutdown": ("已正常关机，逾期未重新上线", "shut down cleanly and not back in time"),
+}
+
+
+def _lost(sit: Situation, gateway_id: str, at: float, reason: str, **detail: object) -> Raised:
+    gw = sit.cfg.gateway(gateway_id)
+    site = sit.cfg.site(gw.site)
+    zh, en = LOST_WHY[reason]
+    sit.mem.put("lost", gateway_id, at)  # its devices' silence is its own, and it is not patrolled
+    return Raised("gateway_offline", f"{site.id}/{gw.id}", "critical", site.id, None, None,
+                  f"网关失联：{site.name} {gw.name}（{zh}；该网关下所有设备无法监测）",
+                  f"Gateway lost: {gw.name}, {site.name} ({en}; its devices are unwatched)",
+                  {"device": gw.id, "reason": reason, "last_heard": at, **detail}, at)
+
+
+def gateways_lost(sit: Situation, now: float) -> Iterator[Verdict]:
+    """Held wills and goodbyes that did not end in a return, and gateways silent since the broker came back."""
+    pipeline = sit.pipeline
+    settled = pipeline is None or not pipeline.broker_unsettled(now)
+    confirm = sit.cfg.supervision.will_confirm_s
+    for gw_id, (held_at, connected_ts) in list(sit.mem.space("held_will").items()):
+        if settled and now - held_at >= confirm:
+            sit.mem.pop("held_will", gw_id)
+            if sit.gateway_down(gw_id) and sit.cfg.gateway(gw_id) is not None:
+                if pipeline.link_changed <= held_at:  # the link held: an ordinary will, dated by its arrival
+                    yield _lost(sit, gw_id, held_at, "will", connected_ts=connected_ts)
+                else:  # it came with the broker's own trouble: dated from the gateway's last message
+                    yield _lost(sit, gw_id, sit.heard(gw_id) or held_at, "will_after_outage")
+    return_s = sit.cfg.supervision.gateway_return_s
+    watching = pipeline.since if pipeline is not None else 0.0
+    for gw_id, bye_at in list(sit.mem.space("bye").items()):
+        if now >= max(bye_at, watching) + return_s:
+            sit.mem.pop("bye", gw_id)
+            if sit.gateway_down(gw_id) and sit.cfg.gateway(gw_id) is not None:
+                yield _lost(sit, gw_id, bye_at, "shutdown")
+    if pipeline is not None and pipeline.linked and settled and sit.mem.get("engine", "swept") != pipeline.link_changed:
+        sit.mem.put("engine", "swept", pipeline.link_changed)
+        for gw in sit.cfg.gateways:
+            heard = sit.heard(gw.id)
+            if not sit.gateway_down(gw.id) and heard is not None and heard < pipeline.link_changed:
+                yield _lost(sit, gw.id, heard, "silent")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from stationwatch.core.alert_types import SEVERITIES
-from stationwatch.core.config import StationConfig
+from stationwatch.core.config import CENTRE, CENTRE_NAME, StationConfig
 
 from .store import Alert
 
@@ -55,15 +55,14 @@ class Notice:
 
 
 def _when(cfg: StationConfig, alert: Alert, at: float) -> tuple[str, str]:
-    site = cfg.site(alert.site)
-    tz = site.tz if site else None
-    return datetime.fromtimestamp(at, tz).strftime("%Y-%m-%d %H:%M:%S"), getattr(tz, "key", "UTC")
+    tz = (cfg.site(alert.site) or cfg.sites[0]).tz  # the centre's own alerts: the time of its city
+    return datetime.fromtimestamp(at, tz).strftime("%Y-%m-%d %H:%M:%S"), tz.key
 
 
 def _place(cfg: StationConfig, alert: Alert) -> tuple[str, str]:
     site = cfg.site(alert.site)
     room = site.room(alert.room) if site and alert.room else None
-    return (site.name if site else alert.site), (room.name if room else "—")
+    return (site.name if site else CENTRE_NAME if alert.site == CENTRE else alert.site), (room.name if room else "—")
 
 
 def _how_to_ack(cfg: StationConfig, alert: Alert) -> tuple[str, str]:

@@ -48,12 +48,26 @@ class Directory:
     def recipients(self, level: Level, site_id: str, at: float, extra: list[str] = ()) -> list[str]:
         """Contact ids for ``level`` at ``site_id`` at Unix time ``at``, in order, each once."""
         site = self.cfg.site(site_id)
-        local = datetime.fromtimestamp(at, site.tz)
         found: list[str] = [*extra]
-        for target in level.targets:
-            found += self.targets[target](site, local)
+        if site is None:  # the monitoring centre's own alerts (alerts/supervision.py): no site of its own
+            for target in level.targets:
+                found += self._centre(target)
+        else:
+            local = datetime.fromtimestamp(at, site.tz)
+            for target in level.targets:
+                found += self.targets[target](site, local)
         found += level.contacts
         return list(dict.fromkeys(c for c in found if c in self.contacts))
+
+    def _centre(self, target: str) -> list[str]:
+        """Who hears of the centre's own trouble: ``supervision.contacts`` (else ``routing.notify``)
+        for staff and leader levels; the bureaus of the sites for the bureau levels."""
+        if target in ("staff", "leader"):
+            return list(self.cfg.supervision.contacts or self.cfg.routing.notify)
+        bureaus = list(dict.fromkeys(s.bureau for s in self.cfg.sites))
+        if target == "bureau":
+            return [c for b in bureaus for c in self._bureau(b)]
+        return list(dict.fromkeys(c for b in bureaus for up in self._ancestors(b) for c in self._bureau(up)))
 
     def on_duty(self, site: Site, local: datetime) -> set[str] | None:
         """Contacts on duty at the site now; None when no roster covers the site."""

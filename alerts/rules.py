@@ -49,10 +49,12 @@ RULES: tuple[Rule, ...] = (
     Rule("fire", _watch(BOTH, tuple(fire.DETECTOR_SIGNALS)), fire.fire),  # smoke, heat, heat_alarm
     Rule("night_exit", _watch(BOTH, ("door",)), doors.night_exit),
     Rule("door_held_open", _watch(BOTH, ("door",)), doors.door_state, tick=doors.doors_held_open),
+    # a lost gateway before its devices' silence: in one tick the cause is open before its symptoms
+    Rule("gateway_offline", _watch((MessageClass.STATUS,), ("gateway",)), liveness.gateway_offline,
+         tick=liveness.gateways_lost),
     Rule("sensor_fault", _watch(BOTH, tuple(KINDS)), liveness.sensor_fault, tick=liveness.sensors_stale),
     Rule("camera_offline", _watch((MessageClass.HEARTBEAT,), ("camera",)), liveness.camera_offline,
          tick=liveness.cameras_silent),
-    Rule("gateway_offline", _watch((MessageClass.STATUS,), ("gateway",)), liveness.gateway_offline),
     Rule("room_temperature", _watch((MessageClass.READING,), ("temperature",)), climate.room_temperature),  # cold/hot
     Rule("outdoor", _watch((MessageClass.READING,), ("outdoor_temperature",)), climate.outdoor_temperature),
     Rule("supply_cold", _watch((MessageClass.READING,), ("supply_temperature",)), climate.supply_water),

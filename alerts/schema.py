@@ -10,13 +10,14 @@
 | ``deliveries`` | every channel tried for a notice: state, attempts, last error |
 | ``memory`` | what the rules remember (timers, detectors in alarm, camera misses …) |
 | ``silences`` | maintenance windows created through the API |
-| ``heartbeat``, ``gateway_status`` | the engine's heartbeat; the last status of each gateway |
+| ``heartbeat``, ``gateway_status`` | each service's last heartbeat (engine, dispatcher, API, watcher, and the hops the engine watches); the last status of each gateway |
+| ``outages`` | every outage of a pipeline hop as a span (hop, from, to), for the monthly report |
 """
 from __future__ import annotations
 
 import sqlite3
 
-VERSION = 2
+VERSION = 3  # 3: outages
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -72,6 +73,9 @@ CREATE TABLE IF NOT EXISTS heartbeat (
     service TEXT PRIMARY KEY, at REAL NOT NULL, info TEXT NOT NULL DEFAULT '{}');
 CREATE TABLE IF NOT EXISTS gateway_status (
     gateway TEXT PRIMARY KEY, site TEXT NOT NULL, state TEXT NOT NULL, reason TEXT, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS outages (
+    id INTEGER PRIMARY KEY, hop TEXT NOT NULL, started_at REAL NOT NULL, ended_at REAL, detail TEXT NOT NULL DEFAULT '');
+CREATE INDEX IF NOT EXISTS outages_by_hop ON outages (hop, started_at);
 """
 
 # one open alert per (rule, subject): the dedup key, enforced by the database itself

@@ -95,6 +95,7 @@ class Situation:
         for d in self.devices.values():
             self._by_gateway.setdefault(d.gateway, []).append(d)
         self._bureaus = {b.id: b for b in cfg.bureaus}
+        self.pipeline: Any = None  # alerts/supervision.py Pipeline, set by the engine
 
     @property
     def settings(self) -> RuleSettings:
@@ -127,6 +128,11 @@ class Situation:
             kind = "camera" if isinstance(device, Camera) else device.kind
             return Observation(msg, device, kind, site, site.room(device.room), msg.body.ts, now)
         status = [msg.body.state, msg.body.ts]  # gateway status
+        session, last_session = msg.body.session, self.mem.get("session", msg.gateway)
+        if session is not None and last_session is not None and session < last_session:
+            return Observation(msg, None, "gateway", site, None, msg.body.ts, now, news=False)  # a late will
+        if session is not None:
+            self.mem.put("session", msg.gateway, session)
         news = self.mem.get("gateway", msg.gateway) != status
         if news:
             self.mem.put("gateway", msg.gateway, status)
@@ -136,6 +142,12 @@ class Situation:
                     self.mem.pop("silent", d.id)
         return Observation(msg, None, "gateway", site, None, msg.body.ts, now, news)
 
+    def heard(self, gateway: str, now: float | None = None) -> float | None:
+        """When the engine last heard anything from ``gateway``; with ``now``, note that it just did."""
+        if now is not None:
+            self.mem.put("gw_seen", gateway, now)
+        return self.mem.get("gw_seen", gateway)
+
     def last_seen(self, device_id: str) -> float | None:
         return self.mem.get("seen", device_id, self.started)
 
@@ -143,9 +155,10 @@ class Situation:
         yield from self._by_gateway.get(gateway, ())
 
     def gateway_down(self, gateway: str) -> bool:
-        """A gateway whose last word was a will (or a shutdown): its devices' silence is its own."""
+        """A gateway whose last word was a will (or a shutdown), or that was found lost (silent since
+        the broker came back): its devices' silence is its own."""
         state = self.mem.get("gateway", gateway)
-        return bool(state) and state[0] == "offline"
+        return bool(state) and state[0] == "offline" or self.mem.get("lost", gateway) is not None
 
     def is_night(self, ts: float, site: Site) -> bool:
         local = datetime.fromtimestamp(ts, site.tz).time()

@@ -30,9 +30,10 @@ from .lifecycle import _OPEN, Lifecycle
 from .records import Alert, AlertError, Conflict, Escalation, NotFound, Raised
 from .schema import migrate
 
-__all__ = ["ENGINE", "Store", "Alert", "Raised", "Escalation", "AlertError", "Conflict", "NotFound"]
+__all__ = ["ENGINE", "DISPATCHER", "Store", "Alert", "Raised", "Escalation", "AlertError", "Conflict", "NotFound"]
 
 ENGINE = "alerts"  # the service name the engine writes its heartbeat under
+DISPATCHER = "dispatcher"  # … and its dispatcher (the watcher reads both: alerts/watcher.py)
 
 
 class Store(Lifecycle):
@@ -253,6 +254,22 @@ class Store(Lifecycle):
         marks = ",".join("?" * len(alert_ids)) or "NULL"
         return {r["alert_id"]: r["n"] for r in self.query(
             f"SELECT alert_id, COUNT(*) n FROM breaches WHERE alert_id IN ({marks}) GROUP BY alert_id", tuple(alert_ids))}
+
+    # ---- outages of the pipeline's hops, as spans (alerts/supervision.py)
+    def outage_started(self, hop: str, at: float, detail: str = "") -> None:
+        with self.tx() as db:
+            if db.execute("SELECT 1 FROM outages WHERE hop=? AND ended_at IS NULL", (hop,)).fetchone() is None:
+                db.execute("INSERT INTO outages (hop, started_at, detail) VALUES (?,?,?)", (hop, at, detail))
+
+    def outage_ended(self, hop: str, at: float) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE outages SET ended_at=? WHERE hop=? AND ended_at IS NULL", (at, hop))
+
+    def outages(self, since: float | None = None, until: float | None = None) -> list[dict[str, Any]]:
+        """Spans (hop, started_at, ended_at — None while it lasts) overlapping ``[since, until)``."""
+        return [dict(r) for r in self.query(
+            "SELECT hop, started_at, ended_at, detail FROM outages WHERE (ended_at IS NULL OR ended_at>=?)"
+            " AND started_at<? ORDER BY started_at", (since or 0.0, until or float("inf")))]
 
     def open_keys(self) -> set[tuple[str, str]]:
         return {(r["rule"], r["subject"]) for r in self.query(f"SELECT rule, subject FROM alerts WHERE {_OPEN}")}

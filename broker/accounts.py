@@ -16,12 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stationwatch.core.contract import ROOT, MessageClass
+from stationwatch.core.wire import SERVICE_ROOT
 
 ITERATIONS = 101  # mosquitto_passwd's default for $7$
 SERVICE_ACCOUNTS = {
-    # name: (read filters, write filters)
-    "stationwatch-ingest": ([f"{ROOT}/#", f"$share/ingest/{ROOT}/#"], []),
-    "stationwatch-alerts": ([f"{ROOT}/#", f"$share/alerts/{ROOT}/#"], [f"{ROOT}/+/+/{MessageClass.CMD.value}/#", "sw/esc/v1/#"]),
+    # name: (read filters, write filters); each service beats under its own sw/svc/v1/{service}/…
+    "stationwatch-ingest": ([f"{ROOT}/#", f"$share/ingest/{ROOT}/#"], [f"{SERVICE_ROOT}/ingest/#"]),
+    "stationwatch-alerts": ([f"{ROOT}/#", f"$share/alerts/{ROOT}/#", f"{SERVICE_ROOT}/#"],
+                            [f"{ROOT}/+/+/{MessageClass.CMD.value}/#", "sw/esc/v1/#", f"{SERVICE_ROOT}/alerts/#"]),
+    "stationwatch-api": ([], [f"{SERVICE_ROOT}/api/#"]),
+    # the watcher reads the engine's and dispatcher's beats and probes the broker on its own topic
+    "stationwatch-watcher": ([f"{SERVICE_ROOT}/#"], [f"{SERVICE_ROOT}/watcher/#"]),
 }
 
 
@@ -49,7 +54,7 @@ def verify_password(password: str, stored: str) -> bool:
 
 def gateway_topics(site: str, gateway: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     base = f"{ROOT}/{site}/{gateway}"
-    writes = (f"{base}/{MessageClass.STATUS.value}",) + tuple(
+    writes = (f"{base}/{MessageClass.STATUS.value}", f"{base}/{MessageClass.PATROL.value}") + tuple(
         f"{base}/{k.value}/+" for k in (MessageClass.READING, MessageClass.EVENT, MessageClass.HEARTBEAT, MessageClass.HEALTH))
     reads = (f"{base}/{MessageClass.CMD.value}/+",)
     return reads, writes

@@ -7,12 +7,22 @@ timestamp, so a replayed message overwrites the point it already wrote instead o
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from stationwatch.core.contract import (LOCAL_ALARM, Event, HealthSample, Heartbeat, LocalAlarmState, Message,
-                                        MessageClass, Reading, Status)
+from stationwatch.core.contract import (
+    LOCAL_ALARM,
+    Event,
+    HealthSample,
+    Heartbeat,
+    LocalAlarmState,
+    Message,
+    MessageClass,
+    Reading,
+    Status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +60,17 @@ class PointWriter(Protocol):
     def ensure_schema(self) -> None: ...
     def write(self, points: list[Point]) -> None:
         """Write all points or raise; after a raise none may be assumed written."""
+    def canary(self, instance: str, n: int) -> bool:
+        """Write the canary point ``n`` of ``instance`` and read it back: True when the database
+        returned it (it takes writes and answers queries); raise or False otherwise."""
     def close(self) -> None: ...
+
+
+CANARY = "canary"  # measurement of ingest's liveness check of the database (raw policy, one point per check)
+
+
+def canary_point(instance: str, n: int) -> Point:
+    return Point(CANARY, {"instance": instance}, {"n": n}, int(time.time() * 1000))
 
 
 def _common(msg: Message, device) -> dict[str, str]:
@@ -177,6 +197,12 @@ class InfluxV1Writer:
     def query(self, influxql: str):
         return self._client.query(influxql, epoch="ms")
 
+    def canary(self, instance: str, n: int) -> bool:
+        self.write([canary_point(instance, n)])
+        rows = list(self.query(f'SELECT last("n") FROM "{RAW_POLICY}"."{CANARY}" WHERE "instance" = '
+                               f"'{instance.replace(chr(39), '')}'").get_points())
+        return bool(rows) and rows[0].get("last") == n
+
     def close(self) -> None:
         self._client.close()
 
@@ -245,6 +271,14 @@ class InfluxV2Writer:
                 if exc.status in (400, 422):  # v2 refuses the whole batch for a bad point
                     raise PointsRejected(f"{exc.status}: {exc.body}", partial=False) from None
                 raise
+
+    def canary(self, instance: str, n: int) -> bool:
+        """Written and read back with Flux (not run here: no InfluxDB 2.x/3.x on these machines)."""
+        self.write([canary_point(instance, n)])
+        flux = (f'from(bucket: "{self.bucket}") |> range(start: -10m) |> filter(fn: (r) => r._measurement == "{CANARY}"'
+                f' and r.instance == "{instance}") |> last()')
+        tables = self._client.query_api().query(flux, org=self.org)
+        return any(record.get_value() == n for table in tables for record in table.records)
 
     def close(self) -> None:
         self._client.close()

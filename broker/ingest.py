@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stationwatch.core.contract import ContractError, Inventory, parse, subscription
+from stationwatch.core.heartbeat import Beacon
 from stationwatch.core.metrics import MetricsServer, prometheus_text
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.quarantine import Quarantine
@@ -174,12 +175,44 @@ class Ingest:
                 self.ack(p.mid, p.qos)
 
 
+class Canary:
+    """Is InfluxDB alive? A point written and read back every ``period_s``, in a thread of its own
+    (a hanging database must not delay ingest's heartbeat). What it found goes into the beat."""
+
+    def __init__(self, writer: PointWriter, instance: str, period_s: float):
+        self.writer, self.instance, self.period_s = writer, instance, period_s
+        self.ok: bool | None = None  # None: not checked yet
+        self.checked_at: float | None = None
+        self.ok_at: float | None = None  # last time the database took and returned the canary
+        self.error: str | None = None
+        self.n = 0
+
+    def run(self, stop: threading.Event) -> None:
+        while True:
+            self.n += 1
+            try:
+                ok = bool(self.writer.canary(self.instance, self.n))
+                self.error = None if ok else "the canary point did not come back / 写入后读不回"
+            except Exception as exc:  # noqa: BLE001 — any failure is the database's state, reported
+                ok, self.error = False, f"{type(exc).__name__}: {str(exc)[:200]}"
+            self.ok, self.checked_at = ok, time.time()
+            if ok:
+                self.ok_at = self.checked_at
+            if stop.wait(self.period_s):
+                return
+
+    def info(self) -> dict[str, object]:
+        return {"influx_ok": self.ok, "influx_checked_at": self.checked_at, "influx_ok_at": self.ok_at,
+                "influx_error": self.error}
+
+
 @dataclass
 class IngestOptions:
     shared_group: str | None = None  # several ingest processes share the stream ($share/GROUP/…)
     instance: str = ""               # distinguishes the processes of one group (client id, metrics tag)
     metrics_port: int | None = None  # serve /metrics here (0: a free port)
     metrics_every_s: float = 10.0    # write the `pipeline` measurement this often
+    beat_s: float | None = None      # heartbeat and canary period; None: supervision.beat_s of the config
 
 
 def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quarantine_path: Path,
@@ -193,14 +226,18 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     ingest = Ingest(cfg, writer, quarantine, ack=lambda mid, qos: holder["link"].ack(mid, qos))
     client_id = CLIENT_ID + (f"-{options.instance}" if options.instance else "")
     topic_filter = subscription() if not options.shared_group else f"$share/{options.shared_group}/{subscription()}"
+    beacon = Beacon("ingest", options.instance or "main")
+    beat_s = options.beat_s or cfg.supervision.beat_s
+    canary = Canary(writer, client_id, beat_s)
 
     def on_connect(link: MqttLink) -> None:
         link.subscribe(topic_filter, qos=1)
+        beacon.online(link)
         if ready is not None:
             ready.set()
 
     link = MqttLink(address, client_id, clean_start=False, manual_ack=True, on_connect=on_connect,
-                    on_message=lambda t, p, m: ingest.receive(t, p, m.mid, m.qos))
+                    will=beacon.will(), on_message=lambda t, p, m: ingest.receive(t, p, m.mid, m.qos))
     holder["link"] = link
     link.start(wait=None)
     log.info("ingest %s: MQTT %s:%d %s → InfluxDB %s/%s", client_id, address.host, address.port,
@@ -214,15 +251,21 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
         ingest.metrics_port = metrics.port
     writer_thread = threading.Thread(target=ingest.run, args=(stop,), name="influx-writer", daemon=True)
     writer_thread.start()
-    last_report = time.monotonic()
-    while not stop.wait(options.metrics_every_s):
-        _write_pipeline(writer, ingest, client_id, link.subscribed.is_set())
+    threading.Thread(target=canary.run, args=(stop,), name="influx-canary", daemon=True).start()
+    last_report = last_metrics = time.monotonic()
+    while not stop.wait(beat_s):
+        s = ingest.stats
+        beacon.beat(link, {**canary.info(), "received": s.received, "written": s.written,
+                           "queue": ingest.backlog, "lag_s": round(s.lag_s, 3)})
+        if time.monotonic() - last_metrics >= options.metrics_every_s:
+            last_metrics = time.monotonic()
+            _write_pipeline(writer, ingest, client_id, link.subscribed.is_set())
         if time.monotonic() - last_report >= 60:
             last_report = time.monotonic()
-            s = ingest.stats
             log.info("ingest: received %d, written %d, quarantined %d, write errors %d",
                      s.received, s.written, s.quarantined, s.write_errors)
     writer_thread.join(timeout=10)
+    beacon.shutdown(link)
     link.stop()
     if metrics is not None:
         metrics.close()

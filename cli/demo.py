@@ -128,6 +128,11 @@ def _demo_config(source: Path, target: Path, inbox_port: int, api_port: int) -> 
     for contact in data.get("contacts") or []:
         contact["channels"] = [f"json://127.0.0.1:{inbox_port}/{contact.get('id', 'notify')}"]
     data.setdefault("routing", {})["board_url"] = f"http://127.0.0.1:{api_port}/"
+    # every hop of the demo's pipeline is supervised from the start; the watcher's backup channel
+    # is the inbox too (its notices show in the terminal as 推送 … /backup)
+    supervision = data.setdefault("supervision", {})
+    supervision.setdefault("expect", ["ingest", "influxdb", "api", "watcher"])
+    supervision.setdefault("backup", {}).setdefault("urls", [f"json://127.0.0.1:{inbox_port}/backup"])
     for gateway in data.get("gateways") or []:  # the local alarm of hardware/wiring.md §7, on mock pins
         agent = gateway.setdefault("agent", {})
         taken = {(s.get("source") or {}).get(k) for s in data.get("sensors") or []
@@ -219,6 +224,9 @@ def run_demo(config: Path, workdir: Path, port: int, speed: float, stop: threadi
             Child("api", ["serve", *common, "--db", str(workdir / "alerts.db"), "--port", str(port)], logs / "api.log"),
             Child("gateway", ["simulate", *common, "--broker", broker, "--speed", str(speed),
                               "--spool", str(workdir / "gateway" / "spool.db")], logs / "gateway.log"),
+            # last to start, first to stop (children stop in reverse): a demo stopped with Ctrl-C pages nobody
+            Child("watcher", ["watch", *common, "--db", str(workdir / "alerts.db"), "--broker", broker],
+                  logs / "watcher.log"),
         ]
         for child in children:
             child.start()

@@ -61,6 +61,7 @@ def simulate(config: Annotated[Optional[Path], typer.Option("--config", "-c", he
     / 模拟站点（生产网关代理）与场景。"""
     _setup_logging(verbose)
     from stationwatch.cli.demo import demo_endpoints
+    from stationwatch.core.config import config_version
     from stationwatch.core.mqtt import BrokerAddress
     from stationwatch.gateway import simulator
     running = demo_endpoints() or {}
@@ -80,7 +81,7 @@ def simulate(config: Annotated[Optional[Path], typer.Option("--config", "-c", he
             typer.echo(f"scenario '{scenario}' started on gateway {gw.id} / 场景已启动")
             return
         simulator.run_gateway(cfg, gw, address, stop=_stop_event(), speed=speed, scenario=scenario,
-                              config_version=simulator.config_version(config), spool_path=spool)
+                              config_version=config_version(config), spool_path=spool)
     except simulator.SimulationError as exc:
         typer.echo(f"error / 错误: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -101,9 +102,8 @@ def gateway_agent(config: ConfigArg,
     runtime (gateway/runtime.py) by exec: same process for systemd, without the validation
     machinery in memory. A broken config falls back to the last good plan, loudly."""
     _setup_logging(verbose)
-    from stationwatch.core.config import ConfigError, load_config
+    from stationwatch.core.config import ConfigError, config_version, load_config
     from stationwatch.gateway.plan import compile_plan, load_plan, plan_path, write_plan
-    from stationwatch.gateway.simulator import config_version
     try:
         cfg = load_config(config)
     except ConfigError as exc:
@@ -186,14 +186,34 @@ def alerts(config: ConfigArg,
            db: Annotated[Path, typer.Option(help="SQLite alert store")] = Path("alerts.db"),
            client_id: Annotated[str, typer.Option(help="MQTT client id: names the persistent session kept while the engine is down")] = "stationwatch-alerts",
            ca_file: Annotated[Optional[Path], typer.Option(help="CA certificate: connect to the broker with TLS")] = None,
+           metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus /metrics on this port (0: free)")] = None,
            verbose: bool = False) -> None:
-    """Run the alert rules on the live MQTT stream and send notifications. / 告警引擎。"""
+    """Run the rules on the live MQTT stream, supervise the pipeline, patrol the gateways and send
+    notifications. / 告警引擎。"""
     _setup_logging(verbose)
-    from stationwatch.alerts.engine import run_engine
+    from stationwatch.alerts.runner import run_engine
+    from stationwatch.core.config import config_version
     from stationwatch.core.mqtt import BrokerAddress
     cfg = _load(config)
     run_engine(cfg, BrokerAddress.parse(broker, str(ca_file) if ca_file else None), db, stop=_stop_event(),
-               client_id=client_id)
+               client_id=client_id, config_version=config_version(config), metrics_port=metrics_port)
+
+
+@app.command()
+def watch(config: ConfigArg,
+          db: Annotated[Path, typer.Option(help="the alert engine's SQLite store (its heartbeat rows are read)")] = Path("alerts.db"),
+          broker: Annotated[Optional[str], typer.Option(help="MQTT broker host:port, to watch it and the engine's beat")] = None,
+          instance: Annotated[str, typer.Option(help="name of this watcher")] = "main",
+          metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus /metrics on this port (0: free)")] = None,
+          verbose: bool = False) -> None:
+    """The independent watcher: tells the backup channel when the alert engine, its dispatcher or
+    the broker is gone. Run it as a process of its own. / 独立看护进程。"""
+    _setup_logging(verbose)
+    from stationwatch.alerts.watcher import run_watcher
+    from stationwatch.core.mqtt import BrokerAddress
+    cfg = _load(config)
+    run_watcher(cfg, db, BrokerAddress.parse(broker) if broker else None, _stop_event(), instance=instance,
+                metrics_port=metrics_port)
 
 
 @app.command()

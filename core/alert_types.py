@@ -72,4 +72,6 @@ ALERT_TYPES: dict[str, AlertType] = {k.name: k for k in (
     AlertType("gateway_health", "网关需检修", "gateway needs maintenance"),  # alerts/gateway_health.py
     AlertType("pump_stopped", "循环泵停运", "circulation pump stopped"),
     AlertType("pressure_low", "供暖系统水压过低", "heating water pressure low"),
+    AlertType("pipeline_silent", "监测链路中断", "monitoring pipeline silent"),  # alerts/supervision.py
+    AlertType("gateway_patrol", "网关巡检异常", "gateway patrol finding"),  # alerts/patrol.py
 )}

@@ -4,6 +4,7 @@ every problem is reported with the path of the field at fault (``sensors[3].room
 """
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,12 @@ from .agent_settings import AgentSettings, agent_problems
 from .fields import Ident, Model
 from .policy import AlertRouting, ApiSettings, MaintenanceWindow, Roster, RuleSettings, User, policy_problems
 from .sensor_config import SensorConfig
+from .supervision import SupervisionSettings
 from .wiring import SOURCES, Bus, wiring_problems
+
+# the "site" of alerts about the monitoring centre itself (a silent ingest, a dead broker): every user sees them
+CENTRE = "centre"
+CENTRE_NAME = "监测中心 / monitoring centre"
 
 
 class Bureau(Model):
@@ -119,6 +125,7 @@ class StationConfig(Model):
     maintenance: list[MaintenanceWindow] = []  # maintenance windows that silence alerts
     users: list[User] = []  # API users with the SHA-256 of their token
     api: ApiSettings = ApiSettings()
+    supervision: SupervisionSettings = SupervisionSettings()  # heartbeats, patrol, the watcher (core/supervision.py)
 
     # ---- look-ups used by every service
     def site(self, site_id: str) -> Site | None:
@@ -216,6 +223,12 @@ def cross_check(cfg: StationConfig) -> list[ConfigProblem]:
         if site is not None and site.room(d.room) is None:
             add(f"{section}[{i}].room",
                 f"no room '{d.room}' in site '{site.id}' / 站点 '{site.id}' 没有房间 '{d.room}'")
+    for i, s in enumerate(cfg.sites):
+        if s.id == CENTRE:
+            add(f"sites[{i}].id", f"'{CENTRE}' is reserved for the monitoring centre's own alerts / 该编号保留给监测中心")
+    for j, c in enumerate(cfg.supervision.contacts):
+        if c not in {x.id for x in cfg.contacts}:
+            add(f"supervision.contacts[{j}]", f"no contact '{c}' / 联系人不存在")
     for i, c in enumerate(cfg.contacts):
         for j, s in enumerate(c.sites):
             if s not in site_ids:
@@ -240,6 +253,12 @@ def parse_config(data: object, source: str = "<config>") -> StationConfig:
     if problems:
         raise ConfigError(source, problems)
     return cfg
+
+
+def config_version(path: str | Path) -> str:
+    """Short SHA-256 of the config file: what a gateway announces in its birth and patrol answer, and
+    what the centre compares with its own (a gateway on a stale copy is a patrol finding)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
 def load_config(path: str | Path) -> StationConfig:

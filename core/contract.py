@@ -34,6 +34,9 @@ from .wire import (  # noqa: F401
     ContractError,
     MessageClass,
     load_object,
+    service_subscription,
+    service_topic,
+    split_service_topic,
     split_topic,
     subscription,
     topic,
@@ -83,6 +86,17 @@ class Status(_Payload):
     config_version: str | None = None
     drivers: list[str] = []
     reason: str | None = None  # offline: "will" (connection lost), "shutdown" (clean stop)
+    # the connection this word belongs to: a birth and the will registered with it share the number,
+    # which rises with every connection, so a will delivered after the next birth is known as stale
+    session: Annotated[int, Field(ge=0)] | None = None
+
+
+class Patrol(_Payload):
+    """``patrol``: a gateway's answer to ``cmd/patrol`` (巡检); ``ts`` is the gateway's clock."""
+    request: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]  # the command's ``args.id``
+    config_version: str | None = None
+    drivers: list[str] = []
+    session: Annotated[int, Field(ge=0)] | None = None
 
 
 class HealthSample(Sequenced):
@@ -112,6 +126,7 @@ class Command(_Payload):
 SCHEMAS: dict[MessageClass, type[_Payload]] = {
     MessageClass.STATUS: Status, MessageClass.READING: Reading, MessageClass.EVENT: Event,
     MessageClass.HEARTBEAT: Heartbeat, MessageClass.CMD: Command, MessageClass.HEALTH: HealthSample,
+    MessageClass.PATROL: Patrol,
 }
 
 
@@ -164,7 +179,7 @@ class Inventory:
             raise ContractError("unknown_gateway", f"gateway '{msg.gateway[:64]}' is not in the config")
         if site != msg.site:
             raise ContractError("wrong_site", f"gateway '{msg.gateway}' belongs to site '{site}', not '{msg.site[:64]}'")
-        if msg.kind in (MessageClass.STATUS, MessageClass.CMD):
+        if msg.kind in (MessageClass.STATUS, MessageClass.CMD, MessageClass.PATROL):
             return None
         if msg.kind is MessageClass.HEALTH:
             if msg.device not in HEALTH_METRICS:
@@ -179,3 +194,39 @@ class Inventory:
         if device.gateway != msg.gateway:
             raise ContractError("wrong_gateway", f"device '{msg.device}' is wired to gateway '{device.gateway}'")
         return device
+
+
+# ---- the services' own heartbeats (sw/svc/v1/{service}/{instance}/beat) ----------------------
+class ServiceBeat(_Payload):
+    """A pipeline service's heartbeat (retained; its will says ``offline``/``will``). ``info`` carries
+    what the service knows of the hop behind it (ingest: whether InfluxDB takes and returns a canary)."""
+    state: Literal["online", "offline"]
+    reason: Literal["will", "shutdown"] | None = None
+    session: Annotated[int, Field(ge=0)] | None = None
+    count: Annotated[int, Field(ge=0)] = 0  # beats since the service started
+    info: dict[str, Any] = {}
+
+
+@dataclass(frozen=True)
+class ServiceMessage:
+    service: str
+    instance: str
+    leaf: str  # beat | probe
+    body: ServiceBeat | None  # None for a probe (its payload is the sender's own)
+    topic: str
+
+
+def parse_service(topic_name: str, payload: bytes) -> ServiceMessage:
+    """A message under ``sw/svc/v1`` → a :class:`ServiceMessage`, or :class:`ContractError`."""
+    service, instance, leaf = split_service_topic(topic_name)
+    if leaf == "probe":
+        return ServiceMessage(service, instance, leaf, None, topic_name)
+    if leaf != "beat":
+        raise ContractError("bad_topic", f"unknown service message '{leaf[:40]}'")
+    data = load_object(payload)
+    try:
+        body = ServiceBeat.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ContractError("bad_schema", f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+    return ServiceMessage(service, instance, leaf, body, topic_name)

@@ -19,10 +19,17 @@ HELP = {
     "lag_seconds": "age of the newest point of the last batch (write time − gateway time)",
     "queue_depth": "messages received and not yet written",
     "uptime_seconds": "seconds since start",
+    "hop_last_beat_age_seconds": "seconds since the hop's last heartbeat (supervision)",
+    "beat_age_seconds": "seconds since the last heartbeat (in the store, or of what is watched)",
+    "down": "1 while the watched service is reported gone",
+    "up": "1: this service answers",
 }
 
 
-def prometheus_text(service: str, values: dict[str, float], labels: dict[str, dict[str, float]] | None = None) -> str:
+def prometheus_text(service: str, values: dict[str, float], labels: dict[str, dict[str, float]] | None = None,
+                    label: str = "reason") -> str:
+    """Prometheus text: ``values`` as one series each; ``labels`` as series by ``label`` (counters,
+    or gauges when the name does not end in ``_total``)."""
     lines = []
     for name, value in values.items():
         metric = f"stationwatch_{service}_{name}"
@@ -30,8 +37,9 @@ def prometheus_text(service: str, values: dict[str, float], labels: dict[str, di
         lines += [f"# HELP {metric} {HELP.get(name, name)}", f"# TYPE {metric} {kind}", f"{metric} {value:g}"]
     for name, series in (labels or {}).items():
         metric = f"stationwatch_{service}_{name}"
-        lines += [f"# HELP {metric} {HELP.get(name, name)}", f"# TYPE {metric} counter"]
-        lines += [f'{metric}{{reason="{key}"}} {value:g}' for key, value in sorted(series.items())]
+        kind = "counter" if name.endswith("_total") else "gauge"
+        lines += [f"# HELP {metric} {HELP.get(name, name)}", f"# TYPE {metric} {kind}"]
+        lines += [f'{metric}{{{label}="{key}"}} {value:g}' for key, value in sorted(series.items())]
     return "\n".join(lines) + "\n"
 
 

@@ -121,6 +121,10 @@ class MqttLink:
             sock.close()
         self.connected.clear()
 
+    def set_will(self, topic: str, payload: bytes) -> None:
+        """The last will registered with the *next* connection (retained, QoS 1, like a status)."""
+        self.client.will_set(topic, payload, qos=DELIVERY[MessageClass.STATUS].qos, retain=True)
+
     def resume(self) -> None:
         """Connect again after :meth:`drop`, as a gateway does when its power is back: a new
         connection (birth by ``on_connect``), paho retrying until the broker answers."""

@@ -33,6 +33,7 @@ class MessageClass(StrEnum):
     HEARTBEAT = "heartbeat"
     CMD = "cmd"
     HEALTH = "health"  # the gateway's own health and its local alarm: health/{metric}
+    PATROL = "patrol"  # the gateway's answer to the centre's patrol (巡检): its clock, config version, drivers
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,14 @@ DELIVERY: dict[MessageClass, Delivery] = {
     # from a gateway that has since died would greet every new subscriber as if it were current;
     # the retained status topic is the gateway's last word, and InfluxDB keeps the last value.
     MessageClass.HEALTH: Delivery(1, False),
+    # a live answer, sent at once and never spooled: an answer that cannot go out now is a missed patrol
+    MessageClass.PATROL: Delivery(1, False),
 }
+
+# The services' own heartbeats, beside the gateways' tree so that no gateway consumer sees them:
+# sw/svc/v1/{service}/{instance}/beat (retained, with a will) and …/probe (the broker round trip).
+SERVICE_ROOT = "sw/svc/v1"
+SERVICES = ("ingest", "alerts", "dispatcher", "api", "watcher")  # the hops that beat
 
 # health/{metric}: the health driver's metrics (stationwatch.sensors.health.METRICS) and this one,
 # the state of the gateway's local alarm (gateway/alarm.py): sounding, silenced (by the button or
@@ -76,8 +84,25 @@ def topic(site: str, gateway: str, kind: MessageClass, device: str | None = None
     return base if device is None else f"{base}/{device}"
 
 
+def service_topic(service: str, instance: str, leaf: str = "beat") -> str:
+    return f"{SERVICE_ROOT}/{service}/{instance}/{leaf}"
+
+
+def service_subscription(leaf: str = "beat", service: str = "+") -> str:
+    return f"{SERVICE_ROOT}/{service}/+/{leaf}"
+
+
+def split_service_topic(topic_name: str) -> tuple[str, str, str]:
+    """``sw/svc/v1/{service}/{instance}/{leaf}`` → (service, instance, leaf), or :class:`ContractError`."""
+    parts = topic_name.split("/")
+    if len(parts) != 6 or "/".join(parts[:3]) != SERVICE_ROOT or parts[3] not in SERVICES or not parts[4]:
+        raise ContractError("bad_topic", f"topic '{topic_name[:200]}' is not {SERVICE_ROOT}/{{service}}/{{instance}}/{{leaf}}")
+    return parts[3], parts[4], parts[5]
+
+
 def subscription(kind: MessageClass | None = None, site: str = "+") -> str:
-    return f"{ROOT}/{site}/+/#" if kind is None else f"{ROOT}/{site}/+/{kind.value}" + ("" if kind is MessageClass.STATUS else "/+")
+    leafless = kind in (MessageClass.STATUS, MessageClass.PATROL)
+    return f"{ROOT}/{site}/+/#" if kind is None else f"{ROOT}/{site}/+/{kind.value}" + ("" if leafless else "/+")
 
 
 def split_topic(topic_name: str) -> tuple[str, str, MessageClass, str | None]:
@@ -91,9 +116,9 @@ def split_topic(topic_name: str) -> tuple[str, str, MessageClass, str | None]:
     except ValueError:
         raise ContractError("bad_topic", f"unknown message class '{kind_name[:40]}' in topic") from None
     rest = parts[5:]
-    if kind is MessageClass.STATUS:
+    if kind in (MessageClass.STATUS, MessageClass.PATROL):
         if rest:
-            raise ContractError("bad_topic", "status topic takes no device")
+            raise ContractError("bad_topic", f"{kind.value} topic takes no device")
         return site, gateway, kind, None
     if len(rest) != 1 or not rest[0]:
         raise ContractError("bad_topic", f"{kind.value} topic needs exactly one device after the class")

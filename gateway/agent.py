@@ -14,7 +14,10 @@ readings, events and heartbeats through the disk spool (gateway/spool.py).
   ``health/{metric}`` every ``health_interval_s`` (default 60 s), faults with quality ``fault``.
 - **MQTT**: client id = gateway id; last will ``Status(offline, reason="will")`` (retained); birth
   ``Status(online, config_version, drivers)`` on every connection; a clean stop publishes
-  ``Status(offline, reason="shutdown")``. Commands on its own ``cmd/+``: ``silence`` and ``ack``.
+  ``Status(offline, reason="shutdown")``. Birth and will carry the connection's ``session`` (kept in
+  the spool, rising with every connection), so the centre knows a will that comes after the next
+  birth as stale. Commands on its own ``cmd/+``: ``silence`` and ``ack``, and ``patrol`` (巡检), answered
+  at once on ``patrol`` with the gateway's clock, config version and drivers.
   The session is clean: a command sent while the gateway was away is not acted on later.
 - **seq**: one counter per gateway, kept in the spool file, so it never goes backwards.
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import heapq
 import logging
 import queue
+import re
 import threading
 import time
 from collections import Counter
@@ -76,8 +80,9 @@ class Agent:
         # readings, events, heartbeats, health, local_alarm, commands, births, read_errors
         self.stats: Counter[str] = Counter()
         self.born = threading.Event()  # set at each birth (tests wait on it)
-        will = payload(time.time(), state="offline", config_version=None, drivers=[], reason="will")
-        self.link = MqttLink(address, gw.id, will=(self.topic(MessageClass.STATUS), will),
+        self.session = spool.next_session()  # this connection's: its birth and its will carry it
+        self._next_session = self.session
+        self.link = MqttLink(address, gw.id, will=(self.topic(MessageClass.STATUS), self._will(self.session)),
                              on_connect=self._on_connect, on_message=self._on_command)
         self.link.client.max_inflight_messages_set(self.settings.send_window)
         self.forwarder = Forwarder(spool, self.link, self.settings.send_window)
@@ -133,7 +138,7 @@ class Agent:
         if self.link.connected.is_set():
             self.forwarder.drain(self.settings.drain_s)
             bye = payload(time.time(), state="offline", config_version=self.config_version, drivers=[],
-                          reason="shutdown")
+                          reason="shutdown", session=self.session)
             try:
                 self.link.publish(self.topic(MessageClass.STATUS), bye, MessageClass.STATUS).wait_for_publish(5)
             except (RuntimeError, ValueError) as exc:
@@ -322,15 +327,38 @@ class Agent:
         return True
 
     # ---- MQTT (paho's network thread)
+    @staticmethod
+    def _will(session: int) -> bytes:
+        return payload(time.time(), state="offline", config_version=None, drivers=[], reason="will", session=session)
+
     def _on_connect(self, link: MqttLink) -> None:
+        if self.stats["births"]:  # a new connection: a new session, with the will paho registered for it
+            self.session = self._next_session
         birth = payload(time.time(), state="online", config_version=self.config_version,
-                        drivers=inventory(self.drivers), reason=None)
+                        drivers=inventory(self.drivers), reason=None, session=self.session)
         link.publish(self.topic(MessageClass.STATUS), birth, MessageClass.STATUS)
+        try:  # the will of the next connection, in case this one is lost
+            self._next_session = self.spool.next_session()
+            link.set_will(self.topic(MessageClass.STATUS), self._will(self._next_session))
+        except Exception:  # noqa: BLE001 — a spool that cannot count sessions must not stop the birth
+            log.exception("could not number the next MQTT session")
         link.subscribe(self.topic(MessageClass.CMD, "+"), 1)
         self.forwarder.connected()
         self.stats["births"] += 1
         self.born.set()
         log.info("已连接 / connected to the broker; %d message(s) waiting in the spool", self.spool.rows)
+
+    def answer_patrol(self, cmd: GatewayCommand) -> None:
+        """巡检: the centre asks; the gateway answers at once with its clock, config version and drivers
+        (never through the spool: an answer that cannot go out now is rightly a missed patrol)."""
+        request = cmd.args.get("id")
+        if not isinstance(request, str) or not PATROL_ID.fullmatch(request):
+            log.warning("巡检命令无效已忽略 / patrol without a valid args.id ignored")
+            return
+        body = payload(time.time(), request=request, config_version=self.config_version,
+                       drivers=inventory(self.drivers), session=self.session)
+        self.link.publish(self.topic(MessageClass.PATROL), body, MessageClass.PATROL)
+        self.stats["patrols"] += 1
 
     def _on_command(self, topic_name: str, body: bytes, _msg) -> None:
         found = command_handler(topic_name, body, self.commands)
@@ -342,7 +370,9 @@ class Agent:
 COMMANDS: dict[str, Callable[[Agent, GatewayCommand], None]] = {
     "silence": lambda agent, cmd: agent.alarm.silence("cmd:silence"),
     "ack": lambda agent, cmd: agent.alarm.silence("cmd:ack"),  # acknowledged centrally
+    "patrol": Agent.answer_patrol,  # 巡检
 }
+PATROL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
 def run_agent(cfg: StationSpec, gw: GatewayPlanSpec, address: BrokerAddress, stop: threading.Event, *,

@@ -10,7 +10,6 @@ takes the agent's commands and ``scenario`` (see :mod:`.scenarios`).
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -25,7 +24,7 @@ from .scenarios import SCENARIOS, SimulationError, check_scenario
 from .simulation import Play, SimulatedStation
 
 __all__ = ["SimulationError", "SimulatedStation", "Play", "SCENARIOS", "pick_gateway", "check_scenario",
-           "config_version", "run_gateway", "request_scenario"]
+           "run_gateway", "request_scenario"]
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +40,6 @@ def pick_gateway(cfg: StationConfig, gateway_id: str | None) -> Gateway:
         known = ", ".join(g.id for g in cfg.gateways)
         raise SimulationError(f"unknown gateway '{gateway_id}' / 网关不存在; known gateways: {known}")
     return gw
-
-
-def config_version(path: str | Path) -> str:
-    """Short sha256 of the config file, announced in the birth message."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
 def run_gateway(cfg: StationConfig, gw: Gateway, address: BrokerAddress, stop: threading.Event,

@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS message (
 CREATE INDEX IF NOT EXISTS message_by_priority ON message (priority, id);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('next_session', 0);
 """
 
 
@@ -199,6 +200,14 @@ class Spool:
         finally:
             if not durable:
                 self._db.execute(f"PRAGMA synchronous={self._sync}")
+
+    def next_session(self) -> int:
+        """A new MQTT session number: birth and will of one connection share it, and it never goes
+        backwards across restarts, so a will that arrives after the next birth is known as stale."""
+        with self._lock, self._transaction() as db:
+            session = db.execute("SELECT value FROM meta WHERE key='next_session'").fetchone()[0]
+            db.execute("UPDATE meta SET value=? WHERE key='next_session'", (session + 1,))
+        return session
 
     # ---- writing
     def append(self, items: Sequence[Outgoing], offline: bool) -> list[int]:

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from stationwatch.alerts.dispatch import Notifier
-from stationwatch.alerts.engine import AlertEngine, run_engine
+from stationwatch.alerts.engine import AlertEngine
+from stationwatch.alerts.runner import run_engine
 from stationwatch.alerts.store import Store
 from stationwatch.core.config import parse_config
 from stationwatch.core.contract import MessageClass, topic

@@ -201,13 +201,14 @@ def test_env_example_keeps_the_password_out_of_the_broker_url():
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
-def test_systemd_accepts_the_unit(tmp_path):
+@pytest.mark.parametrize("unit", [UNIT, HW / "systemd" / "stationwatch-watcher.service"], ids=lambda u: u.stem)
+def test_systemd_accepts_the_unit(tmp_path, unit):
     # verify also checks that the program exists; point it at one that does, change nothing else
-    copy = tmp_path / UNIT.name
-    copy.write_text(UNIT.read_text().replace("/opt/stationwatch/venv/bin/stationwatch", "/bin/true"))
+    copy = tmp_path / unit.name
+    copy.write_text(unit.read_text().replace("/opt/stationwatch/venv/bin/stationwatch", "/bin/true"))
     r = subprocess.run(["systemd-analyze", "verify", str(copy)], capture_output=True, text=True,
                        timeout=60, cwd=tmp_path)
-    complaints = [line for line in (r.stdout + r.stderr).splitlines() if UNIT.name in line]
+    complaints = [line for line in (r.stdout + r.stderr).splitlines() if unit.name in line]
     assert r.returncode == 0 and not complaints, r.stdout + r.stderr
 
 

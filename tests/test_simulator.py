@@ -13,20 +13,13 @@ from datetime import datetime
 import pytest
 import yaml
 
-from stationwatch.core.config import parse_config
+from stationwatch.core.config import config_version, parse_config
 from stationwatch.core.contract import Command, ContractError, MessageClass, encode, parse, topic
 from stationwatch.core.mqtt import MqttLink
 from stationwatch.gateway.scenarios import SCENARIOS
 from stationwatch.gateway.simulation import ACTIONS
-from stationwatch.gateway.simulator import (
-    SimulatedStation,
-    SimulationError,
-    check_scenario,
-    config_version,
-    pick_gateway,
-    request_scenario,
-    run_gateway,
-)
+from stationwatch.gateway.simulator import (SimulatedStation, SimulationError, check_scenario, pick_gateway,
+                                            request_scenario, run_gateway)
 from stationwatch.sensors.kinds import KINDS
 
 from support import EXAMPLES, wait_for

@@ -1,0 +1,143 @@
+"""The alert engine as a service: :class:`~.engine.AlertEngine` on the live MQTT stream.
+
+The session is persistent (clean_start=False) and messages are acknowledged only after the batch
+holding them is committed: what arrives while the engine is down, or what it had not committed when
+it died, waits on the broker and is evaluated when it comes back. Silence rules wait until that
+backlog has been read, so a restart does not mistake its own absence for silence.
+
+Besides the gateways' tree the engine reads the services' heartbeats (``sw/svc/v1/+/+/beat``) and
+its own broker probe, beats itself (in the store, read by ``/health`` and the watcher, and on MQTT,
+retained with a will), publishes the patrol's commands, and serves ``/metrics`` when asked.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from stationwatch.core.config import StationConfig
+from stationwatch.core.contract import MessageClass, service_subscription, service_topic, subscription
+from stationwatch.core.heartbeat import Beacon
+from stationwatch.core.metrics import MetricsServer, prometheus_text
+from stationwatch.core.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.wire import payload
+
+from .dispatch import Notifier
+from .engine import AlertEngine
+
+log = logging.getLogger(__name__)
+
+CLIENT_ID = "stationwatch-alerts"
+TICK_S = 1.0  # time rules, deadlines and reminders are evaluated this often
+BEAT_S = 2.0  # the engine's heartbeat in the store, read by /health and the watcher
+BATCH_MAX = 500  # messages committed (and acknowledged) together
+
+
+def _drain(inbox: queue.Queue, timeout: float, limit: int) -> list:
+    try:
+        batch = [inbox.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while len(batch) < limit:
+        try:
+            batch.append(inbox.get_nowait())
+        except queue.Empty:
+            break
+    return batch
+
+
+def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: threading.Event, *,
+               client_id: str = CLIENT_ID, notifier: Notifier | None = None,
+               tick_s: float = TICK_S, beat_s: float = BEAT_S, batch_max: int = BATCH_MAX,
+               config_version: str | None = None, metrics_port: int | None = None) -> None:
+    """Run the alert engine on the live MQTT stream until ``stop`` is set."""
+    probe_topic = service_topic("alerts", client_id, "probe")
+    engine = AlertEngine(cfg, db_path, notifier=notifier if notifier is not None else Notifier(cfg),
+                         config_version=config_version, probe_topic=probe_topic)
+    engine.watching = False
+    beacon = Beacon("alerts", client_id)
+    inbox: queue.Queue = queue.Queue()
+
+    def on_connect(link: MqttLink) -> None:
+        link.subscribe(subscription(), qos=1)
+        link.subscribe(service_subscription(), qos=1)
+        link.subscribe(probe_topic, qos=0)
+        beacon.online(link)
+
+    link = MqttLink(address, client_id, clean_start=False, manual_ack=True, will=beacon.will(),
+                    on_connect=on_connect,
+                    on_message=lambda topic, body, msg: inbox.put((topic, body, msg.mid, msg.qos)))
+    log.info("alert engine: store %s, broker %s:%s", db_path, address.host, address.port)
+    link.start(wait=None)  # paho keeps retrying; /health shows the engine as not connected meanwhile
+    metrics = _metrics(engine, link, metrics_port)
+    probe_every = cfg.supervision.beat_s
+    next_tick = next_beat = next_probe = 0.0
+    subscribed_at: float | None = None
+    try:
+        while not stop.is_set():
+            engine.pipeline.link(link.connected.is_set(), engine.clock())
+            batch = _drain(inbox, max(0.0, min(next_tick, next_beat) - time.monotonic()), batch_max)
+            if batch:
+                _commit(engine, batch, stop)
+                for _topic, _payload, mid, qos in batch:
+                    if qos:
+                        link.ack(mid, qos)
+            if not engine.watching:  # the session's backlog comes right after connecting: read it first
+                subscribed_at = subscribed_at or (time.monotonic() if link.subscribed.is_set() else None)
+                if subscribed_at is not None and time.monotonic() - subscribed_at >= tick_s and inbox.empty():
+                    engine.watching = True
+                    log.info("alert engine: backlog read, silence rules on")
+            if time.monotonic() >= next_tick:
+                engine.tick()
+                for topic_name, body in engine.take_outgoing():
+                    link.publish(topic_name, body, MessageClass.CMD)
+                next_tick = time.monotonic() + tick_s
+            if time.monotonic() >= next_probe and link.connected.is_set():
+                link.client.publish(probe_topic, payload(time.time()), qos=0)  # back through the broker
+                next_probe = time.monotonic() + probe_every
+            if time.monotonic() >= next_beat:
+                engine.beat(connected=link.connected.is_set(), watching=engine.watching)
+                beacon.beat(link, {"connected": True, "watching": engine.watching})
+                next_beat = time.monotonic() + beat_s
+    finally:
+        beacon.shutdown(link)
+        link.stop()
+        if metrics is not None:
+            metrics.close()
+        engine.close()
+        log.info("alert engine stopped: %s", asdict(engine.stats))
+
+
+def _metrics(engine: AlertEngine, link: MqttLink, port: int | None) -> MetricsServer | None:
+    """``/metrics``: the engine's counters and the age of every hop's last heartbeat."""
+    if port is None:
+        return None
+
+    def render() -> str:
+        now = engine.clock()
+        stats = {k: float(v) for k, v in asdict(engine.stats).items() if k != "started"}
+        stats["connected"] = float(link.connected.is_set())
+        hops = {hop: max(0.0, now - at) for hop, at in engine.situation.mem.space("hop").items()}
+        return prometheus_text("alerts", {f"{k}_total" if k not in ("connected",) else k: v for k, v in stats.items()},
+                               {"hop_last_beat_age_seconds": hops}, label="hop")
+    server = MetricsServer(render, port=port)
+    log.info("alert engine: metrics at http://127.0.0.1:%d/metrics", server.port)
+    return server
+
+
+def _commit(engine: AlertEngine, batch: list, stop: threading.Event) -> None:
+    """Commit a batch, retrying while the store is busy or unwritable (nothing is acknowledged before)."""
+    delay = 0.2
+    while True:
+        try:
+            engine.handle_batch([(topic, body) for topic, body, _mid, _qos in batch])
+            return
+        except sqlite3.Error as exc:
+            log.error("alert store write failed (%s); retrying in %.1f s", exc, delay)
+            if stop.wait(delay):
+                raise
+            delay = min(delay * 2, 5.0)
