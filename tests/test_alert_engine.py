@@ -16,7 +16,7 @@ from stationwatch.core.contract import MessageClass, topic
 from stationwatch.core.mqtt import MqttLink
 
 from support import Receiver, wait_for
-from test_alert_rules import GW, SITE, T0, Wire
+from support.alerts import GW, SITE, T0, Wire
 
 
 def city_config_with(path, channels: list[str] | None = None, notify: list[str] | None = None):

@@ -19,7 +19,7 @@ from stationwatch.core.contract import MessageClass, topic
 from stationwatch.core.mqtt import MqttLink
 
 from support import EXAMPLES, wait_for
-from test_alert_rules import GW, SITE, Wire
+from support.alerts import GW, SITE, Wire
 
 CLI = [sys.executable, "-m", "stationwatch.cli"]
 ACK_S = 3.0  # every level's deadline, compressed
