@@ -2,6 +2,8 @@
 project's own config on free ports, and the shipped example configs."""
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto
@@ -9,7 +11,10 @@ from stationwatch.core.config import load_config
 from stationwatch.core.contract import MessageClass, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 
-from support import EXAMPLES, Receiver
+pytest.register_assert_rewrite("support")  # its helpers' asserts explain themselves, as in a test module
+
+from support import EXAMPLES, Receiver  # noqa: E402
+from support.alerts import GW, SITE  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +43,16 @@ def forget_status(broker_address):
     link = MqttLink(broker_address, "test-forget-status").start()
     for gw in gateways:
         link.publish(topic(gw.site, gw.id, MessageClass.STATUS), b"", MessageClass.STATUS).wait_for_publish(5)
+    link.stop()
+
+
+@pytest.fixture
+def publisher(broker_address):
+    """An MQTT link to publish as the example gateway would; afterwards it drops the retained birth
+    a test left for that gateway."""
+    link = MqttLink(broker_address, f"test-pub-{uuid.uuid4().hex[:8]}").start()
+    yield link
+    link.publish(topic(SITE, GW, MessageClass.STATUS), b"", MessageClass.STATUS).wait_for_publish(5)  # drop the retained birth
     link.stop()
 
 

@@ -17,8 +17,8 @@ from stationwatch.gateway.states import state_rule
 from stationwatch.sensors.kinds import KINDS
 
 from support import EXAMPLES, wait_for
-from support.alerts import GW, HOLD, JULY, SHANGHAI, SITE, T0, Clock, Wire, active, settle
-from test_alert_engine import RunningEngine, publisher, send, wait_subscribed  # noqa: F401 — fixture
+from support.alerts import (GW, HOLD, JULY, SHANGHAI, SITE, T0, Clock, RunningEngine, Wire, active, send, settle,
+                            wait_subscribed)
 
 NEW_SENSORS = [
     {"id": "heat-dorm-f1", "name": "女宿舍一 感温报警", "kind": "heat_alarm", "gateway": GW, "room": "dorm-f1"},

@@ -1,17 +1,23 @@
 """Helpers the alert tests share: the example station's site and gateway, the times they run at,
 messages encoded exactly as a gateway puts them on the wire (Wire), an engine clock moved by hand
-(Clock), the example config with sections replaced (config_with), and what an engine holds."""
+(Clock), the example config with sections replaced (config_with), what an engine holds, and the
+engine run as `stationwatch alerts` runs it, fed over the real broker (RunningEngine, send,
+wait_subscribed; the ``publisher`` fixture is in conftest.py)."""
 from __future__ import annotations
 
+import threading
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import yaml
 
+from stationwatch.alerts.engine import run_engine
+from stationwatch.alerts.store import Store
 from stationwatch.core.config import parse_config
 from stationwatch.core.contract import Event, Heartbeat, MessageClass, Reading, Status, encode, topic
+from stationwatch.core.mqtt import MqttLink
 
-from . import EXAMPLES
+from . import EXAMPLES, wait_for
 
 SITE, GW = "sl-station", "gw-sl-main"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -81,3 +87,30 @@ def settle(engine, t):
     finally:
         engine.watching = True
 
+
+class RunningEngine:
+    """run_engine in a thread, as `stationwatch alerts` runs it."""
+
+    def __init__(self, cfg, address, db_path, client_id: str):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=run_engine, args=(cfg, address, db_path, self.stop),
+                                       kwargs={"client_id": client_id, "tick_s": 0.1, "beat_s": 0.1}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "run_engine did not stop when asked"
+
+
+def send(link: MqttLink, message: tuple[str, bytes], kind: MessageClass = MessageClass.EVENT) -> None:
+    link.publish(*message, kind).wait_for_publish(5)
+
+
+def wait_subscribed(store: Store, link: MqttLink, wire: Wire) -> None:
+    """The retained birth reaches the engine once its subscription stands."""
+    send(link, wire.status("online"), MessageClass.STATUS)
+    wait_for(lambda: any(g["state"] == "online" for g in store.gateways()), 15, what="engine subscribed")
