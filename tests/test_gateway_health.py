@@ -47,8 +47,8 @@ from stationwatch.gateway.spool import Spool
 from stationwatch.sensors.health import METRICS, GatewayHealth, HealthSeams
 
 from support import ROOT, wait_for
+from support.broker import TWO_SITES
 from support.gateway import SmokeContact
-from test_broker_security import TWO_SITES
 
 SITE, GW = "sl-station", "gw-sl-main"
 BUZZER, RELAY, LED, BUTTON, SMOKE_PIN = 17, 27, 22, 23, 5
