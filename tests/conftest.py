@@ -1,5 +1,7 @@
 """Fixtures: a real Mosquitto and a real InfluxDB 1.x, started by the suite itself with the
-project's own config on free ports, and the shipped example configs."""
+project's own config on free ports, and the shipped example configs; the fixtures more than one
+test module uses (a publisher on the broker, a recorder of one gateway's messages, the simulated
+station). Plain helpers are in support/."""
 from __future__ import annotations
 
 import uuid
@@ -10,11 +12,13 @@ from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto
 from stationwatch.core.config import load_config
 from stationwatch.core.contract import MessageClass, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
+from stationwatch.gateway.simulator import SimulatedStation
 
 pytest.register_assert_rewrite("support")  # its helpers' asserts explain themselves, as in a test module
 
 from support import EXAMPLES, Receiver  # noqa: E402
 from support.alerts import GW, SITE  # noqa: E402
+from support.simulator import Recorder  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +74,31 @@ def city_config(city_config_path):
 def receiver():
     with Receiver() as r:
         yield r
+
+
+@pytest.fixture
+def record(broker_address):
+    """Call with a config: a Recorder of what its gateway sends, subscribed before it returns."""
+    recorders = []
+
+    def make(cfg) -> Recorder:
+        recorders.append(Recorder(broker_address, cfg).__enter__())
+        return recorders[-1]
+    yield make
+    for r in recorders:
+        r.__exit__()
+
+
+@pytest.fixture
+def run(broker_address, tmp_path):
+    """Call with a config: the simulated station of its gateway, started with a spool in tmp_path."""
+    gateways = []
+
+    def make(cfg, speed: float = 20.0, version: str | None = None) -> SimulatedStation:
+        gw = cfg.gateways[0]
+        gateways.append(SimulatedStation(cfg, gw, broker_address, speed=speed, config_version=version,
+                                         spool_path=tmp_path / f"{gw.id}.spool.db").start())
+        return gateways[-1]
+    yield make
+    for gw in gateways:
+        gw.stop()
