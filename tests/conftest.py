@@ -1,6 +1,6 @@
 """Fixtures: a real Mosquitto and a real InfluxDB 1.x, started by the suite itself with the
 project's own config on free ports, and the shipped example configs; the fixtures more than one
-test module uses (the example gateway's wire messages, a publisher on the broker, a recorder of one
+test module uses (an engine clock, the example gateway's wire messages, a publisher on the broker, a recorder of one
 gateway's messages, the simulated station). Plain helpers are in support/."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from stationwatch.gateway.simulator import SimulatedStation
 pytest.register_assert_rewrite("support")  # its helpers' asserts explain themselves, as in a test module
 
 from support import EXAMPLES, Receiver  # noqa: E402
-from support.alerts import GW, SITE, Wire  # noqa: E402
+from support.alerts import GW, SITE, Clock, Wire  # noqa: E402
 from support.simulator import Recorder  # noqa: E402
 
 
@@ -48,6 +48,12 @@ def forget_status(broker_address):
     for gw in gateways:
         link.publish(topic(gw.site, gw.id, MessageClass.STATUS), b"", MessageClass.STATUS).wait_for_publish(5)
     link.stop()
+
+
+@pytest.fixture
+def clock():
+    """An engine clock at T0 the test moves by hand."""
+    return Clock()
 
 
 @pytest.fixture

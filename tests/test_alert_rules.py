@@ -12,12 +12,7 @@ from stationwatch.alerts.engine import AlertEngine
 from stationwatch.core.contract import MessageClass, encode, topic
 from stationwatch.sensors.kinds import KINDS
 
-from support.alerts import GW, HOLD, JULY, SHANGHAI, SITE, T0, Clock, active, config_with, settle
-
-
-@pytest.fixture
-def clock():
-    return Clock()
+from support.alerts import GW, HOLD, JULY, SHANGHAI, SITE, T0, active, config_with, settle
 
 
 @pytest.fixture
