@@ -177,7 +177,8 @@ class AlertEngine:
         if msg.kind is MessageClass.CMD:  # commands to gateways are not the engine's business
             return []
         self.stats.accepted += 1
-        self.situation.heard(msg.gateway, now)
+        if msg.kind is not MessageClass.STATUS:  # a status is heard below, unless it is a retained one again
+            self.situation.heard(msg.gateway, now)
         if msg.kind is MessageClass.PATROL:
             return self._run_fn("patrol", patrol.answer, self.situation, msg, now, self.config_version)
         try:
@@ -193,6 +194,7 @@ class AlertEngine:
             self._refuse(topic, payload, "internal_error", repr(exc))
             return []
         if obs.kind == "gateway" and obs.news:
+            self.situation.heard(msg.gateway, now)
             self.store.gateway_seen(msg.gateway, msg.site, msg.body.state, msg.body.reason, msg.body.ts)
             log.log(logging.WARNING if msg.body.reason == "will" else logging.INFO, "gateway %s %s (%s)",
                     msg.gateway, msg.body.state, msg.body.reason or "birth")

@@ -50,12 +50,14 @@ def sensor_fault(sit: Situation, obs: Observation) -> Iterator[Verdict]:
 
 def _gone_silent(sit: Situation, devices, limit_of, now: float):
     """(device, site, room, limit, silent for) of each device whose last message is older than
-    ``limit_of(device)`` seconds, once until it is heard again; not while its gateway is down."""
+    ``limit_of(device)`` seconds, once until it is heard again; not while its gateway is down or
+    being asked whether it lives (a patrol after the broker came back)."""
     if sit.pipeline is not None and sit.pipeline.broker_unsettled(now):
         return  # the broker's silence, not theirs (alerts/supervision.py)
     for device in devices:
         limit, last = limit_of(device), sit.last_seen(device.id)
-        if sit.mem.get("silent", device.id) or sit.gateway_down(device.gateway) or last is None or now - last <= limit:
+        if sit.mem.get("silent", device.id) or sit.gateway_down(device.gateway) or last is None or now - last <= limit \
+                or sit.mem.get("suspect", device.gateway) is not None:  # its gateway is being asked: its cause
             continue
         sit.mem.put("silent", device.id, True)
         site = sit.cfg.site_of(device)
@@ -169,5 +171,15 @@ def gateways_lost(sit: Situation, now: float) -> Iterator[Verdict]:
         sit.mem.put("engine", "swept", pipeline.link_changed)
         for gw in sit.cfg.gateways:
             heard = sit.heard(gw.id)
-            if not sit.gateway_down(gw.id) and heard is not None and heard < pipeline.link_changed:
-                yield _lost(sit, gw.id, heard, "silent")
+            # heard after the link went down means heard since it came back (nothing is heard meanwhile)
+            if not sit.gateway_down(gw.id) and heard is not None and heard < pipeline.link_lost_at:
+                sit.mem.put("suspect", gw.id, now)  # not heard since: ask it (patrol) before calling it lost
+                sit.mem.put("patrol", gw.id, {"next": now})
+    timeout = sit.cfg.supervision.patrol_timeout_s
+    for gw_id, since in list(sit.mem.space("suspect").items()):
+        heard = sit.heard(gw_id)
+        if heard is not None and heard >= since:
+            sit.mem.pop("suspect", gw_id)  # it answered, or spoke: alive
+        elif now - since > timeout + 1.0 and sit.cfg.gateway(gw_id) is not None:
+            sit.mem.pop("suspect", gw_id)
+            yield _lost(sit, gw_id, heard or since, "silent")

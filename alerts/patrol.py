@@ -60,6 +60,9 @@ def due(sit: Situation, now: float) -> tuple[list[tuple[str, bytes]], list[Verdi
             sit.mem.put("patrol", gw.id, {"next": now + FIRST_AFTER_BIRTH_S})
             continue
         if "sent" in state and now - state["sent"] > settings.patrol_timeout_s:
+            if sit.mem.get("suspect", gw.id) is not None:  # not heard since the broker came back: the lost
+                sit.mem.put("patrol", gw.id, {"next": state["next"]})  # rule judges it (liveness.gateways_lost)
+                continue
             verdicts.append(_raised(sit, gw.id, "missed", state["sent"], f"{settings.patrol_timeout_s:.0f} 秒内未应答",
                                     f"no answer within {settings.patrol_timeout_s:.0f} s", request=state["id"]))
             state = {"next": state["next"]}

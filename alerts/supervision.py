@@ -18,7 +18,9 @@ its dispatcher are watched from outside, by the watcher (alerts/watcher.py).
 broker's: no ``sensor_fault`` or ``camera_offline`` for silence, and a will is held instead of paged
 (a broker stopped for a restart publishes every will). When the grace is over, a gateway whose will
 still stands, or that has not been heard since the broker came back, is lost — dated from its last
-message. A gateway that said goodbye cleanly and is not back after ``gateway_return_s`` is lost too.
+message. (A gateway not heard since the broker came back is first asked — a patrol — and lost only
+if it does not answer.) A gateway that said goodbye cleanly and is not back after ``gateway_return_s``
+is lost too.
 """
 from __future__ import annotations
 
@@ -55,14 +57,17 @@ class Pipeline:
         self.linked = False  # the engine runs on a live MQTT link (run_engine); not when driven in-process
         self.link_up = False
         self.link_changed = now
+        self.link_lost_at = now  # when the link last went down: nothing is heard until it is back
 
     # ---- what the engine tells it
     def link(self, up: bool, now: float) -> None:
         """The engine's MQTT link came up or went down."""
         if not self.linked:
-            self.linked, self.since = True, now
+            self.linked, self.since, self.link_lost_at = True, now, now
         if up != self.link_up:
             self.link_up, self.link_changed = up, now
+            if not up:
+                self.link_lost_at = now
 
     def round_trip(self, now: float) -> None:
         """A probe the engine published came back through the broker."""

@@ -1,6 +1,10 @@
 """Fixtures: a real Mosquitto and a real InfluxDB 1.x, started by the suite itself with the
-project's own config on free ports, and the shipped example configs."""
+project's own config on free ports, and the shipped example configs; the fixtures more than one
+test module uses (an engine clock, the example gateway's wire messages, a publisher on the broker, a recorder of one
+gateway's messages, the simulated station). Plain helpers are in support/."""
 from __future__ import annotations
+
+import uuid
 
 import pytest
 
@@ -8,8 +12,13 @@ from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto
 from stationwatch.core.config import load_config
 from stationwatch.core.contract import MessageClass, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
+from stationwatch.gateway.simulator import SimulatedStation
 
-from support import EXAMPLES, Receiver
+pytest.register_assert_rewrite("support")  # its helpers' asserts explain themselves, as in a test module
+
+from support import EXAMPLES, Receiver  # noqa: E402
+from support.alerts import GW, SITE, Clock, Wire  # noqa: E402
+from support.simulator import Recorder  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +50,28 @@ def forget_status(broker_address):
     link.stop()
 
 
+@pytest.fixture
+def clock():
+    """An engine clock at T0 the test moves by hand."""
+    return Clock()
+
+
+@pytest.fixture
+def wire():
+    """Messages as the example station's gateway sends them, numbered from 1."""
+    return Wire()
+
+
+@pytest.fixture
+def publisher(broker_address):
+    """An MQTT link to publish as the example gateway would; afterwards it drops the retained birth
+    a test left for that gateway."""
+    link = MqttLink(broker_address, f"test-pub-{uuid.uuid4().hex[:8]}").start()
+    yield link
+    link.publish(topic(SITE, GW, MessageClass.STATUS), b"", MessageClass.STATUS).wait_for_publish(5)  # drop the retained birth
+    link.stop()
+
+
 @pytest.fixture(scope="session")
 def city_config_path():
     return EXAMPLES / "city-station.yaml"
@@ -55,3 +86,31 @@ def city_config(city_config_path):
 def receiver():
     with Receiver() as r:
         yield r
+
+
+@pytest.fixture
+def record(broker_address):
+    """Call with a config: a Recorder of what its gateway sends, subscribed before it returns."""
+    recorders = []
+
+    def make(cfg) -> Recorder:
+        recorders.append(Recorder(broker_address, cfg).__enter__())
+        return recorders[-1]
+    yield make
+    for r in recorders:
+        r.__exit__()
+
+
+@pytest.fixture
+def run(broker_address, tmp_path):
+    """Call with a config: the simulated station of its gateway, started with a spool in tmp_path."""
+    gateways = []
+
+    def make(cfg, speed: float = 20.0, version: str | None = None) -> SimulatedStation:
+        gw = cfg.gateways[0]
+        gateways.append(SimulatedStation(cfg, gw, broker_address, speed=speed, config_version=version,
+                                         spool_path=tmp_path / f"{gw.id}.spool.db").start())
+        return gateways[-1]
+    yield make
+    for gw in gateways:
+        gw.stop()

@@ -17,6 +17,8 @@ import tty
 from pymodbus.server import ModbusSerialServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+TH, HEATING = 1, 3  # units on the line: a temperature/humidity transmitter and a heating controller
+
 
 class Line:
     """Two pty pairs and a relay: the wire between the server and the driver."""

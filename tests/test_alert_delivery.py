@@ -16,7 +16,7 @@ from stationwatch.alerts.dispatch import Notifier
 from stationwatch.alerts.engine import AlertEngine
 
 from support import wait_for
-from test_alert_rules import T0, Wire, config_with
+from support.alerts import T0, Wire, config_with
 
 
 class Flaky:

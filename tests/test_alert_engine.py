@@ -2,22 +2,18 @@
 input) and notifications through apprise to real HTTP receivers (delivery records, failover)."""
 from __future__ import annotations
 
-import threading
 import uuid
 
-import pytest
 import yaml
 
 from stationwatch.alerts.dispatch import Notifier
 from stationwatch.alerts.engine import AlertEngine
-from stationwatch.alerts.runner import run_engine
 from stationwatch.alerts.store import Store
 from stationwatch.core.config import parse_config
 from stationwatch.core.contract import MessageClass, topic
-from stationwatch.core.mqtt import MqttLink
 
 from support import Receiver, wait_for
-from test_alert_rules import GW, SITE, T0, Wire
+from support.alerts import GW, SITE, T0, RunningEngine, Wire, send, wait_subscribed
 
 
 def city_config_with(path, channels: list[str] | None = None, notify: list[str] | None = None):
@@ -30,42 +26,6 @@ def city_config_with(path, channels: list[str] | None = None, notify: list[str] 
     if notify is not None:
         data["routing"]["notify"] = notify
     return parse_config(data)
-
-
-class RunningEngine:
-    """run_engine in a thread, as `stationwatch alerts` runs it."""
-
-    def __init__(self, cfg, address, db_path, client_id: str):
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=run_engine, args=(cfg, address, db_path, self.stop),
-                                       kwargs={"client_id": client_id, "tick_s": 0.1, "beat_s": 0.1}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(10)
-        assert not self.thread.is_alive(), "run_engine did not stop when asked"
-
-
-@pytest.fixture
-def publisher(broker_address):
-    link = MqttLink(broker_address, f"test-pub-{uuid.uuid4().hex[:8]}").start()
-    yield link
-    link.publish(topic(SITE, GW, MessageClass.STATUS), b"", MessageClass.STATUS).wait_for_publish(5)  # drop the retained birth
-    link.stop()
-
-
-def send(link: MqttLink, message: tuple[str, bytes], kind: MessageClass = MessageClass.EVENT) -> None:
-    link.publish(*message, kind).wait_for_publish(5)
-
-
-def wait_subscribed(store: Store, link: MqttLink, wire: Wire) -> None:
-    """The retained birth reaches the engine once its subscription stands."""
-    send(link, wire.status("online"), MessageClass.STATUS)
-    wait_for(lambda: any(g["state"] == "online" for g in store.gateways()), 15, what="engine subscribed")
 
 
 def test_engine_quarantines_bad_messages_and_keeps_raising_alerts(city_config_path, broker_address, publisher,

@@ -1,79 +1,18 @@
 """The alert rules, driven through AlertEngine.handle/tick with messages encoded exactly as a
-gateway puts them on the wire (broker.contract), over a real SQLite store in tmp_path, on an
-injected clock. Also home of the helpers the other alert tests share (Wire, Clock, config_with)."""
+gateway puts them on the wire (core.contract), over a real SQLite store in tmp_path, on an
+injected clock. The helpers the alert tests share (Wire, Clock, config_with) are in support/alerts.py;
+what the engine remembers across a restart is in test_alert_memory.py."""
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 
 from stationwatch.alerts.engine import AlertEngine
-from stationwatch.core.config import parse_config
-from stationwatch.core.contract import Event, Heartbeat, MessageClass, Reading, Status, encode, topic
+from stationwatch.core.contract import MessageClass, encode, topic
 from stationwatch.sensors.kinds import KINDS
 
-from support import EXAMPLES
-
-SITE, GW = "sl-station", "gw-sl-main"
-SHANGHAI = ZoneInfo("Asia/Shanghai")
-T0 = datetime(2025, 1, 15, 14, 0, tzinfo=SHANGHAI).timestamp()  # a winter afternoon, site local time
-JULY = datetime(2025, 7, 15, 14, 0, tzinfo=SHANGHAI).timestamp()
-HOLD = 60.0  # rules.resolve_hold_s default
-
-
-class Wire:
-    """Messages as a gateway sends them: (topic, payload bytes)."""
-
-    def __init__(self, site: str = SITE, gateway: str = GW):
-        self.site, self.gateway, self.seq = site, gateway, 0
-
-    def _next(self) -> int:
-        self.seq += 1
-        return self.seq
-
-    def event(self, device: str, state: str, ts: float = T0, drill: bool = False) -> tuple[str, bytes]:
-        body = Event(v=1, ts=ts, seq=self._next(), state=state, drill=drill)
-        return topic(self.site, self.gateway, MessageClass.EVENT, device), encode(body)
-
-    def reading(self, device: str, value: float | None, ts: float = T0, quality: str = "ok") -> tuple[str, bytes]:
-        body = Reading(v=1, ts=ts, seq=self._next(), value=value, unit="°C", quality=quality)
-        return topic(self.site, self.gateway, MessageClass.READING, device), encode(body)
-
-    def heartbeat(self, camera: str, online: bool, ts: float = T0) -> tuple[str, bytes]:
-        body = Heartbeat(v=1, ts=ts, seq=self._next(), online=online)
-        return topic(self.site, self.gateway, MessageClass.HEARTBEAT, camera), encode(body)
-
-    def status(self, state: str, reason: str | None = None, ts: float = T0) -> tuple[str, bytes]:
-        return topic(self.site, self.gateway, MessageClass.STATUS), encode(Status(v=1, ts=ts, state=state, reason=reason))
-
-
-class Clock:
-    """An engine clock the test moves by hand."""
-
-    def __init__(self, t: float = T0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-    def at(self, t: float) -> float:
-        self.t = t
-        return t
-
-
-def config_with(path=EXAMPLES / "city-station.yaml", **sections):
-    """The example config with sections replaced (dict sections are merged one level deep)."""
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    for key, value in sections.items():
-        data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
-    return parse_config(data)
-
-
-@pytest.fixture
-def clock():
-    return Clock()
+from support.alerts import GW, HOLD, JULY, SHANGHAI, SITE, T0, active, config_with, settle
 
 
 @pytest.fixture
@@ -81,24 +20,6 @@ def engine(city_config, tmp_path, clock):
     e = AlertEngine(city_config, tmp_path / "alerts.db", clock=clock)
     yield e
     e.close()
-
-
-@pytest.fixture
-def wire():
-    return Wire()
-
-
-def active(engine, rule=None):
-    return [a for a in engine.store.alerts() if rule is None or a.rule == rule]
-
-
-def settle(engine, t):
-    """Tick without the silence rules (every other device of the example is silent in these tests)."""
-    engine.watching = False
-    try:
-        return engine.tick(t)
-    finally:
-        engine.watching = True
 
 
 def actions(engine, alert_id):
@@ -478,47 +399,7 @@ def test_boiler_fault_is_major_and_clears_with_the_contact(engine, wire, clock):
     assert active(engine, "boiler_fault") == []
 
 
-# ---- memory across restarts -------------------------------------------------------------------
-def test_alerts_and_dedup_survive_a_new_engine_on_the_same_file(city_config, tmp_path, wire):
-    first = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
-    first.handle(*wire.event("boiler-fault", "alarm"))
-    first.close()
-    second = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0 + 10)
-    second.handle(*wire.event("boiler-fault", "alarm", ts=T0 + 5))
-    [boiler] = second.store.alerts()
-    assert boiler.count == 2
-    second.handle(*wire.event("boiler-fault", "normal", ts=T0 + 9))  # the new engine can clear it too
-    settle(second, T0 + 10 + HOLD)
-    assert second.store.alerts() == []
-    second.close()
-
-
-def test_a_second_detector_after_an_engine_restart_still_confirms_the_fire(city_config, tmp_path, wire):
-    first = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
-    [pre] = first.handle(*wire.event("smk-minors-a", "alarm"))
-    first.close()
-    second = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0 + 20)
-    [fire] = second.handle(*wire.event("smk-minors-b", "alarm", ts=T0 + 20))
-    assert (fire.id, pre.severity, fire.severity) == (pre.id, "pre_alarm", "critical")
-    second.close()
-
-
-def test_timers_and_counts_survive_a_restart(city_config, tmp_path, wire):
-    first = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
-    first.handle(*wire.reading("t-dorm-f1", 16.0))  # cold since T0
-    first.handle(*wire.event("door-store", "open"))  # open since T0
-    for i in range(2):
-        first.handle(*wire.heartbeat("cam-med-obs", False, ts=T0 + 60 * i))
-    first.close()  # as good as a kill: everything was committed with its message
-    second = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0 + 1800)
-    second.handle(*wire.reading("t-dorm-f1", 16.0, ts=T0 + 1800))
-    second.handle(*wire.heartbeat("cam-med-obs", False, ts=T0 + 120))
-    second.tick(T0 + 1800)
-    found = {a.rule: a.state for a in active(second) if a.detail.get("reason") != "stale"}
-    assert found == {"cold_room": "firing", "camera_offline": "firing", "door_held_open": "firing"}
-    second.close()
-
-
+# ---- input that is not for the rules -------------------------------------------------------
 def test_commands_to_gateways_and_malformed_input_never_stop_the_engine(engine, wire):
     from stationwatch.core.contract import Command
     cmd = encode(Command(v=1, ts=T0, name="scenario", args={"name": "fire"}))
@@ -527,38 +408,3 @@ def test_commands_to_gateways_and_malformed_input_never_stop_the_engine(engine, 
     engine.handle(*wire.event("smk-kitchen", "alarm"))
     assert [a.rule for a in active(engine)] == ["fire"]
     assert engine.stats.quarantined == 1 and dict(engine.quarantine.counts) == {"not_json": 1}
-
-
-V1_SCHEMA = """
-CREATE TABLE alerts (id INTEGER PRIMARY KEY, rule TEXT NOT NULL, subject TEXT NOT NULL, site TEXT NOT NULL,
-    room TEXT, zone TEXT, severity TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'firing', title_zh TEXT NOT NULL,
-    title_en TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}', count INTEGER NOT NULL DEFAULT 1,
-    drill INTEGER NOT NULL DEFAULT 0, first_at REAL NOT NULL, last_at REAL NOT NULL, created_at REAL NOT NULL,
-    acknowledged_at REAL, acknowledged_by TEXT, resolved_at REAL, resolved_by TEXT, resolution TEXT);
-CREATE UNIQUE INDEX alerts_one_active ON alerts (rule, subject) WHERE state != 'resolved';
-CREATE TABLE deliveries (id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL REFERENCES alerts(id),
-    contact TEXT NOT NULL, channel TEXT NOT NULL, severity TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, at REAL NOT NULL);
-INSERT INTO alerts (rule, subject, site, severity, state, title_zh, title_en, first_at, last_at, created_at,
-    resolved_at, resolved_by, resolution) VALUES
-    ('fire', 'sl-station/kitchen', 'sl-station', 'pre_alarm', 'resolved', '火灾预警', 'Fire pre-alarm', 1, 1, 1, 2,
-     '张三', 'dismissed'),
-    ('boiler_fault', 'sl-station/boiler-fault', 'sl-station', 'major', 'firing', '锅炉故障', 'Boiler fault', 3, 3, 3,
-     NULL, NULL, NULL);
-"""
-
-
-def test_a_store_written_by_the_first_engine_is_upgraded_without_losing_a_row(city_config, tmp_path, wire):
-    import sqlite3
-    with sqlite3.connect(tmp_path / "alerts.db") as db:
-        db.executescript(V1_SCHEMA)
-    engine = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
-    try:
-        old = {a.rule: a for a in engine.store.alerts(include_resolved=True)}
-        assert (old["fire"].state, old["boiler_fault"].state) == ("dismissed", "firing")
-        engine.handle(*wire.event("boiler-fault", "alarm"))  # dedup still holds across the upgrade
-        engine.handle(*wire.event("smk-kitchen", "alarm"))
-        assert engine.store.get(old["boiler_fault"].id).count == 2
-        assert len(engine.store.alerts(rule="fire")) == 1
-    finally:
-        engine.close()

@@ -18,7 +18,7 @@ from stationwatch.core.config import parse_config
 from stationwatch.gateway.simulation import SimulatedStation
 
 from support import EXAMPLES, wait_for
-from test_alert_engine import RunningEngine
+from support.alerts import RunningEngine
 
 ACK_S = 2.0
 pytestmark = pytest.mark.e2e

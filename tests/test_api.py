@@ -12,7 +12,7 @@ from stationwatch.alerts.api import create_app
 from stationwatch.alerts.auth import token_hash
 from stationwatch.alerts.engine import AlertEngine
 
-from test_alert_rules import HOLD, T0, Wire, config_with
+from support.alerts import HOLD, T0, Wire, config_with
 
 STAFF = "test-staff-token-0001"
 USERS = [{"id": "zhangsan", "name": "值班员 张三", "role": "staff", "sites": ["sl-station"],

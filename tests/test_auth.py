@@ -14,7 +14,7 @@ from stationwatch.core.config import ConfigError, parse_config
 from stationwatch.core.policy import DEMO_TOKENS
 
 from support import EXAMPLES
-from test_alert_rules import T0, Wire
+from support.alerts import T0, Wire
 
 USERS = {  # id → (role, scope)
     "zhangsan": ("staff", {"sites": ["sl-station"]}),

@@ -16,7 +16,7 @@ from stationwatch.alerts.engine import AlertEngine
 from stationwatch.broker.stack import free_port
 
 from support import wait_for
-from test_alert_rules import T0, Wire, config_with
+from support.alerts import T0, Wire, config_with
 
 CHROMIUM = Path("/usr/bin/chromium")
 EMPTY_SHOWN = re.compile(r'<div id="empty"[^>]*class="show"')  # the "当前无告警" state is visible

@@ -16,20 +16,7 @@ from stationwatch.core.contract import Event, MessageClass, encode, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 
 from support import wait_for
-
-TWO_SITES = {
-    "name": "two sites",
-    "bureaus": [{"id": "city", "name": "市民政局", "level": "city"}],
-    "sites": [
-        {"id": "site-a", "name": "甲站", "bureau": "city", "rooms": [{"id": "dorm", "name": "宿舍", "kind": "dormitory"}]},
-        {"id": "site-b", "name": "乙站", "bureau": "city", "rooms": [{"id": "dorm", "name": "宿舍", "kind": "dormitory"}]},
-    ],
-    "gateways": [{"id": "gw-a", "name": "A", "site": "site-a"}, {"id": "gw-b", "name": "B", "site": "site-b"}],
-    "sensors": [
-        {"id": "smk-a", "name": "A 感烟", "kind": "smoke", "gateway": "gw-a", "room": "dorm"},
-        {"id": "smk-b", "name": "B 感烟", "kind": "smoke", "gateway": "gw-b", "room": "dorm"},
-    ],
-}
+from support.broker import TWO_SITES
 
 
 @pytest.fixture(scope="module")

@@ -168,7 +168,7 @@ def test_a_heat_contact_sounds_the_local_alarm_with_no_broker_and_a_stopped_pump
     from stationwatch.gateway.alarm import LocalAlarm
     from stationwatch.gateway.spool import Spool
 
-    from test_local_alarm import BUTTON, NOWHERE, OUTPUTS, gateway_of, outputs
+    from support.gateway import BUTTON, NOWHERE, OUTPUTS, gateway_of, outputs
 
     base = config([
         sensor("heat-dorm-f1", "heat_alarm", "dorm-f1", {"driver": "gpio", "pin": 19}),

@@ -24,10 +24,8 @@ from stationwatch.sensors.kinds import KINDS  # noqa: E402
 from stationwatch.sensors.modbus import BusSchedule, ModbusBus, Poll  # noqa: E402
 from stationwatch.sensors.regmap import RegisterMapError, RegisterPoint, register_map, register_map_names  # noqa: E402
 
-from modbus_line import Line, Server  # noqa: E402
+from modbus_line import HEATING, TH, Line, Server  # noqa: E402
 from support import EXAMPLES  # noqa: E402
-
-TH, HEATING = 1, 3  # units on the line: a temperature/humidity transmitter and a heating controller
 
 
 def s16(value: int) -> int:

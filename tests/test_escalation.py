@@ -12,7 +12,7 @@ from stationwatch.alerts.dispatch import Notifier
 from stationwatch.alerts.engine import AlertEngine
 
 from support import wait_for
-from test_alert_rules import SHANGHAI, T0, Clock, Wire, config_with, settle
+from support.alerts import SHANGHAI, T0, Wire, config_with, settle
 
 CONTACTS = [
     {"id": "duty-staff", "name": "值班员 张三", "role": "staff", "sites": ["sl-station"], "channels": ["json://127.0.0.1:9/duty"]},
@@ -41,11 +41,6 @@ POLICIES = [
 def chain_config(**extra):
     routing = {"notify": [], "policies": POLICIES, **extra.pop("routing", {})}
     return config_with(contacts=CONTACTS, routing=routing, **extra)
-
-
-@pytest.fixture
-def clock():
-    return Clock()
 
 
 @pytest.fixture

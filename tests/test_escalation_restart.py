@@ -8,18 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
 from stationwatch.alerts.store import Store
-from stationwatch.core.contract import MessageClass, topic
-from stationwatch.core.mqtt import MqttLink
+from stationwatch.core.contract import MessageClass
 
 from support import EXAMPLES, wait_for
-from test_alert_rules import GW, SITE, Wire
+from support.alerts import SITE, Wire, send
 
 CLI = [sys.executable, "-m", "stationwatch.cli"]
 ACK_S = 3.0  # every level's deadline, compressed
@@ -68,18 +66,6 @@ def chain_yaml(tmp_path: Path, port: int) -> Path:
     path = tmp_path / "chain.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
-
-
-@pytest.fixture
-def publisher(broker_address):
-    link = MqttLink(broker_address, f"test-pub-{uuid.uuid4().hex[:8]}").start()
-    yield link
-    link.publish(topic(SITE, GW, MessageClass.STATUS), b"", MessageClass.STATUS).wait_for_publish(5)
-    link.stop()
-
-
-def send(link, message, kind=MessageClass.EVENT):
-    link.publish(*message, kind).wait_for_publish(5)
 
 
 def test_sigkill_mid_escalation_loses_nothing_and_skips_no_level(tmp_path, mosquitto, receiver, publisher):

@@ -23,7 +23,7 @@ from stationwatch.alerts.engine import AlertEngine
 from stationwatch.broker.accounts import gateway_topics, write_accounts
 from stationwatch.broker.influx import InfluxV1Writer
 from stationwatch.broker.ingest import IngestOptions, run_ingest
-from stationwatch.broker.stack import LocalMosquitto, free_port
+from stationwatch.broker.stack import LocalMosquitto
 from stationwatch.broker.tls import make_certs
 from stationwatch.core.agent_settings import AgentSettings, AlarmOutputs
 from stationwatch.core.config import parse_config
@@ -47,12 +47,10 @@ from stationwatch.gateway.spool import Spool
 from stationwatch.sensors.health import METRICS, GatewayHealth, HealthSeams
 
 from support import ROOT, wait_for
-from test_broker_security import TWO_SITES
-from test_local_alarm import SmokeContact
+from support.broker import TWO_SITES
+from support.gateway import BUTTON, BUZZER, LED, NOWHERE, RELAY, SMOKE_PIN, SmokeContact
 
 SITE, GW = "sl-station", "gw-sl-main"
-BUZZER, RELAY, LED, BUTTON, SMOKE_PIN = 17, 27, 22, 23, 5
-NOWHERE = BrokerAddress("127.0.0.1", free_port())  # nothing listens here: the network is down
 
 
 @pytest.fixture

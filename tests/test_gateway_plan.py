@@ -25,9 +25,8 @@ from stationwatch.core.mqtt import MqttLink
 from stationwatch.gateway.plan import PlanError, compile_plan, load_plan, plan_path, write_plan
 from stationwatch.sensors.base import build_drivers
 
-from modbus_line import Line, Server
+from modbus_line import HEATING, TH, Line, Server
 from support import EXAMPLES, wait_for
-from test_drivers_modbus import HEATING, TH
 
 W1_ADDRESS = "28-00000abcdef0"
 W1_GOOD = "72 01 4b 46 7f ff 0e 10 57 : crc=57 YES\n72 01 4b 46 7f ff 0e 10 57 t=23125\n"

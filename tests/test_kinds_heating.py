@@ -17,8 +17,20 @@ from stationwatch.gateway.states import state_rule
 from stationwatch.sensors.kinds import KINDS
 
 from support import EXAMPLES, wait_for
-from test_alert_engine import RunningEngine, publisher, send, wait_subscribed  # noqa: F401 — fixture
-from test_alert_rules import GW, HOLD, JULY, SHANGHAI, SITE, T0, Clock, Wire, active, settle
+from support.alerts import (
+    GW,
+    HOLD,
+    JULY,
+    SHANGHAI,
+    SITE,
+    T0,
+    RunningEngine,
+    Wire,
+    active,
+    send,
+    settle,
+    wait_subscribed,
+)
 
 NEW_SENSORS = [
     {"id": "heat-dorm-f1", "name": "女宿舍一 感温报警", "kind": "heat_alarm", "gateway": GW, "room": "dorm-f1"},
@@ -45,20 +57,10 @@ def heating_config(**rules):
 
 
 @pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
 def engine(tmp_path, clock):
     e = AlertEngine(heating_config(), tmp_path / "alerts.db", clock=clock)
     yield e
     e.close()
-
-
-@pytest.fixture
-def wire():
-    return Wire()
 
 
 # ---- the kinds and their config ---------------------------------------------------------------

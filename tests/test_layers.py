@@ -1,8 +1,10 @@
 """The floor plan is enforced: import-linter, with the contracts of pyproject.toml, passes on the
 tree as it is and fails — naming the import — when a lower folder imports a higher one or two
-folders of one layer import each other (docs/architecture.md)."""
+folders of one layer import each other (docs/architecture.md). The tests keep one too: a test
+module imports no other test module."""
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -59,3 +61,20 @@ def test_an_import_against_the_layers_fails_and_is_named(tree, module, statement
     assert run.returncode != 0
     assert complaint in run.stdout, run.stdout
     assert f"stationwatch.{module} ->" in run.stdout, "the offending import is named"
+
+
+def test_test_modules_share_through_support_and_conftest_only():
+    """What more than one test module uses lives in tests/support/ (or tests/modbus_line.py), its
+    fixtures in tests/conftest.py; importing it from another test module is named here."""
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                modules = [node.module]
+            else:
+                continue
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} imports {m}" for m in modules
+                      if m.split(".")[0].startswith("test_")]
+    assert found == [], "\n".join(found)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from stationwatch.core.contract import MessageClass
 
 from support import wait_for
-from test_simulator import record, run, small  # noqa: F401 — fixtures
+from support.simulator import small
 
 PLANT = [
     {"id": "pump-1", "kind": "pump_running", "room": "boiler"},

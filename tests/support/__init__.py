@@ -1,5 +1,8 @@
 """Helpers shared by the tests: polling with a deadline (never a bare sleep), a real HTTP
-receiver for notifications, and paths to the shipped example configs."""
+receiver for notifications, and paths to the shipped example configs.
+
+What one family of tests shares lives in a module of this package, its fixtures in
+``tests/conftest.py``: a test module never imports another test module."""
 from __future__ import annotations
 
 import json
@@ -8,7 +11,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # tests/support/__init__.py → the repository
 EXAMPLES = ROOT / "docs" / "examples"
 
 

@@ -1,0 +1,116 @@
+"""Helpers the alert tests share: the example station's site and gateway, the times they run at,
+messages encoded exactly as a gateway puts them on the wire (Wire), an engine clock moved by hand
+(Clock), the example config with sections replaced (config_with), what an engine holds, and the
+engine run as `stationwatch alerts` runs it, fed over the real broker (RunningEngine, send,
+wait_subscribed; the ``publisher`` fixture is in conftest.py)."""
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from stationwatch.alerts.runner import run_engine
+from stationwatch.alerts.store import Store
+from stationwatch.core.config import parse_config
+from stationwatch.core.contract import Event, Heartbeat, MessageClass, Reading, Status, encode, topic
+from stationwatch.core.mqtt import MqttLink
+
+from . import EXAMPLES, wait_for
+
+SITE, GW = "sl-station", "gw-sl-main"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2025, 1, 15, 14, 0, tzinfo=SHANGHAI).timestamp()  # a winter afternoon, site local time
+JULY = datetime(2025, 7, 15, 14, 0, tzinfo=SHANGHAI).timestamp()
+HOLD = 60.0  # rules.resolve_hold_s default
+
+
+class Wire:
+    """Messages as a gateway sends them: (topic, payload bytes)."""
+
+    def __init__(self, site: str = SITE, gateway: str = GW):
+        self.site, self.gateway, self.seq = site, gateway, 0
+
+    def _next(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def event(self, device: str, state: str, ts: float = T0, drill: bool = False) -> tuple[str, bytes]:
+        body = Event(v=1, ts=ts, seq=self._next(), state=state, drill=drill)
+        return topic(self.site, self.gateway, MessageClass.EVENT, device), encode(body)
+
+    def reading(self, device: str, value: float | None, ts: float = T0, quality: str = "ok") -> tuple[str, bytes]:
+        body = Reading(v=1, ts=ts, seq=self._next(), value=value, unit="°C", quality=quality)
+        return topic(self.site, self.gateway, MessageClass.READING, device), encode(body)
+
+    def heartbeat(self, camera: str, online: bool, ts: float = T0) -> tuple[str, bytes]:
+        body = Heartbeat(v=1, ts=ts, seq=self._next(), online=online)
+        return topic(self.site, self.gateway, MessageClass.HEARTBEAT, camera), encode(body)
+
+    def status(self, state: str, reason: str | None = None, ts: float = T0) -> tuple[str, bytes]:
+        return topic(self.site, self.gateway, MessageClass.STATUS), encode(Status(v=1, ts=ts, state=state, reason=reason))
+
+
+class Clock:
+    """An engine clock the test moves by hand."""
+
+    def __init__(self, t: float = T0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def at(self, t: float) -> float:
+        self.t = t
+        return t
+
+
+def config_with(path=EXAMPLES / "city-station.yaml", **sections):
+    """The example config with sections replaced (dict sections are merged one level deep)."""
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for key, value in sections.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) and isinstance(data.get(key), dict) else value
+    return parse_config(data)
+
+
+def active(engine, rule=None):
+    """The alerts the engine holds open, of one rule if given."""
+    return [a for a in engine.store.alerts() if rule is None or a.rule == rule]
+
+
+def settle(engine, t):
+    """Tick without the silence rules (every other device of the example is silent in these tests)."""
+    engine.watching = False
+    try:
+        return engine.tick(t)
+    finally:
+        engine.watching = True
+
+
+class RunningEngine:
+    """run_engine in a thread, as `stationwatch alerts` runs it."""
+
+    def __init__(self, cfg, address, db_path, client_id: str):
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=run_engine, args=(cfg, address, db_path, self.stop),
+                                       kwargs={"client_id": client_id, "tick_s": 0.1, "beat_s": 0.1}, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+        assert not self.thread.is_alive(), "run_engine did not stop when asked"
+
+
+def send(link: MqttLink, message: tuple[str, bytes], kind: MessageClass = MessageClass.EVENT) -> None:
+    link.publish(*message, kind).wait_for_publish(5)
+
+
+def wait_subscribed(store: Store, link: MqttLink, wire: Wire) -> None:
+    """The retained birth reaches the engine once its subscription stands."""
+    send(link, wire.status("online"), MessageClass.STATUS)
+    wait_for(lambda: any(g["state"] == "online" for g in store.gateways()), 15, what="engine subscribed")

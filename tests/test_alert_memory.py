@@ -1,0 +1,84 @@
+"""The alert engine's memory: a new engine on the file an earlier one wrote goes on with its alerts,
+their dedup, its timers and counts, and a store of the first engine's schema is upgraded without
+losing a row. Driven like test_alert_rules.py: wire messages through AlertEngine.handle/tick over a
+real SQLite store in tmp_path."""
+from __future__ import annotations
+
+from stationwatch.alerts.engine import AlertEngine
+
+from support.alerts import HOLD, T0, active, settle
+
+
+def test_alerts_and_dedup_survive_a_new_engine_on_the_same_file(city_config, tmp_path, wire):
+    first = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
+    first.handle(*wire.event("boiler-fault", "alarm"))
+    first.close()
+    second = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0 + 10)
+    second.handle(*wire.event("boiler-fault", "alarm", ts=T0 + 5))
+    [boiler] = second.store.alerts()
+    assert boiler.count == 2
+    second.handle(*wire.event("boiler-fault", "normal", ts=T0 + 9))  # the new engine can clear it too
+    settle(second, T0 + 10 + HOLD)
+    assert second.store.alerts() == []
+    second.close()
+
+
+def test_a_second_detector_after_an_engine_restart_still_confirms_the_fire(city_config, tmp_path, wire):
+    first = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
+    [pre] = first.handle(*wire.event("smk-minors-a", "alarm"))
+    first.close()
+    second = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0 + 20)
+    [fire] = second.handle(*wire.event("smk-minors-b", "alarm", ts=T0 + 20))
+    assert (fire.id, pre.severity, fire.severity) == (pre.id, "pre_alarm", "critical")
+    second.close()
+
+
+def test_timers_and_counts_survive_a_restart(city_config, tmp_path, wire):
+    first = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
+    first.handle(*wire.reading("t-dorm-f1", 16.0))  # cold since T0
+    first.handle(*wire.event("door-store", "open"))  # open since T0
+    for i in range(2):
+        first.handle(*wire.heartbeat("cam-med-obs", False, ts=T0 + 60 * i))
+    first.close()  # as good as a kill: everything was committed with its message
+    second = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0 + 1800)
+    second.handle(*wire.reading("t-dorm-f1", 16.0, ts=T0 + 1800))
+    second.handle(*wire.heartbeat("cam-med-obs", False, ts=T0 + 120))
+    second.tick(T0 + 1800)
+    found = {a.rule: a.state for a in active(second) if a.detail.get("reason") != "stale"}
+    assert found == {"cold_room": "firing", "camera_offline": "firing", "door_held_open": "firing"}
+    second.close()
+
+
+V1_SCHEMA = """
+CREATE TABLE alerts (id INTEGER PRIMARY KEY, rule TEXT NOT NULL, subject TEXT NOT NULL, site TEXT NOT NULL,
+    room TEXT, zone TEXT, severity TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'firing', title_zh TEXT NOT NULL,
+    title_en TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '{}', count INTEGER NOT NULL DEFAULT 1,
+    drill INTEGER NOT NULL DEFAULT 0, first_at REAL NOT NULL, last_at REAL NOT NULL, created_at REAL NOT NULL,
+    acknowledged_at REAL, acknowledged_by TEXT, resolved_at REAL, resolved_by TEXT, resolution TEXT);
+CREATE UNIQUE INDEX alerts_one_active ON alerts (rule, subject) WHERE state != 'resolved';
+CREATE TABLE deliveries (id INTEGER PRIMARY KEY, alert_id INTEGER NOT NULL REFERENCES alerts(id),
+    contact TEXT NOT NULL, channel TEXT NOT NULL, severity TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, at REAL NOT NULL);
+INSERT INTO alerts (rule, subject, site, severity, state, title_zh, title_en, first_at, last_at, created_at,
+    resolved_at, resolved_by, resolution) VALUES
+    ('fire', 'sl-station/kitchen', 'sl-station', 'pre_alarm', 'resolved', '火灾预警', 'Fire pre-alarm', 1, 1, 1, 2,
+     '张三', 'dismissed'),
+    ('boiler_fault', 'sl-station/boiler-fault', 'sl-station', 'major', 'firing', '锅炉故障', 'Boiler fault', 3, 3, 3,
+     NULL, NULL, NULL);
+"""
+
+
+def test_a_store_written_by_the_first_engine_is_upgraded_without_losing_a_row(city_config, tmp_path, wire):
+    import sqlite3
+    with sqlite3.connect(tmp_path / "alerts.db") as db:
+        db.executescript(V1_SCHEMA)
+    engine = AlertEngine(city_config, tmp_path / "alerts.db", clock=lambda: T0)
+    try:
+        old = {a.rule: a for a in engine.store.alerts(include_resolved=True)}
+        assert (old["fire"].state, old["boiler_fault"].state) == ("dismissed", "firing")
+        engine.handle(*wire.event("boiler-fault", "alarm"))  # dedup still holds across the upgrade
+        engine.handle(*wire.event("smk-kitchen", "alarm"))
+        assert engine.store.get(old["boiler_fault"].id).count == 2
+        assert len(engine.store.alerts(rule="fire")) == 1
+    finally:
+        engine.close()
