@@ -174,7 +174,7 @@ class AlertEngine:
         except ContractError as exc:
             self._refuse(topic, payload, exc.reason, exc.detail)
             return []
-        if msg.kind is MessageClass.CMD:  # commands to gateways are not the engine's business
+        if msg.kind in (MessageClass.CMD, MessageClass.REPLY):  # commands to gateways are not the engine's business
             return []
         self.stats.accepted += 1
         if msg.kind is not MessageClass.STATUS:  # a status is heard below, unless it is a retained one again

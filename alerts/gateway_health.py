@@ -28,6 +28,8 @@ FLAGS: dict[str, tuple[str, str]] = {
                       "under-voltage (power supply or cable failing; the gateway may drop out)"),
     "throttled": ("CPU 降频（过热或供电不足）", "CPU throttled (overheating or weak power)"),
     "clock_unsynced": ("时钟未同步（上报时间可能不准）", "clock not synchronised (its timestamps may be wrong)"),
+    "spool": ("本地缓存无法写入（磁盘满、只读或损坏；告警仍会发出，读数可能丢失）",
+              "disk spool cannot be written (full, read-only or damaged; alarms still go out, readings may be lost)"),
 }
 LOCAL_ALARM_NOTES = {
     "silenced": ("本地声光报警已消音", "local alarm silenced"),

@@ -21,7 +21,9 @@ from stationwatch.core.wire import SERVICE_ROOT
 ITERATIONS = 101  # mosquitto_passwd's default for $7$
 SERVICE_ACCOUNTS = {
     # name: (read filters, write filters); each service beats under its own sw/svc/v1/{service}/…
-    "stationwatch-ingest": ([f"{ROOT}/#", f"$share/ingest/{ROOT}/#"], [f"{SERVICE_ROOT}/ingest/#"]),
+    # ingest also tells each gateway what it stored (cmd/stored: the end-to-end acknowledgement)
+    "stationwatch-ingest": ([f"{ROOT}/#", f"$share/ingest/{ROOT}/#"],
+                            [f"{SERVICE_ROOT}/ingest/#", f"{ROOT}/+/+/{MessageClass.CMD.value}/stored"]),
     "stationwatch-alerts": ([f"{ROOT}/#", f"$share/alerts/{ROOT}/#", f"{SERVICE_ROOT}/#"],
                             [f"{ROOT}/+/+/{MessageClass.CMD.value}/#", "sw/esc/v1/#", f"{SERVICE_ROOT}/alerts/#"]),
     "stationwatch-api": ([], [f"{SERVICE_ROOT}/api/#"]),
@@ -54,7 +56,7 @@ def verify_password(password: str, stored: str) -> bool:
 
 def gateway_topics(site: str, gateway: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     base = f"{ROOT}/{site}/{gateway}"
-    writes = (f"{base}/{MessageClass.STATUS.value}", f"{base}/{MessageClass.PATROL.value}") + tuple(
+    writes = tuple(f"{base}/{k.value}" for k in (MessageClass.STATUS, MessageClass.PATROL, MessageClass.REPLY)) + tuple(
         f"{base}/{k.value}/+" for k in (MessageClass.READING, MessageClass.EVENT, MessageClass.HEARTBEAT, MessageClass.HEALTH))
     reads = (f"{base}/{MessageClass.CMD.value}/+",)
     return reads, writes

@@ -15,13 +15,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stationwatch.core.contract import ContractError, Inventory, parse, subscription
+from stationwatch.core.contract import ContractError, Inventory, MessageClass, parse, subscription
 from stationwatch.core.heartbeat import Beacon
 from stationwatch.core.metrics import MetricsServer, prometheus_text
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.quarantine import Quarantine
 
 from .influx import RETENTION_MARGIN_S, RETENTION_S, InfluxV1Writer, Point, PointsRejected, PointWriter, to_point
+from .receipts import Receipts
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Ingest:
         self.stats = IngestStats()
         self._queue: queue.Queue[_Pending] = queue.Queue()
         self.metrics_port: int | None = None
+        self.receipts: Receipts | None = None  # tells the gateways what was stored (broker/receipts.py)
 
     @property
     def backlog(self) -> int:
@@ -173,6 +175,10 @@ class Ingest:
         for p in batch:
             if p.qos > 0:
                 self.ack(p.mid, p.qos)
+            if self.receipts is not None:
+                self.receipts.note(p.topic, p.payload)
+        if self.receipts is not None:
+            self.receipts.flush()
 
 
 class Canary:
@@ -239,6 +245,7 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     link = MqttLink(address, client_id, clean_start=False, manual_ack=True, on_connect=on_connect,
                     will=beacon.will(), on_message=lambda t, p, m: ingest.receive(t, p, m.mid, m.qos))
     holder["link"] = link
+    ingest.receipts = Receipts(lambda t, b: link.publish(t, b, MessageClass.CMD), ingest.inventory.gateway_site)
     link.start(wait=None)
     log.info("ingest %s: MQTT %s:%d %s → InfluxDB %s/%s", client_id, address.host, address.port,
              topic_filter, influx_url, database)
@@ -254,6 +261,7 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     threading.Thread(target=canary.run, args=(stop,), name="influx-canary", daemon=True).start()
     last_report = last_metrics = time.monotonic()
     while not stop.wait(beat_s):
+        ingest.receipts.flush()  # the last batch's receipts, when nothing else came since
         s = ingest.stats
         beacon.beat(link, {**canary.info(), "received": s.received, "written": s.written,
                            "queue": ingest.backlog, "lag_s": round(s.lag_s, 3)})
@@ -265,6 +273,7 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
             log.info("ingest: received %d, written %d, quarantined %d, write errors %d",
                      s.received, s.written, s.quarantined, s.write_errors)
     writer_thread.join(timeout=10)
+    ingest.receipts.flush(force=True)
     beacon.shutdown(link)
     link.stop()
     if metrics is not None:

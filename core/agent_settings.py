@@ -47,6 +47,10 @@ class AgentSettings(Model):
     send_window: Annotated[int, Field(ge=1, le=10_000)] = 1000  # messages awaiting PUBACK at once
     drain_s: Annotated[float, Field(ge=0, le=60)] = 2.0  # on a clean stop, time to finish sending
     health_interval_s: Annotated[float, Field(ge=5, le=3600)] = 60.0  # the gateway's own health (health/{metric})
+    # end to end: a message the broker took this long before the centre's latest receipt, and never
+    # confirmed, was lost by the broker and is sent again. Longer than ingest takes to drain a backlog
+    # after an outage (else the backlog goes twice), short beside how long a spool keeps readings.
+    store_timeout_s: Annotated[float, Field(ge=5, le=86400)] = 600.0
 
 
 def _taken_pins(cfg, gateway_id: str) -> dict[int, str]:

@@ -27,9 +27,11 @@ from stationwatch.sensors.health import METRICS as HEALTH_DRIVER_METRICS
 # the names receivers use are re-exported here
 from .wire import (  # noqa: F401
     DELIVERY,
+    DRILL,
     LOCAL_ALARM,
     LOCAL_ALARM_STATES,
     ROOT,
+    SPOOL,
     TS_RANGE,
     ContractError,
     MessageClass,
@@ -43,7 +45,7 @@ from .wire import (  # noqa: F401
 )
 
 # what may follow health/: the health driver's metrics and the local alarm's state
-HEALTH_METRICS = frozenset(HEALTH_DRIVER_METRICS) | {LOCAL_ALARM}
+HEALTH_METRICS = frozenset(HEALTH_DRIVER_METRICS) | {LOCAL_ALARM, SPOOL, DRILL}
 
 
 class _Payload(BaseModel):
@@ -91,6 +93,14 @@ class Status(_Payload):
     session: Annotated[int, Field(ge=0)] | None = None
 
 
+class Reply(_Payload):
+    """``reply``: a gateway's answer to a command that carried ``args.id``."""
+    request: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]  # the command's ``args.id``
+    command: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")]
+    ok: bool
+    detail: Annotated[str, Field(max_length=500)] | None = None
+
+
 class Patrol(_Payload):
     """``patrol``: a gateway's answer to ``cmd/patrol`` (巡检); ``ts`` is the gateway's clock."""
     request: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]  # the command's ``args.id``
@@ -126,7 +136,7 @@ class Command(_Payload):
 SCHEMAS: dict[MessageClass, type[_Payload]] = {
     MessageClass.STATUS: Status, MessageClass.READING: Reading, MessageClass.EVENT: Event,
     MessageClass.HEARTBEAT: Heartbeat, MessageClass.CMD: Command, MessageClass.HEALTH: HealthSample,
-    MessageClass.PATROL: Patrol,
+    MessageClass.PATROL: Patrol, MessageClass.REPLY: Reply,
 }
 
 
@@ -179,7 +189,7 @@ class Inventory:
             raise ContractError("unknown_gateway", f"gateway '{msg.gateway[:64]}' is not in the config")
         if site != msg.site:
             raise ContractError("wrong_site", f"gateway '{msg.gateway}' belongs to site '{site}', not '{msg.site[:64]}'")
-        if msg.kind in (MessageClass.STATUS, MessageClass.CMD, MessageClass.PATROL):
+        if msg.kind in (MessageClass.STATUS, MessageClass.CMD, MessageClass.PATROL, MessageClass.REPLY):
             return None
         if msg.kind is MessageClass.HEALTH:
             if msg.device not in HEALTH_METRICS:

@@ -34,6 +34,7 @@ class MessageClass(StrEnum):
     CMD = "cmd"
     HEALTH = "health"  # the gateway's own health and its local alarm: health/{metric}
     PATROL = "patrol"  # the gateway's answer to the centre's patrol (巡检): its clock, config version, drivers
+    REPLY = "reply"  # the gateway's answer to a command that carried an ``args.id``: done, or refused and why
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,10 @@ DELIVERY: dict[MessageClass, Delivery] = {
     MessageClass.HEALTH: Delivery(1, False),
     # a live answer, sent at once and never spooled: an answer that cannot go out now is a missed patrol
     MessageClass.PATROL: Delivery(1, False),
+    MessageClass.REPLY: Delivery(1, False),
 }
+
+LEAFLESS = (MessageClass.STATUS, MessageClass.PATROL, MessageClass.REPLY)  # topics without a device level
 
 # The services' own heartbeats, beside the gateways' tree so that no gateway consumer sees them:
 # sw/svc/v1/{service}/{instance}/beat (retained, with a will) and …/probe (the broker round trip).
@@ -68,6 +72,15 @@ SERVICES = ("ingest", "alerts", "dispatcher", "api", "watcher")  # the hops that
 # a central command) or quiet (every detector back to normal)
 LOCAL_ALARM = "local_alarm"
 LOCAL_ALARM_STATES = ("sounding", "silenced", "quiet")
+# health/spool: the gateway's disk spool cannot be written (state alarm, detail disk_full, read_only,
+# io_error or damaged) — alarms still go out, from memory; routine readings may be lost — or works again
+SPOOL = "spool"
+# health/drill: a drill (演练) started from the centre is on (state alarm, detail: until when) or over
+DRILL = "drill"
+
+
+class CommandRefused(Exception):
+    """A command a gateway will not carry out; the message says why (sent back in its ``reply``)."""
 
 
 class ContractError(ValueError):
@@ -101,8 +114,7 @@ def split_service_topic(topic_name: str) -> tuple[str, str, str]:
 
 
 def subscription(kind: MessageClass | None = None, site: str = "+") -> str:
-    leafless = kind in (MessageClass.STATUS, MessageClass.PATROL)
-    return f"{ROOT}/{site}/+/#" if kind is None else f"{ROOT}/{site}/+/{kind.value}" + ("" if leafless else "/+")
+    return f"{ROOT}/{site}/+/#" if kind is None else f"{ROOT}/{site}/+/{kind.value}" + ("" if kind in LEAFLESS else "/+")
 
 
 def split_topic(topic_name: str) -> tuple[str, str, MessageClass, str | None]:
@@ -116,7 +128,7 @@ def split_topic(topic_name: str) -> tuple[str, str, MessageClass, str | None]:
     except ValueError:
         raise ContractError("bad_topic", f"unknown message class '{kind_name[:40]}' in topic") from None
     rest = parts[5:]
-    if kind in (MessageClass.STATUS, MessageClass.PATROL):
+    if kind in LEAFLESS:
         if rest:
             raise ContractError("bad_topic", f"{kind.value} topic takes no device")
         return site, gateway, kind, None

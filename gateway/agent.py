@@ -30,25 +30,34 @@ from __future__ import annotations
 import heapq
 import logging
 import queue
-import re
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
-from stationwatch.core.wire import LOCAL_ALARM, GatewayCommand, MessageClass, command_handler, payload, topic
-from stationwatch.sensors.base import Driver, EdgeDriver, Sample, build_drivers, inventory
+from stationwatch.core.wire import (
+    DRILL,
+    LOCAL_ALARM,
+    SPOOL,
+    GatewayCommand,
+    MessageClass,
+    command_handler,
+    payload,
+    topic,
+)
+from stationwatch.sensors.base import Driver, EdgeDriver, Sample, inventory
 from stationwatch.sensors.health import METRICS as HEALTH_METRICS
 from stationwatch.sensors.health import sample_id
 from stationwatch.sensors.kinds import KINDS
 
 from .alarm import AlarmChange, LocalAlarm
+from .commands import COMMANDS, carry_out
+from .forwarder import Forwarder
 from .plan import GatewayPlanSpec, StationSpec
-from .spool import Forwarder, Outgoing, Spool
+from .spool import Outgoing, Spool
 from .states import finite, state_rule
-from .watchdog import sd_notify, watchdog_period
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +94,10 @@ class Agent:
         self.link = MqttLink(address, gw.id, will=(self.topic(MessageClass.STATUS), self._will(self.session)),
                              on_connect=self._on_connect, on_message=self._on_command)
         self.link.client.max_inflight_messages_set(self.settings.send_window)
-        self.forwarder = Forwarder(spool, self.link, self.settings.send_window)
+        self.forwarder = Forwarder(spool, self.link, self.settings.send_window,
+                                   getattr(self.settings, "store_timeout_s", 600.0))
+        self._spool_trouble: str | None = None  # what was last reported as health/spool
+        self.drill_until: float | None = None  # monotonic end of a drill (gateway/commands.py)
         self._lock = threading.Lock()  # the per-device state below
         self._state: dict[str, str] = {}
         self._last_sent: dict[str, float] = {}  # device → monotonic time of its last reading/heartbeat
@@ -172,7 +184,7 @@ class Agent:
                 heapq.heappush(schedule, (max(due + self._period.get(i, first_period), now), i))
             # wake at least every LOOP_MAX_S, so a live loop is seen as alive by the watchdog
             held += self._collect(min(LOOP_MAX_S, max(0.0, schedule[0][0] - time.monotonic())) if schedule else 1.0)
-            held = self._spool(held)
+            held = self._spool(held + self._spool_health() + self._drill_over())
         held += self._collect(0.0)
         self._spool(held)
 
@@ -195,6 +207,33 @@ class Agent:
                 batch += self._outbox.get(timeout=max(0.0, deadline - time.monotonic()) if polling else 0.0)
             except queue.Empty:
                 return batch
+
+    def _spool_health(self) -> list[Outgoing]:
+        """``health/spool`` when the disk starts or stops failing (urgent: it goes out from memory)."""
+        trouble = self.spool.trouble
+        if trouble == self._spool_trouble:
+            return []
+        self._spool_trouble = trouble
+        state, detail = ("alarm", trouble) if trouble else ("normal", None)
+        self.stats["spool_trouble"] += trouble is not None
+        return [Outgoing(MessageClass.HEALTH, self.topic(MessageClass.HEALTH, SPOOL), lambda seq: payload(
+            time.time(), seq, value=1.0 if trouble else 0.0, unit="", quality="ok", state=state, detail=detail),
+            urgent=True)]
+
+    def _drill_over(self) -> list[Outgoing]:
+        """A drill that ran out by itself: back to real, and say so."""
+        if self.drill_until is not None and not self.drilling:
+            self.drill_until = None
+            log.warning("演练已到时结束 / the drill ran out: events are real again")
+            self.report_drill(None)
+        return []
+
+    def report_drill(self, until: float | None) -> None:
+        """``health/drill`` (urgent): a drill is on until ``until`` (Unix time), or over (None)."""
+        state, detail = ("alarm", f"until {until:.0f}") if until else ("normal", None)
+        self._outbox.put([Outgoing(MessageClass.HEALTH, self.topic(MessageClass.HEALTH, DRILL), lambda seq: payload(
+            time.time(), seq, value=1.0 if until else 0.0, unit="", quality="ok", state=state, detail=detail),
+            urgent=True)])
 
     def _spool(self, items: list[Outgoing]) -> list[Outgoing]:
         if not items:
@@ -287,7 +326,7 @@ class Agent:
         self.stats["events"] += 1
         log.info("事件 / event %s/%s: %s", self.gateway.id, device, state)
         return Outgoing(MessageClass.EVENT, self.topic(MessageClass.EVENT, device),
-                        lambda seq: payload(ts, seq, state=state, value=value, drill=False))
+                        lambda seq, drill=self.drilling: payload(ts, seq, state=state, value=value, drill=drill))
 
     def _heartbeat(self, sample: Sample, period: float) -> list[Outgoing]:
         with self._lock:
@@ -348,67 +387,15 @@ class Agent:
         self.born.set()
         log.info("已连接 / connected to the broker; %d message(s) waiting in the spool", self.spool.rows)
 
-    def answer_patrol(self, cmd: GatewayCommand) -> None:
-        """巡检: the centre asks; the gateway answers at once with its clock, config version and drivers
-        (never through the spool: an answer that cannot go out now is rightly a missed patrol)."""
-        request = cmd.args.get("id")
-        if not isinstance(request, str) or not PATROL_ID.fullmatch(request):
-            log.warning("巡检命令无效已忽略 / patrol without a valid args.id ignored")
-            return
-        body = payload(time.time(), request=request, config_version=self.config_version,
-                       drivers=inventory(self.drivers), session=self.session)
-        self.link.publish(self.topic(MessageClass.PATROL), body, MessageClass.PATROL)
-        self.stats["patrols"] += 1
-
     def _on_command(self, topic_name: str, body: bytes, _msg) -> None:
         found = command_handler(topic_name, body, self.commands)
         if found is not None:
             cmd, handler = found
             self.stats["commands"] += 1
-            handler(self, cmd)
+            carry_out(self, cmd, handler)
 
-COMMANDS: dict[str, Callable[[Agent, GatewayCommand], None]] = {
-    "silence": lambda agent, cmd: agent.alarm.silence("cmd:silence"),
-    "ack": lambda agent, cmd: agent.alarm.silence("cmd:ack"),  # acknowledged centrally
-    "patrol": Agent.answer_patrol,  # 巡检
-}
-PATROL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-
-
-def run_agent(cfg: StationSpec, gw: GatewayPlanSpec, address: BrokerAddress, stop: threading.Event, *,
-              config_version: str | None = None, drivers: Sequence[Driver] | None = None,
-              pin_factory: Any = None, spool_path: str | None = None, ready: threading.Event | None = None,
-              commands: Mapping[str, Callable[[Agent, GatewayCommand], None]] | None = None,
-              attach: Callable[[Agent], None] | None = None, **driver_seams: Any) -> Agent:
-    """Run the agent of gateway ``gw`` until ``stop`` is set, then stop cleanly.
-
-    ``drivers`` default to :func:`stationwatch.sensors.base.build_drivers` with ``pin_factory``
-    and ``driver_seams`` (onewire_base, serial_for_url, probe, health, building); the local alarm
-    uses the same ``pin_factory``. ``commands`` replaces the command table (the simulated station
-    adds ``scenario``); ``attach`` is given the agent before it starts. ``ready`` is set once the
-    agent runs. Returns the stopped agent."""
-    settings = gw.agent
-    spool = Spool(spool_path or settings.spool_path, int(settings.spool_max_mb * 2**20), settings.spool_sync)
-    alarm = LocalAlarm(settings.outputs, settings.silence_button, pin_factory)
-    try:
-        if drivers is None:
-            drivers = build_drivers(cfg, gw, pin_factory=pin_factory, **driver_seams)
-        agent = Agent(cfg, gw, address, drivers, spool=spool, alarm=alarm, config_version=config_version,
-                      commands=commands)
-        if attach is not None:
-            attach(agent)
-        with agent:
-            if ready is not None:
-                ready.set()
-            sd_notify("READY=1")
-            period = watchdog_period() or LOOP_MAX_S
-            while not stop.wait(period):
-                if agent.alive():
-                    sd_notify("WATCHDOG=1")
-                else:  # systemd restarts us when the pings stop
-                    log.error("the polling loop is stuck; not telling the watchdog")
-            sd_notify("STOPPING=1")
-        return agent
-    finally:
-        alarm.close()
-        spool.close()
+    # ---- drills (演练)
+    @property
+    def drilling(self) -> bool:
+        """In a drill started from the centre (``cmd/drill``): every event is marked as a drill."""
+        return self.drill_until is not None and time.monotonic() < self.drill_until

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    from .agent import run_agent
+    from .service import run_agent
     try:
         run_agent(plan, plan.gateway, address, stop, config_version=plan.config_version,
                   spool_path=args.spool, register_maps=plan.register_maps,

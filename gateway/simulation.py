@@ -38,14 +38,16 @@ from typing import Any, Callable, Mapping
 
 from stationwatch.core.config import Gateway, StationConfig
 from stationwatch.core.mqtt import BrokerAddress
-from stationwatch.core.wire import GatewayCommand
+from stationwatch.core.wire import CommandRefused, GatewayCommand
 from stationwatch.sensors.camera import PROBES
 from stationwatch.sensors.health import HealthSeams
 from stationwatch.sensors.kinds import KINDS
 
-from .agent import COMMANDS, Agent, run_agent
+from .agent import Agent
 from .building import Building, SimClock, most_recent
+from .commands import COMMANDS
 from .scenarios import Scenario, SimulationError, Station, Step, cast, check_scenario
+from .service import run_agent
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +261,7 @@ class SimulatedStation:
         log.info("场景结束 / scenario '%s' finished on %s", play.scenario.name, self.gateway.id)
 
     def _command_scenario(self, agent: Agent, cmd: GatewayCommand) -> None:
+        """``cmd/scenario``: play one; a refusal (unknown name, devices missing) is the reply's detail."""
         name, speed = cmd.args.get("name"), cmd.args.get("speed")
         try:
             if not isinstance(name, str):
@@ -267,7 +270,7 @@ class SimulatedStation:
                 raise SimulationError(f"args.speed must be a number, not {speed!r}")
             self.play(name, speed)
         except SimulationError as exc:
-            log.warning("命令未执行 / command '%s' not carried out: %s", cmd.name, exc)
+            raise CommandRefused(str(exc)) from None
 
     # ---- the uplink's power
     def power_off(self) -> None:

@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-import uuid
 from pathlib import Path
 
+from stationwatch.core.ask import GatewayUnanswered, ask
 from stationwatch.core.config import Gateway, StationConfig
-from stationwatch.core.contract import Command, ContractError, MessageClass, Status, encode, parse, topic
-from stationwatch.core.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.mqtt import BrokerAddress
 
 from .scenarios import SCENARIOS, SimulationError, check_scenario
 from .simulation import Play, SimulatedStation
@@ -62,39 +60,15 @@ def run_gateway(cfg: StationConfig, gw: Gateway, address: BrokerAddress, stop: t
 
 def request_scenario(cfg: StationConfig, address: BrokerAddress, gw: Gateway, scenario: str,
                      speed: float | None = None, timeout: float = STATUS_WAIT_S) -> None:
-    """Ask the simulated gateway already running (e.g. in ``make demo``) to play ``scenario``.
-
-    Raises :class:`SimulationError` if the gateway's retained status is missing or offline."""
+    """Ask the simulated gateway already running (e.g. in ``make demo``) to play ``scenario``, and
+    wait for its answer. :class:`SimulationError` if it is not running, does not answer or refuses."""
     check_scenario(scenario)
-    site = cfg.site(gw.site)
-    status_topic = topic(site.id, gw.id, MessageClass.STATUS)
-    statuses: list[Status] = []
-    seen = threading.Event()
-
-    def on_status(topic_name: str, payload: bytes, _msg) -> None:
-        try:
-            statuses.append(parse(topic_name, payload).body)
-        except ContractError as exc:
-            log.warning("bad status on %s: %s", topic_name, exc)
-        seen.set()
-
-    link = MqttLink(address, f"sim-cmd-{gw.id}-{uuid.uuid4().hex[:6]}",
-                    on_connect=lambda l: l.subscribe(status_topic), on_message=on_status)
+    args = {"name": scenario} | ({} if speed is None else {"speed": speed})
     try:
-        link.start()
-    except ConnectionError as exc:
-        raise SimulationError(f"{exc} / 无法连接 MQTT 代理; is the broker running?") from None
-    try:
-        seen.wait(timeout)
-        if not statuses or statuses[-1].state != "online":
-            raise SimulationError(f"no simulated gateway '{gw.id}' is running / 模拟网关未运行; start one with "
-                                  "`stationwatch simulate` or use --standalone")
-        args = {"name": scenario} | ({} if speed is None else {"speed": speed})
-        cmd = Command(v=1, ts=time.time(), name="scenario", args=args)
-        info = link.publish(topic(site.id, gw.id, MessageClass.CMD, "scenario"), encode(cmd), MessageClass.CMD)
-        info.wait_for_publish(timeout)
-        if not info.is_published():
-            raise SimulationError(f"the broker did not acknowledge the command within {timeout:g} s / 命令未确认")
-        log.info("已请求场景 / scenario '%s' requested on gateway %s", scenario, gw.id)
-    finally:
-        link.stop()
+        reply = ask(address, gw.site, gw.id, "scenario", args, timeout)
+    except GatewayUnanswered as exc:
+        raise SimulationError(f"no simulated gateway '{gw.id}' is running / 模拟网关未运行 ({exc}); start one with "
+                              "`stationwatch simulate` or use --standalone") from None
+    if not reply.ok:
+        raise SimulationError(f"gateway '{gw.id}' refused scenario '{scenario}': {reply.detail}")
+    log.info("场景已开始 / scenario '%s' started on gateway %s", scenario, gw.id)

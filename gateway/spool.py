@@ -1,12 +1,14 @@
 """The gateway's store-and-forward spool: every reading, event and heartbeat is written to a SQLite
-file first and leaves it only when the broker has acknowledged it (PUBACK).
+file first and leaves it only when the centre has stored it — ingest's ``cmd/stored`` naming its
+seq — or, until the centre has acknowledged anything that way, on the broker's PUBACK.
+:class:`~.forwarder.Forwarder` hands it to MQTT.
 
 Example::
 
     spool = Spool("/var/lib/stationwatch/spool.db", max_bytes=256 * 2**20)
     spool.append([Outgoing(MessageClass.READING, topic_name, lambda seq: payload(now, seq, value=21.5, unit="°C"))],
                  offline=not link.connected.is_set())
-    Forwarder(spool, link).start()   # publishes in order, deletes on PUBACK
+    Forwarder(spool, link).start()   # publishes in order
 
 **Durability: WAL with ``synchronous=FULL``.** In WAL mode a commit appends frames to the ``-wal``
 file; with FULL that file is fsync'ed before COMMIT returns, so a message that reached the spool
@@ -17,8 +19,14 @@ as ``spool_sync: normal``) syncs the WAL only at checkpoints: never corrupt and 
 is killed, but the last commits before a power cut roll back, so "reached the spool" would not
 mean "kept". FULL costs one fsync per commit; the agent commits once per poll tick (every sensor
 due at that moment in one transaction), so 64 sensors every 10 s cost about one fsync every 10 s.
-Removals after PUBACK commit without an fsync of their own: one lost in a power cut means the
-message is sent once more (at least once; ingest overwrites its own point), never that it is lost.
+Removals commit without an fsync of their own: one lost in a power cut means the message is sent
+once more (at least once; ingest overwrites its own point), never that it is lost.
+
+**End to end.** A message the broker acknowledged stays in the spool (``acked``) until ingest says
+it stored it (:meth:`Spool.stored`); one the broker took ``store_timeout_s`` before the centre's
+latest receipt and never confirmed — the broker lost it in a power cut — is sent again
+(:meth:`Spool.requeue`, driven by :class:`~.forwarder.Forwarder`). The first ``stored`` from the
+centre switches a spool to this mode for good (``meta.e2e``); before it, PUBACK removes a message.
 
 **Order and priority.** Events (alarms, doors, faults) are handed to MQTT before routine telemetry
 (readings, heartbeats) — an alarm never waits behind an hour of replayed temperatures; within a
@@ -29,57 +37,40 @@ goes out with ``historical: true``; one spooled while connected goes out as live
 **Budget.** The spool keeps to ``max_bytes`` (topic + payload + a fixed row overhead) by dropping
 the oldest routine telemetry first; events are never dropped: with only events left it grows past
 the budget and says so in the log at every further 10 %.
+
+**When the disk fails** (full, read-only, I/O errors, a damaged file) the gateway goes on: a damaged
+file is set aside with what can be recovered of it (:mod:`.spool_rescue`) and a fresh one started;
+if no file can be written at all, alarms and events are kept in memory until PUBACK — never
+dropped — while routine telemetry gives way (counted in ``stats.dropped``). :attr:`Spool.trouble`
+says what is wrong (the agent reports it as ``health/spool``); the disk is tried again every
+``RETRY_S``.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import math
-import sqlite3
 import threading
 import time
-from collections import Counter, deque
-from contextlib import contextmanager
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
-from stationwatch.core.mqtt import MqttLink
-from stationwatch.core.wire import DELIVERY, MessageClass
+from stationwatch.core.wire import MessageClass
+
+from .spool_file import ROW_OVERHEAD, SpoolError, SpoolFile  # noqa: F401 — SpoolError: the runtime's
+
+__all__ = ["Outgoing", "Spool", "SpoolError", "Spooled", "SpoolStats", "ROW_OVERHEAD", "URGENT", "ROUTINE"]
 
 log = logging.getLogger(__name__)
 
 ROUTINE, URGENT = 0, 1
-PRIORITY: dict[MessageClass, int] = {MessageClass.EVENT: URGENT, MessageClass.READING: ROUTINE, MessageClass.HEARTBEAT: ROUTINE,
-                             MessageClass.HEALTH: ROUTINE}  # health samples; a local-alarm change is spooled urgent
-ROW_OVERHEAD = 64  # bytes a row costs beyond topic and payload: row header, index entry, page slack
+PRIORITY: dict[MessageClass, int] = {MessageClass.EVENT: URGENT, MessageClass.READING: ROUTINE,
+                                     MessageClass.HEARTBEAT: ROUTINE, MessageClass.HEALTH: ROUTINE}
+# (health samples are routine; a local-alarm change or the spool's own trouble is spooled urgent)
 LIVE_FLAG, HISTORICAL_FLAG = b'"historical":false', b'"historical":true'
 DELETE_CHUNK = 500  # ids per DELETE … IN (…) statement
-SYNC = {"full": "FULL", "normal": "NORMAL"}  # spool_sync setting → PRAGMA synchronous
-HELD_BY_PAHO = {0, 4}  # publish() results after which paho keeps a QoS 1 message until its PUBACK:
-                       # MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN (sent once the connection is back)
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS message (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- spool order; AUTOINCREMENT: never reused, even when empty
-    topic TEXT NOT NULL,
-    payload BLOB NOT NULL,                 -- encoded with historical=false
-    class TEXT NOT NULL,                   -- reading | event | heartbeat
-    seq INTEGER NOT NULL,
-    priority INTEGER NOT NULL,             -- 1 event (never dropped), 0 routine telemetry
-    historical INTEGER NOT NULL,           -- spooled while the link was down
-    size INTEGER NOT NULL                  -- what the row counts against the budget
-);
-CREATE INDEX IF NOT EXISTS message_by_priority ON message (priority, id);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 0);
-INSERT OR IGNORE INTO meta (key, value) VALUES ('next_session', 0);
-"""
-
-
-class SpoolError(RuntimeError):
-    """The spool cannot be used; the message says what to do."""
-
+HELD_LIMIT = 100_000  # urgent messages kept in memory at most while no disk can be written
 
 @dataclass(frozen=True)
 class Outgoing:
@@ -93,7 +84,8 @@ class Outgoing:
 
 @dataclass(frozen=True)
 class Spooled:
-    """A message waiting in the spool, with its payload as it goes on the wire."""
+    """A message waiting in the spool, with its payload as it goes on the wire (negative id: held
+    in memory because no disk could take it)."""
     id: int
     topic: str
     payload: bytes
@@ -107,56 +99,32 @@ class Spooled:
 class SpoolStats:
     spooled: Counter[str] = field(default_factory=Counter)  # by message class
     sent: Counter[str] = field(default_factory=Counter)     # acknowledged by the broker
-    dropped: Counter[str] = field(default_factory=Counter)  # removed to keep to the budget
+    stored: int = 0                                          # confirmed stored by the centre
+    dropped: Counter[str] = field(default_factory=Counter)  # removed to keep to the budget, or for a failed disk
     replayed: int = 0                                        # sent with historical: true
+    recovered: int = 0                                       # rows saved from a damaged file
+    disk_errors: int = 0
 
     def as_dict(self) -> dict[str, object]:
-        return {"spooled": dict(self.spooled), "sent": dict(self.sent), "dropped": dict(self.dropped),
-                "replayed": self.replayed}
+        return {"spooled": dict(self.spooled), "sent": dict(self.sent), "stored": self.stored,
+                "dropped": dict(self.dropped), "replayed": self.replayed, "recovered": self.recovered,
+                "disk_errors": self.disk_errors}
 
 
-def _connect(path: Path, sync: str) -> sqlite3.Connection:
-    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute(f"PRAGMA synchronous={SYNC[sync]}")
-    db.execute("PRAGMA busy_timeout=5000")
-    db.executescript(SCHEMA)
-    return db
-
-
-class Spool:
+class Spool(SpoolFile):
     """A bounded, crash-safe FIFO of outgoing messages in one SQLite file (one agent at a time)."""
 
     def __init__(self, path: str | Path, max_bytes: int = 256 * 2**20, sync: Literal["full", "normal"] = "full"):
-        self.path = Path(path)
         self.max_bytes = max_bytes
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lockfile = open(self.path.with_name(self.path.name + ".lock"), "a+")
-        try:
-            fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lockfile.close()
-            raise SpoolError(f"spool {self.path} is in use by another agent; stop it first / 缓存文件被占用") from None
-        try:
-            self._db = _connect(self.path, sync)
-        except sqlite3.DatabaseError as exc:  # a damaged file must not keep the gateway (and its alarm) down
-            aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
-            log.error("缓存文件损坏 / spool %s is damaged (%s); moved to %s, starting an empty one",
-                      self.path, exc, aside)
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(self.path) + suffix)
-                if src.exists():
-                    src.rename(Path(str(aside) + suffix))
-            self._db = _connect(self.path, sync)
-        self._lock = threading.Lock()
-        self._sync = SYNC[sync]
+        self._lock = threading.RLock()
         self.stats = SpoolStats()
-        db = self._db
-        self.boot_id: int = db.execute("SELECT coalesce(max(id), 0) FROM message").fetchone()[0]
-        stored_seq = db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()[0]
-        self._next_seq: int = max(stored_seq, db.execute("SELECT coalesce(max(seq) + 1, 0) FROM message").fetchone()[0])
-        self._rows, self._bytes = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM message").fetchone()
+        self._held: dict[int, Spooled] = {}  # urgent messages no disk could take, by negative id
+        self._held_ids = 0
+        self._next_seq, self._next_session, self.e2e = 0, 0, False
+        self.last_receipt: float | None = None  # when the centre last said it stored something
+        self._rows = self._bytes = self.boot_id = 0
         self._loud_at = max_bytes  # next size at which "over budget with only events" is logged
+        self._setup(path, sync)
 
     # ---- state
     @property
@@ -172,47 +140,30 @@ class Spool:
         """The highest seq ever given out (−1 for a new spool); never goes backwards."""
         return self._next_seq - 1
 
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-        self._lockfile.close()
-
     def __enter__(self) -> "Spool":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
-    @contextmanager
-    def _transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """``durable=False``: no fsync at COMMIT — for removals after PUBACK, where a removal lost
-        in a power cut only means the message is sent again; the next durable commit syncs it."""
-        if not durable:
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-        finally:
-            if not durable:
-                self._db.execute(f"PRAGMA synchronous={self._sync}")
-
     def next_session(self) -> int:
         """A new MQTT session number: birth and will of one connection share it, and it never goes
         backwards across restarts, so a will that arrives after the next birth is known as stale."""
-        with self._lock, self._transaction() as db:
-            session = db.execute("SELECT value FROM meta WHERE key='next_session'").fetchone()[0]
-            db.execute("UPDATE meta SET value=? WHERE key='next_session'", (session + 1,))
+        with self._lock:
+            session = self._next_session
+            self._next_session += 1
+
+            def write(_db):
+                with self._transaction() as db:
+                    db.execute("UPDATE meta SET value=? WHERE key='next_session'", (self._next_session,))
+            self._guarded("session count", write)
         return session
 
     # ---- writing
     def append(self, items: Sequence[Outgoing], offline: bool) -> list[int]:
-        """Give each item the next seq and store them in one transaction; returns the seqs.
-        When this returns, the messages are on disk (with ``sync="full"``)."""
+        """Give each item the next seq and store them in one transaction; returns the seqs. When
+        this returns, the messages are on disk (with ``sync="full"``) — or, the disk failing, the
+        urgent ones are held in memory and the routine ones are dropped."""
         if not items:
             return []
         with self._lock:
@@ -230,20 +181,43 @@ class Spool:
                              len(item.topic) + len(payload) + ROW_OVERHEAD))
             if not rows:
                 return []
-            added = sum(r[-1] for r in rows)
-            with self._transaction() as db:
-                db.executemany("INSERT INTO message (topic, payload, class, seq, priority, historical, size) "
-                               "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-                db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (first + len(rows),))
-                dropped, freed = self._make_room(self._bytes + added - self.max_bytes,
-                                                 (self._bytes + added) / (self._rows + len(rows)))
             self._next_seq = first + len(rows)
-            self._rows += len(rows) - sum(dropped.values())
-            self._bytes += added - freed
-            self.stats.dropped.update(dropped)
+            written = self._guarded("write", lambda _db: self._insert(rows), False)
+            if written is False and self.trouble is None and self._db is not None:  # a damaged file was replaced
+                written = self._guarded("write", lambda _db: self._insert(rows), False)
+            if written is False:
+                self._hold(rows)
             self.stats.spooled.update(r[2] for r in rows)
             self._warn_if_over()
         return list(range(first, first + len(rows)))
+
+    def _insert(self, rows: list[tuple]) -> bool:
+        added = sum(r[-1] for r in rows)
+        with self._transaction() as db:
+            db.executemany("INSERT INTO message (topic, payload, class, seq, priority, historical, size) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (self._next_seq,))
+            dropped, freed = self._make_room(self._bytes + added - self.max_bytes,
+                                             (self._bytes + added) / (self._rows + len(rows)))
+        self._rows += len(rows) - sum(dropped.values())
+        self._bytes += added - freed
+        self.stats.dropped.update(dropped)
+        return True
+
+    def _hold(self, rows: list[tuple]) -> None:
+        """No disk: urgent messages wait in memory until their PUBACK; routine ones are lost."""
+        for topic, payload, cls, seq, priority, offline, size in rows:
+            if priority != URGENT:
+                self.stats.dropped[cls] += 1
+                continue
+            if len(self._held) >= HELD_LIMIT:
+                log.error("内存中的告警过多 / %d urgent messages held in memory; the oldest is given up", HELD_LIMIT)
+                self._held.pop(min(self._held, key=abs))
+            self._held_ids -= 1
+            self._held[self._held_ids] = Spooled(self._held_ids, topic, payload, MessageClass(cls), seq, priority,
+                                                 bool(offline))
+            self._rows += 1
+            self._bytes += size
 
     def _make_room(self, excess: float, row_size: float) -> tuple[Counter[str], int]:
         """Delete the oldest routine rows until ``excess`` bytes are gone (in the caller's transaction);
@@ -273,128 +247,102 @@ class Spool:
 
     # ---- reading and acknowledging
     def pending(self, after: dict[int, int], limit: int) -> list[Spooled]:
-        """Up to ``limit`` messages in sending order: events first, then routine telemetry, each in
-        spool order, starting past ``after[priority]`` (the last id already handed over)."""
-        out: list[Spooled] = []
+        """Up to ``limit`` messages in sending order: those held in memory, then events, then
+        routine telemetry, each in spool order, starting past ``after[priority]`` (the last id
+        already handed over), not yet acknowledged by the broker."""
         with self._lock:
-            for priority in (URGENT, ROUTINE):
-                if len(out) >= limit:
-                    break
-                for id_, topic_name, payload, cls, seq, hist in self._db.execute(
-                        "SELECT id, topic, payload, class, seq, historical FROM message "
-                        "WHERE priority=? AND id>? ORDER BY id LIMIT ?",
-                        (priority, after.get(priority, 0), limit - len(out))):
-                    historical = bool(hist) or id_ <= self.boot_id
-                    wire = payload.replace(LIVE_FLAG, HISTORICAL_FLAG, 1) if historical else payload
-                    out.append(Spooled(id_, topic_name, wire, MessageClass(cls), seq, priority, historical))
-        return out
+            out = sorted(self._held.values(), key=lambda s: -s.id)[:limit]
+
+            def read(db):
+                found = []
+                for priority in (URGENT, ROUTINE):
+                    if len(out) + len(found) >= limit:
+                        break
+                    for id_, topic_name, payload, cls, seq, hist in db.execute(
+                            "SELECT id, topic, payload, class, seq, historical FROM message "
+                            "WHERE priority=? AND id>? AND acked IS NULL ORDER BY id LIMIT ?",
+                            (priority, after.get(priority, 0), limit - len(out) - len(found))):
+                        historical = bool(hist) or id_ <= self.boot_id
+                        wire = payload.replace(LIVE_FLAG, HISTORICAL_FLAG, 1) if historical else payload
+                        found.append(Spooled(id_, topic_name, wire, MessageClass(cls), seq, priority, historical))
+                return found
+            return out + self._guarded("read", read, [])
 
     def sent(self, ids: Sequence[int]) -> int:
-        """The broker acknowledged these messages: remove them. Returns how many were still there
-        (a message dropped for the budget while in flight is simply gone)."""
+        """The broker acknowledged these messages: remove them — or, end to end, keep them until the
+        centre says it stored them. Returns how many were still there."""
         removed = 0
-        with self._lock, self._transaction(durable=False) as db:
-            for i in range(0, len(ids), DELETE_CHUNK):
-                chunk = ids[i:i + DELETE_CHUNK]
-                for id_, cls, size, hist in db.execute(
-                        f"DELETE FROM message WHERE id IN ({','.join('?' * len(chunk))}) "
-                        "RETURNING id, class, size, historical", chunk):
+        with self._lock:
+            for id_ in [i for i in ids if i < 0]:
+                held = self._held.pop(id_, None)
+                if held is not None:
                     removed += 1
-                    self._bytes -= size
-                    self.stats.sent[cls] += 1
-                    self.stats.replayed += bool(hist) or id_ <= self.boot_id
-            self._rows -= removed
+                    self._rows -= 1
+                    self._bytes -= len(held.payload) + len(held.topic) + ROW_OVERHEAD
+                    self.stats.sent[held.kind.value] += 1
+            on_disk = [i for i in ids if i > 0]
+            if on_disk:
+                removed += self._guarded("acknowledge", lambda _db: self._acknowledge(on_disk), 0)
         return removed
 
+    def _acknowledge(self, ids: Sequence[int]) -> int:
+        found = 0
+        with self._transaction(durable=False) as db:
+            for i in range(0, len(ids), DELETE_CHUNK):
+                chunk = ids[i:i + DELETE_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                if self.e2e:
+                    rows = db.execute(f"UPDATE message SET acked=? WHERE id IN ({marks}) AND acked IS NULL "
+                                      "RETURNING id, class, size, historical", (time.time(), *chunk)).fetchall()
+                else:
+                    rows = db.execute(f"DELETE FROM message WHERE id IN ({marks}) RETURNING id, class, size, historical",
+                                      chunk).fetchall()
+                for id_, cls, size, hist in rows:
+                    found += 1
+                    self.stats.sent[cls] += 1
+                    self.stats.replayed += bool(hist) or id_ <= self.boot_id
+                    if not self.e2e:
+                        self._rows -= 1
+                        self._bytes -= size
+        return found
 
-class Forwarder:
-    """Hands spooled messages to the MQTT link in sending order and removes each from the spool
-    on its PUBACK (QoS 0 heartbeats: once written to the socket). ``window`` bounds the messages
-    awaiting acknowledgement. Messages handed over stay with paho until acknowledged, across
-    reconnections; after a restart of the agent whatever is still spooled is sent again."""
+    def stored(self, seqs: Sequence[tuple[int, int]]) -> int:
+        """The centre stored the messages with these seqs (inclusive ranges): they leave the spool.
+        The first such word switches the spool to end-to-end for good."""
+        with self._lock:
+            self.last_receipt = time.time()
+            if not self.e2e:
+                self.e2e = True
+                self._guarded("e2e", lambda db: db.execute("UPDATE meta SET value=1 WHERE key='e2e'"))
 
-    def __init__(self, spool: Spool, link: MqttLink, window: int = 1000):
-        self.spool, self.link, self.window = spool, link, window
-        self._acked: deque[int] = deque()  # mids from paho's thread; resolved in ours
-        self._inflight: dict[int, Spooled] = {}  # mid → message
-        self._cursor: dict[int, int] = {URGENT: 0, ROUTINE: 0}
-        self._wake, self._stopping, self._reconnected = threading.Event(), threading.Event(), threading.Event()
-        self._idle = threading.Event()
-        self._thread: threading.Thread | None = None
-        link.client.on_publish = self._on_publish
+            def remove(_db):
+                gone = 0
+                with self._transaction(durable=False) as db:
+                    for low, high in seqs:
+                        for _cls, size in db.execute("DELETE FROM message WHERE seq BETWEEN ? AND ? "
+                                                     "RETURNING class, size", (low, high)):
+                            gone += 1
+                            self._rows -= 1
+                            self._bytes -= size
+                return gone
+            gone = self._guarded("remove stored", remove, 0)
+            self.stats.stored += gone
+        return gone
 
-    def start(self) -> "Forwarder":
-        self._thread = threading.Thread(target=self._run, name="spool-forwarder", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def wake(self) -> None:
-        """New messages were spooled (or the link came back): look again now."""
-        self._idle.clear()
-        self._wake.set()
-
-    def connected(self) -> None:
-        """Called on every (re)connection: QoS 0 messages paho had not written yet are gone."""
-        self._reconnected.set()
-        self.wake()
-
-    def drain(self, timeout: float) -> bool:
-        """Wait until everything spooled has been acknowledged; False at the deadline."""
-        self.wake()
-        return self._idle.wait(timeout)
-
-    # paho's network thread: record only; never take a lock paho might wait on
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self._acked.append(mid)
-        self._wake.set()
-
-    def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(0.5)
-            self._wake.clear()
-            try:
-                if self._reconnected.is_set():
-                    self._reconnected.clear()
-                    self._forget_unwritten()
-                self._settle()
-                if self.link.connected.is_set():
-                    self._hand_over()
-                if not self._inflight and self.spool.rows == 0:
-                    self._idle.set()
-            except sqlite3.Error:
-                log.exception("缓存读写失败 / spool error; retrying")
-                self._stopping.wait(1.0)
-
-    def _settle(self) -> None:
-        done: list[int] = []
-        while self._acked:
-            row = self._inflight.pop(self._acked.popleft(), None)
-            if row is not None:
-                done.append(row.id)
-        if done:
-            self.spool.sent(done)
-
-    def _forget_unwritten(self) -> None:
-        for mid, row in list(self._inflight.items()):
-            if DELIVERY[row.kind].qos == 0:
-                del self._inflight[mid]
-                self._cursor[row.priority] = min(self._cursor[row.priority], row.id - 1)
-
-    def _hand_over(self) -> None:
-        room = self.window - len(self._inflight)
-        if room <= 0:
-            return
-        in_flight = {row.id for row in self._inflight.values()}
-        for row in self.spool.pending(self._cursor, room):
-            if row.id not in in_flight:
-                info = self.link.publish(row.topic, row.payload, row.kind)
-                if info.rc not in (HELD_BY_PAHO if DELIVERY[row.kind].qos else {0}):  # not taken: try later
-                    return
-                self._inflight[info.mid] = row
-            self._cursor[row.priority] = row.id
+    def requeue(self, acked_before: float) -> dict[int, int]:
+        """Messages the broker acknowledged before ``acked_before`` that the centre has not said it
+        stored (the broker lost them): make them pending again. Returns, per priority, the lowest id
+        requeued (the forwarder goes back there)."""
+        with self._lock:
+            def again(_db):
+                with self._transaction(durable=False) as db:
+                    rows = db.execute("UPDATE message SET acked=NULL WHERE acked IS NOT NULL AND acked<? "
+                                      "RETURNING id, priority", (acked_before,)).fetchall()
+                lowest: dict[int, int] = {}
+                for id_, priority in rows:
+                    lowest[priority] = min(lowest.get(priority, id_), id_)
+                if rows:
+                    log.warning("中心未确认入库，重发 / %d message(s) the broker took but the centre never stored: "
+                                "sent again", len(rows))
+                return lowest
+            return self._guarded("requeue", again, {}) if self.e2e else {}

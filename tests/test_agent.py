@@ -14,7 +14,8 @@ from stationwatch.broker.stack import LocalMosquitto, free_port
 from stationwatch.core.agent_settings import AgentSettings
 from stationwatch.core.contract import MessageClass, parse, subscription, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
-from stationwatch.gateway.agent import Agent, run_agent
+from stationwatch.gateway.agent import Agent
+from stationwatch.gateway.service import run_agent
 from stationwatch.gateway.spool import Spool
 from stationwatch.sensors.base import Sample
 
@@ -80,7 +81,7 @@ AGENT = r"""
 import json, signal, sys, threading
 from stationwatch.core.config import parse_config
 from stationwatch.core.mqtt import BrokerAddress
-from stationwatch.gateway.agent import run_agent
+from stationwatch.gateway.service import run_agent
 
 class Thermometer:
     family = "onewire"

@@ -29,8 +29,10 @@ from stationwatch.core.agent_settings import AgentSettings, AlarmOutputs
 from stationwatch.core.config import parse_config
 from stationwatch.core.contract import (
     DELIVERY,
+    DRILL,
     HEALTH_METRICS,
     LOCAL_ALARM,
+    SPOOL,
     ContractError,
     Inventory,
     MessageClass,
@@ -132,7 +134,7 @@ def _rows(writer, sql: str) -> list[dict]:
 # ---- the contract ---------------------------------------------------------------------------
 def test_health_is_qos1_not_retained_and_takes_exactly_the_drivers_metrics_and_local_alarm(city_config):
     assert DELIVERY[MessageClass.HEALTH].qos == 1 and not DELIVERY[MessageClass.HEALTH].retain
-    assert HEALTH_METRICS == set(METRICS) | {LOCAL_ALARM}
+    assert HEALTH_METRICS == set(METRICS) | {LOCAL_ALARM, SPOOL, DRILL}  # the agent's own: alarm, spool, drill
     inv = Inventory(city_config)
     now = time.time()
     ok = payload(now, 7, value=1.0, unit="", quality="ok", state="alarm", detail="under-voltage now")

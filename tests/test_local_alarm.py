@@ -11,8 +11,9 @@ from gpiozero.pins.mock import MockFactory
 
 from stationwatch.core.contract import Command, MessageClass, encode, parse, topic
 from stationwatch.core.mqtt import MqttLink
-from stationwatch.gateway.agent import Agent, run_agent
+from stationwatch.gateway.agent import Agent
 from stationwatch.gateway.alarm import LocalAlarm
+from stationwatch.gateway.service import run_agent
 from stationwatch.gateway.spool import Spool
 from stationwatch.sensors.base import Sample
 

@@ -14,7 +14,8 @@ import pytest
 from stationwatch.core.contract import MessageClass, parse, topic
 from stationwatch.core.mqtt import MqttLink
 from stationwatch.core.wire import payload
-from stationwatch.gateway.spool import ROW_OVERHEAD, Forwarder, Outgoing, Spool, SpoolError
+from stationwatch.gateway.forwarder import Forwarder
+from stationwatch.gateway.spool import ROW_OVERHEAD, Outgoing, Spool, SpoolError
 
 from support import wait_for
 

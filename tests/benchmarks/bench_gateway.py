@@ -44,7 +44,8 @@ def w1_address(i: int) -> str:
 REPLAY = r"""
 import sys, time
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
-from stationwatch.gateway.spool import Forwarder, Spool
+from stationwatch.gateway.forwarder import Forwarder
+from stationwatch.gateway.spool import Spool
 spool = Spool(sys.argv[1], max_bytes=1 << 40)
 link = MqttLink(BrokerAddress(sys.argv[2], int(sys.argv[3])), "bench-replay")
 link.client.max_inflight_messages_set(1000)
