@@ -44,6 +44,7 @@ from stationwatch.core.quarantine import Quarantine
 from . import gateway_health, outbox
 from .dispatch import Notifier
 from .escalation import Escalator
+from .history import AlertFeed, Sink, engine_stats
 from .rules import RULES, Rule
 from .silences import INHIBITED, INHIBITIONS, Silences, Window
 from .situation import Memory, Situation
@@ -308,14 +309,20 @@ def _drain(inbox: queue.Queue, timeout: float, limit: int) -> list:
 
 def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: threading.Event, *,
                client_id: str = CLIENT_ID, notifier: Notifier | None = None,
-               tick_s: float = TICK_S, beat_s: float = BEAT_S, batch_max: int = BATCH_MAX) -> None:
+               tick_s: float = TICK_S, beat_s: float = BEAT_S, batch_max: int = BATCH_MAX,
+               history: Sink | None = None) -> None:
     """Run the alert engine on the live MQTT stream until ``stop`` is set.
 
     The session is persistent (clean_start=False) and messages are acknowledged only after the
     batch holding them is committed: what arrives while the engine is down, or what it had not
     committed when it died, waits on the broker and is evaluated when it comes back. Silence rules
-    wait until that backlog has been read, so a restart does not mistake its own absence for silence."""
+    wait until that backlog has been read, so a restart does not mistake its own absence for silence.
+
+    With ``history`` (an InfluxDB sink) the alert history and the engine's figures are fed to the
+    charts by a thread of their own (:mod:`.history`), which the engine never waits for."""
     engine = AlertEngine(cfg, db_path, notifier=notifier if notifier is not None else Notifier(cfg))
+    feed = AlertFeed(cfg, db_path, history, instance=client_id, stats=engine_stats(engine)).start(stop) \
+        if history is not None else None
     engine.watching = False
     inbox: queue.Queue = queue.Queue()
     link = MqttLink(address, client_id, clean_start=False, manual_ack=True,
@@ -346,6 +353,8 @@ def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, 
                 next_beat = time.monotonic() + beat_s
     finally:
         link.stop()
+        if feed is not None:
+            feed.join()
         engine.close()
         log.info("alert engine stopped: %s", asdict(engine.stats))
 

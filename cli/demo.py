@@ -215,7 +215,8 @@ def run_demo(config: Path, workdir: Path, port: int, speed: float, stop: threadi
         children = [
             Child("ingest", ["ingest", *common, "--broker", broker, "--influx", influx.url,
                              "--quarantine", str(workdir / "ingest-quarantine.db")], logs / "ingest.log"),
-            Child("alerts", ["alerts", *common, "--broker", broker, "--db", str(workdir / "alerts.db")], logs / "alerts.log"),
+            Child("alerts", ["alerts", *common, "--broker", broker, "--db", str(workdir / "alerts.db"),
+                             "--influx", influx.url], logs / "alerts.log"),
             Child("api", ["serve", *common, "--db", str(workdir / "alerts.db"), "--port", str(port)], logs / "api.log"),
             Child("gateway", ["simulate", *common, "--broker", broker, "--speed", str(speed),
                               "--spool", str(workdir / "gateway" / "spool.db")], logs / "gateway.log"),

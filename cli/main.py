@@ -186,14 +186,17 @@ def alerts(config: ConfigArg,
            db: Annotated[Path, typer.Option(help="SQLite alert store")] = Path("alerts.db"),
            client_id: Annotated[str, typer.Option(help="MQTT client id: names the persistent session kept while the engine is down")] = "stationwatch-alerts",
            ca_file: Annotated[Optional[Path], typer.Option(help="CA certificate: connect to the broker with TLS")] = None,
+           influx: Annotated[Optional[str], typer.Option(help="InfluxDB 1.x URL: feed the alert history and the engine's figures to the charts")] = None,
+           database: Annotated[str, typer.Option(help="InfluxDB database")] = "stationwatch",
            verbose: bool = False) -> None:
     """Run the alert rules on the live MQTT stream and send notifications. / 告警引擎。"""
     _setup_logging(verbose)
     from stationwatch.alerts.engine import run_engine
     from stationwatch.core.mqtt import BrokerAddress
     cfg = _load(config)
+    from stationwatch.alerts.history import InfluxSink
     run_engine(cfg, BrokerAddress.parse(broker, str(ca_file) if ca_file else None), db, stop=_stop_event(),
-               client_id=client_id)
+               client_id=client_id, history=InfluxSink(influx, database) if influx else None)
 
 
 @app.command()
