@@ -351,6 +351,31 @@ def dashboards_push(config: ConfigArg,
     typer.echo("\n".join(done.lines()))
 
 
+
+@dashboards_app.command("render")
+def dashboards_render(config: ConfigArg,
+                      influx: Annotated[str, typer.Option(help="InfluxDB 1.x URL to query")] = "http://127.0.0.1:8086",
+                      database: Annotated[str, typer.Option(help="InfluxDB database")] = "stationwatch",
+                      out: Annotated[Path, typer.Option(help="folder for the PNGs")] = Path("dashboards-png"),
+                      minutes: Annotated[float, typer.Option(help="the time range: this many minutes up to now")] = 60.0) -> None:
+    """Draw each dashboard as a PNG from its real query results (no Grafana needed). / 看板截图。"""
+    import time
+
+    from stationwatch.broker.influx import InfluxV1Writer
+    from stationwatch.dashboards.render import RenderError, render
+    from stationwatch.dashboards.runner import Runner, TimeRange, influx_query
+    client = InfluxV1Writer(influx, database)._client  # the same connection settings ingest uses
+    now = int(time.time() * 1000)
+    window = TimeRange(now - int(minutes * 60_000), now)
+    for board in _boards(config):
+        try:
+            path = render(board.model, Runner(board.model, influx_query(client), window), out / f"{board.uid}.png")
+        except RenderError as exc:
+            typer.echo(f"error / 错误: {exc}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"{board.title} → {path}")
+
+
 def main() -> None:
     app()
 

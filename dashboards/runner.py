@@ -79,13 +79,15 @@ class TimeRange:
 
 @dataclass
 class Series:
+    """One series as Grafana shows it: a result column of an InfluxDB series (``index``), named."""
     name: str
     tags: dict[str, str]
     columns: list[str]
     values: list[list[Any]]
+    index: int = 1
 
-    def column(self, index: int = 1) -> list[Any]:
-        return [row[index] for row in self.values]
+    def column(self, index: int | None = None) -> list[Any]:
+        return [row[self.index if index is None else index] for row in self.values]
 
 
 @dataclass
@@ -163,7 +165,7 @@ class Runner:
         out = []
         for target in panel.get("targets", []):
             sent = self.expand(target["query"], panel)
-            series = [Series(_name(s, target.get("alias", ""), i), s.get("tags") or {}, s["columns"], s.get("values") or [])
+            series = [Series(_name(s, target.get("alias", ""), i), s.get("tags") or {}, s["columns"], s.get("values") or [], i)
                       for s in self.query(sent) for i in range(1, len(s["columns"]))]
             out.append(TargetResult(self.model["title"], panel["title"], target["refId"], sent, series))
         return out

@@ -153,7 +153,7 @@ def results(played):
 
 
 def _values(series) -> list:
-    return [v for v in series.column(1) if v is not None]
+    return [v for v in series.column() if v is not None]
 
 
 def test_every_variable_of_every_dashboard_offers_a_choice(results):
@@ -224,3 +224,10 @@ def test_a_long_range_reads_the_one_minute_trends(played):
     target = runner.run(rooms)[0]
     assert '"trend"."reading_1m"' in target.query and "GROUP BY time(5m)" in target.query
     assert any(_values(s) for s in target.series), f"nothing from the trend: {target.query}"
+
+
+def test_each_dashboard_renders_as_a_picture_from_its_answers(results, played, tmp_path):
+    from stationwatch.dashboards.render import render
+    for board in boards(played.cfg):
+        path = render(board.model, results[board.uid]["runner"], tmp_path / f"{board.uid}.png")
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 20_000, board.uid
