@@ -258,8 +258,9 @@ def _write_pipeline(writer: PointWriter, ingest: Ingest, client_id: str, subscri
     points = [Point("pipeline", tags, fields, now_ms)]
     points += [Point("pipeline_quarantine", {**tags, "reason": reason}, {"total": float(n)}, now_ms)
                for reason, n in sorted((refused or {}).items())]
-    # how long since each gateway was last heard (never: since ingest started), so a silent one stands out
-    points += [Point("gateway_age", {"site": site, "gateway": gw},
+    # how long since each gateway was last heard (never: since ingest started), so a silent one stands out;
+    # per instance: processes sharing the stream each see part of it (the dashboards take the youngest)
+    points += [Point("gateway_age", {**tags, "site": site, "gateway": gw},
                      {"age_s": round(now_ms / 1000 - ingest.seen.get(gw, ingest.stats.started), 3)}, now_ms)
                for gw, site in sorted(ingest.gateway_sites.items())]
     try:

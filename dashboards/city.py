@@ -38,11 +38,11 @@ def city_rows(scope: CityScope) -> list[Row]:
                   description="最近 10 分钟内最后一次读数低于下限的住宿房间数 / sleeping rooms whose last reading "
                               "(last 10 min) is below the minimum") if sleeping else None,
         PanelSpec("网关最后上报距今 / Age of each gateway's last message", "stat",
-                  (Target(f'SELECT last("age_s") FROM "raw"."gateway_age" WHERE {SITES} AND $timeFilter GROUP BY "gateway"',
-                          "$tag_gateway"),), width=8, height=6, unit="s", decimals=0, names=gateways,
+                  (Target('SELECT min("age_s") FROM (SELECT last("age_s") AS "age_s" FROM "raw"."gateway_age" WHERE '
+                          f'{SITES} AND $timeFilter GROUP BY "gateway", "instance") GROUP BY "gateway"', "$tag_gateway"),), width=8, height=6, unit="s", decimals=0, names=gateways,
                   thresholds=((None, GREEN), (2 * fastest, YELLOW), (stale, RED)),
-                  description=f"超过 {stale:g} 秒未收到任何消息：网关或其网络失联 / nothing for {stale:g} s: the "
-                              "gateway or its network is down"),
+                  description=f"超过 {stale:g} 秒未收到任何消息：网关或其网络失联（多个入库进程取最近者）/ nothing "
+                              f"for {stale:g} s: the gateway or its network is down (the youngest of the ingest processes)"),
         PanelSpec("本月演练 / Drills this month", "stat",
                   (Target(f'SELECT last("drills_month") FROM "raw"."alert_open" WHERE {SITES} AND $timeFilter GROUP BY "site"',
                           "$tag_site"),), width=12, height=6, decimals=0, names=sites,

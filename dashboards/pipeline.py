@@ -37,12 +37,13 @@ def pipeline_rows() -> list[Row]:
             PanelSpec("写入失败 / Write failures", "timeseries",
                       (Target(f'SELECT {_count("write_errors_total")} {INGEST} {PER}', "$tag_instance"),),
                       width=8, interval=EVERY, thresholds=((None, GREEN), (1.0, RED))),
-            PanelSpec("拒收消息（按原因）/ Quarantined by reason", "timeseries",
-                      (Target(f'SELECT {_count("total")} FROM "raw"."pipeline_quarantine" WHERE $timeFilter '
-                              'GROUP BY time($__interval), "service", "reason" fill(null)', "$tag_service $tag_reason"),),
+            PanelSpec("拒收消息累计（按原因）/ Quarantined by reason, since start", "timeseries",
+                      (Target('SELECT max("total") FROM "raw"."pipeline_quarantine" WHERE $timeFilter '
+                              'GROUP BY time($__interval), "instance", "reason" fill(null)', "$tag_instance $tag_reason"),),
                       width=24, interval=EVERY,
-                      description="不符合接口约定而被隔离的消息（docs/mqtt-contract.md 拒收原因）/ messages refused by "
-                                  "the contract, by reason"),
+                      description="入库进程启动以来因不符合接口约定而隔离的消息数（拒收原因见 docs/mqtt-contract.md），"
+                                  "第一条即可见 / messages refused by the contract since the process started, by reason: "
+                                  "the first one shows at once"),
         )),
         Row("告警引擎与通知 Alert engine and notifications", (
             PanelSpec("告警引擎批次速率 / Engine batch rate", "timeseries",

@@ -42,6 +42,8 @@ def played_config(gw_id: str, receiver_port: int):
     data["sensors"] += [dict(s, gateway=gw_id) for s in HEATING]
     for device in data["sensors"] + data["cameras"]:
         device["gateway"] = gw_id
+    for camera in data["cameras"]:  # a heartbeat every 10 s: camera charts group by 10 s, not by the minute
+        camera["heartbeat_s"] = 10
     for contact in data["contacts"]:
         contact["channels"] = [f"json://127.0.0.1:{receiver_port}/{contact['id']}"]
     data["rules"] = {"cold_for_s": 2, "supply_for_s": 2, "resolve_hold_s": 1,
@@ -195,6 +197,7 @@ def test_a_sleeping_room_is_seen_crossing_18_degrees(results):
 
 def test_the_offline_camera_shows_its_gap_and_the_others_stay_online(results):
     target = _panel(results, "sw-station-sl-mz", "Cameras online")
+    assert "GROUP BY time(10s)" in target.query, "never finer than one heartbeat period (from the config)"
     by_camera = {s.name: _values(s) for s in target.series}
     assert 0 in by_camera["cam-med-obs"] and 1 in by_camera["cam-med-obs"], "online, then offline"
     assert all(set(v) == {1} for c, v in by_camera.items() if c != "cam-med-obs")
