@@ -146,6 +146,9 @@ def render(model: dict[str, Any], runner: Runner, path: Path, timezone: str = "A
         ax.set_title(p["title"], fontsize=8, loc="left")
         ax.tick_params(labelsize=6)
         DRAW.get(p["type"], _table)(ax, p, runner.run(p), tz)
+        if p["type"] in ("timeseries", "state-timeline"):  # one time axis for the whole dashboard
+            ax.set_xlim(datetime.fromtimestamp(runner.range.from_ms / 1000, tz),
+                        datetime.fromtimestamp(runner.range.to_ms / 1000, tz))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
