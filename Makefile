@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the running system needs, as "command:package" pairs.
 RUNTIME_PKGS := mosquitto:mosquitto influxd:influxdb
-TEST_PKGS    := chromium:chromium shellcheck:shellcheck
+TEST_PKGS    := chromium:chromium shellcheck:shellcheck /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc:fonts-wqy-zenhei
 
 # the installed sub-packages of `stationwatch`, one per top-level folder (docs/architecture.md)
 PACKAGES := sensors core gateway broker alerts dashboards cli

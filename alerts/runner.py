@@ -28,6 +28,7 @@ from stationwatch.core.wire import payload
 
 from .dispatch import Notifier
 from .engine import AlertEngine
+from .history import AlertFeed, Sink, engine_stats
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,16 @@ def _drain(inbox: queue.Queue, timeout: float, limit: int) -> list:
 def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: threading.Event, *,
                client_id: str = CLIENT_ID, notifier: Notifier | None = None,
                tick_s: float = TICK_S, beat_s: float = BEAT_S, batch_max: int = BATCH_MAX,
-               config_version: str | None = None, metrics_port: int | None = None) -> None:
-    """Run the alert engine on the live MQTT stream until ``stop`` is set."""
+               config_version: str | None = None, metrics_port: int | None = None,
+               history: Sink | None = None) -> None:
+    """Run the alert engine on the live MQTT stream until ``stop`` is set. With ``history`` (an
+    InfluxDB sink) the alert history and the engine's figures are fed to the charts by a thread of
+    their own (:mod:`.history`), which the engine never waits for."""
     probe_topic = service_topic("alerts", client_id, "probe")
     engine = AlertEngine(cfg, db_path, notifier=notifier if notifier is not None else Notifier(cfg),
                          config_version=config_version, probe_topic=probe_topic)
+    feed = AlertFeed(cfg, db_path, history, instance=client_id, stats=engine_stats(engine)).start(stop) \
+        if history is not None else None
     engine.watching = False
     beacon = Beacon("alerts", client_id)
     inbox: queue.Queue = queue.Queue()
@@ -108,6 +114,8 @@ def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, 
         link.stop()
         if metrics is not None:
             metrics.close()
+        if feed is not None:
+            feed.join()
         engine.close()
         log.info("alert engine stopped: %s", asdict(engine.stats))
 

@@ -99,7 +99,9 @@ def _event(msg: Message, device) -> Point:
 
 def _heartbeat(msg: Message, device) -> Point:
     b: Heartbeat = msg.body
-    fields: dict[str, object] = {"online": b.online, "seq": b.seq, "historical": b.historical}
+    # `up` is `online` as a number, so InfluxQL can take its min, mean and count (availability)
+    fields: dict[str, object] = {"online": b.online, "up": 1.0 if b.online else 0.0, "seq": b.seq,
+                                 "historical": b.historical}
     if b.latency_ms is not None:
         fields["latency_ms"] = float(b.latency_ms)
     return Point("heartbeat", {**_common(msg, device), "camera": msg.device}, fields, _ms(b.ts))

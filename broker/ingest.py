@@ -21,6 +21,7 @@ from stationwatch.core.metrics import MetricsServer, prometheus_text
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.quarantine import Quarantine
 
+from .directory import REFRESH_S, layout_points
 from .influx import RETENTION_MARGIN_S, RETENTION_S, InfluxV1Writer, Point, PointsRejected, PointWriter, to_point
 from .receipts import Receipts
 
@@ -68,6 +69,8 @@ class Ingest:
         self.batch_size = batch_size
         self.flush_s = flush_s
         self.stats = IngestStats()
+        self.gateway_sites = {g.id: g.site for g in cfg.gateways}
+        self.seen: dict[str, float] = {}  # gateway → when ingest last took a message of it
         self._queue: queue.Queue[_Pending] = queue.Queue()
         self.metrics_port: int | None = None
         self.receipts: Receipts | None = None  # tells the gateways what was stored (broker/receipts.py)
@@ -83,6 +86,7 @@ class Ingest:
             msg = parse(topic, payload)
             device = self.inventory.check(msg)
             point = to_point(msg, device)
+            self.seen[msg.gateway] = time.time()
         except ContractError as exc:
             point = self._refuse(topic, payload, exc.reason, exc.detail)
         except Exception as exc:  # a bug in validation must cost one message, not the service
@@ -260,6 +264,7 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     writer_thread.start()
     threading.Thread(target=canary.run, args=(stop,), name="influx-canary", daemon=True).start()
     last_report = last_metrics = time.monotonic()
+    last_layout = _write_layout(writer, cfg)
     while not stop.wait(beat_s):
         ingest.receipts.flush()  # the last batch's receipts, when nothing else came since
         s = ingest.stats
@@ -267,7 +272,9 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
                            "queue": ingest.backlog, "lag_s": round(s.lag_s, 3)})
         if time.monotonic() - last_metrics >= options.metrics_every_s:
             last_metrics = time.monotonic()
-            _write_pipeline(writer, ingest, client_id, link.subscribed.is_set())
+            _write_pipeline(writer, ingest, client_id, link.subscribed.is_set(), quarantine.counts)
+        if time.monotonic() - last_layout >= REFRESH_S:
+            last_layout = _write_layout(writer, cfg)
         if time.monotonic() - last_report >= 60:
             last_report = time.monotonic()
             log.info("ingest: received %d, written %d, quarantined %d, write errors %d",
@@ -283,12 +290,33 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     return ingest
 
 
-def _write_pipeline(writer: PointWriter, ingest: Ingest, client_id: str, subscribed: bool) -> None:
-    """The pipeline's own figures as a point, best effort: a failure here must not stop ingest."""
-    fields = {k: float(v) for k, v in ingest.stats.values(ingest.backlog, subscribed).items()}
-    point = Point("pipeline", {"service": "ingest", "instance": client_id}, fields, int(time.time() * 1000))
+def _write_layout(writer: PointWriter, cfg) -> float:
+    """The organisation and the sources of each resolution (broker/directory.py), best effort.
+    Returns when it was tried: a failure is retried at the next refresh, not at once."""
     try:
-        writer.write([point])
+        writer.write(layout_points(cfg, int(time.time() * 1000)))
+    except Exception as exc:
+        log.warning("organisation directory not written (%s); dashboards' choices may be out of date", exc)
+    return time.monotonic()
+
+
+def _write_pipeline(writer: PointWriter, ingest: Ingest, client_id: str, subscribed: bool,
+                    refused: dict[str, int] | None = None) -> None:
+    """The pipeline's own figures as points, best effort: a failure here must not stop ingest.
+    ``pipeline`` holds the counters; ``pipeline_quarantine`` the refusals by reason (a bounded set)."""
+    now_ms = int(time.time() * 1000)
+    tags = {"service": "ingest", "instance": client_id}
+    fields = {k: float(v) for k, v in ingest.stats.values(ingest.backlog, subscribed).items()}
+    points = [Point("pipeline", tags, fields, now_ms)]
+    points += [Point("pipeline_quarantine", {**tags, "reason": reason}, {"total": float(n)}, now_ms)
+               for reason, n in sorted((refused or {}).items())]
+    # how long since each gateway was last heard (never: since ingest started), so a silent one stands out;
+    # per instance: processes sharing the stream each see part of it (the dashboards take the youngest)
+    points += [Point("gateway_age", {**tags, "site": site, "gateway": gw},
+                     {"age_s": round(now_ms / 1000 - ingest.seen.get(gw, ingest.stats.started), 3)}, now_ms)
+               for gw, site in sorted(ingest.gateway_sites.items())]
+    try:
+        writer.write(points)
     except Exception as exc:
         log.debug("pipeline metrics not written: %s", exc)
 

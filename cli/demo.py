@@ -220,7 +220,8 @@ def run_demo(config: Path, workdir: Path, port: int, speed: float, stop: threadi
         children = [
             Child("ingest", ["ingest", *common, "--broker", broker, "--influx", influx.url,
                              "--quarantine", str(workdir / "ingest-quarantine.db")], logs / "ingest.log"),
-            Child("alerts", ["alerts", *common, "--broker", broker, "--db", str(workdir / "alerts.db")], logs / "alerts.log"),
+            Child("alerts", ["alerts", *common, "--broker", broker, "--db", str(workdir / "alerts.db"),
+                             "--influx", influx.url], logs / "alerts.log"),
             Child("api", ["serve", *common, "--db", str(workdir / "alerts.db"), "--port", str(port)], logs / "api.log"),
             Child("gateway", ["simulate", *common, "--broker", broker, "--speed", str(speed),
                               "--spool", str(workdir / "gateway" / "spool.db")], logs / "gateway.log"),
@@ -235,6 +236,7 @@ def run_demo(config: Path, workdir: Path, port: int, speed: float, stop: threadi
             "pid": os.getpid(), "broker": broker, "config": str(demo_cfg.resolve()),
             "influx": influx.url, "api": f"http://127.0.0.1:{port}"}))
         _banner(port, broker, influx.url, workdir, speed, kept)
+        _grafana_banner(_provision(demo_cfg, workdir / "grafana", influx.url), demo_cfg, influx.url)
         while not stop.wait(1.0):
             for child in children:
                 if child.proc.poll() is not None:
@@ -254,6 +256,22 @@ def run_demo(config: Path, workdir: Path, port: int, speed: float, stop: threadi
         mosquitto.stop()
         inbox.close()
         lock.close()
+
+
+def _provision(config: Path, out: Path, influx_url: str) -> Path:
+    """The Grafana provisioning folder for the demo's InfluxDB (`stationwatch dashboards build`)."""
+    from stationwatch.core.config import load_config
+    from stationwatch.dashboards.boards import boards
+    from stationwatch.dashboards.provisioning import InfluxTarget, write_provisioning
+    return write_provisioning(out, boards(load_config(config)), InfluxTarget(influx_url)).root
+
+
+def _grafana_banner(folder: Path, config: Path, influx_url: str) -> None:
+    print(f"""  Grafana 看板 dashboards  {folder}/   (站点总览、城市总览、管道健康)
+    让 Grafana 读取 / point a Grafana at it:  GF_PATHS_PROVISIONING={folder} grafana server
+    或上传 / or upload:  STATIONWATCH_GRAFANA_TOKEN=… .venv/bin/stationwatch dashboards push \\
+                           --config {config} --grafana http://127.0.0.1:3000 --influx {influx_url}
+""", flush=True)
 
 
 def _banner(port: int, broker: str, influx_url: str, workdir: Path, speed: float, kept: int | None) -> None:

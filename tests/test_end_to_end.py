@@ -229,6 +229,11 @@ def test_make_demo_stack_comes_up_plays_a_scenario_and_stops_cleanly(tmp_path):
         assert demo.alive(), demo.text()[-3000:]
         info = json.loads(endpoints.read_text())
         assert "值班看板" in wait_for(lambda: "值班看板" in demo.text() and demo.text(), timeout=10, what="the banner")
+        grafana = tmp_path / ".demo" / "grafana"
+        wait_for(lambda: f"GF_PATHS_PROVISIONING={grafana.resolve()}" in demo.text(), timeout=10,
+                 what="how to point a Grafana at the provisioning folder")
+        assert info["influx"] in (grafana / "datasources" / "stationwatch-influxdb.yaml").read_text()
+        assert (grafana / "dashboards" / "sw-sl-mz" / "sw-station-sl-mz.json").exists()
         run = subprocess.run(CLI + ["simulate", "--scenario", "fire"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
         assert run.returncode == 0, run.stderr
         wait_for(lambda: [a for a in _get(f"{info['api']}/api/alerts") if a["rule"] == "fire"],
