@@ -238,18 +238,3 @@ class SpoolFile:
                 self._db = None
                 self._replace(self._sync)
             return default
-
-    def _guarded(self, doing: str, fn: Callable[[sqlite3.Connection], object], default: object = None) -> object:
-        """Run ``fn`` on the file; a failing disk becomes :attr:`trouble` (a damaged file is replaced)."""
-        if not self._usable():
-            return default
-        try:
-            return fn(self._db)
-        except (sqlite3.Error, OSError) as exc:
-            self._rollback()
-            self._failed(exc, doing)
-            if self.trouble == "damaged":
-                self._db.close()
-                self._db = None
-                self._replace(self._sync)
-            return default
