@@ -194,8 +194,8 @@ class Spool(SpoolFile):
     def _insert(self, rows: list[tuple]) -> bool:
         added = sum(r[-1] for r in rows)
         with self._transaction() as db:
-            db.executemany("INSERT INTO message (topic, payload, class, seq, priority, historical, size) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO message (id, topic, payload, class, seq, priority, historical, size) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(r[3] + 1, *r) for r in rows])
             db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (self._next_seq,))
             dropped, freed = self._make_room(self._bytes + added - self.max_bytes,
                                              (self._bytes + added) / (self._rows + len(rows)))
@@ -319,8 +319,8 @@ class Spool(SpoolFile):
                 gone = 0
                 with self._transaction(durable=False) as db:
                     for low, high in seqs:
-                        for _cls, size in db.execute("DELETE FROM message WHERE seq BETWEEN ? AND ? "
-                                                     "RETURNING class, size", (low, high)):
+                        for _cls, size in db.execute("DELETE FROM message WHERE id BETWEEN ? AND ? "
+                                                     "RETURNING class, size", (low + 1, high + 1)):
                             gone += 1
                             self._rows -= 1
                             self._bytes -= size

@@ -23,7 +23,7 @@ ROW_OVERHEAD = 64  # bytes a row costs beyond topic and payload: row header, ind
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS message (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- spool order; AUTOINCREMENT: never reused, even when empty
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- seq + 1: spool order, and a receipt's seqs find rows by key
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,                 -- encoded with historical=false
     class TEXT NOT NULL,                   -- reading | event | heartbeat | health
@@ -34,11 +34,12 @@ CREATE TABLE IF NOT EXISTS message (
     acked REAL                             -- when the broker acknowledged it (end to end: kept until stored)
 );
 CREATE INDEX IF NOT EXISTS message_by_priority ON message (priority, id);
-CREATE INDEX IF NOT EXISTS message_by_seq ON message (seq);
+DROP INDEX IF EXISTS message_by_seq;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('next_seq', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('next_session', 0);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('e2e', 0);
+INSERT OR IGNORE INTO meta (key, value) VALUES ('layout', 2);
 """
 # what SQLite's errors say → the trouble reported (the first that matches)
 TROUBLES = (("full", "disk_full"), ("readonly", "read_only"), ("read-only", "read_only"),
@@ -59,8 +60,31 @@ def _connect(path: Path, sync: str) -> sqlite3.Connection:
     if "acked" not in {r[1] for r in db.execute("PRAGMA table_info(message)")} and \
             db.execute("SELECT 1 FROM sqlite_master WHERE name='message'").fetchone():
         db.execute("ALTER TABLE message ADD COLUMN acked REAL")  # a spool of an earlier version
+    _renumber(db)
     db.executescript(SCHEMA)
     return db
+
+
+def _renumber(db: sqlite3.Connection) -> None:
+    """A spool written before ids were seq + 1 (no ``layout`` in meta): renumber its rows once, so a
+    receipt naming seqs deletes by key instead of needing an index that slows every write."""
+    has = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if "message" not in has or "meta" not in has or \
+            db.execute("SELECT 1 FROM meta WHERE key='layout'").fetchone():
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        twins = db.execute("DELETE FROM message WHERE id NOT IN (SELECT min(id) FROM message GROUP BY seq)").rowcount
+        db.execute("UPDATE message SET id = -id")
+        db.execute("UPDATE message SET id = seq + 1")
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('layout', 2)")
+        db.execute("COMMIT")
+    except sqlite3.Error:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    if twins:
+        log.error("缓存中有重复序号的消息 / %d spooled message(s) repeated another's seq and were dropped", twins)
 
 
 def trouble_of(exc: BaseException) -> str:
@@ -134,8 +158,8 @@ class SpoolFile:
         try:
             self._db = _connect(self.path, sync)
             with self._transaction() as db:
-                db.executemany("INSERT INTO message (topic, payload, class, seq, priority, historical, size)"
-                               " VALUES (?, ?, ?, ?, ?, 1, ?)", [r[1:] for r in saved.rows])
+                db.executemany("INSERT OR IGNORE INTO message (id, topic, payload, class, seq, priority, historical,"
+                               " size) VALUES (?, ?, ?, ?, ?, ?, 1, ?)", [(r[4] + 1, *r[1:]) for r in saved.rows])
                 db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (self._next_seq,))
                 db.execute("UPDATE meta SET value=? WHERE key='next_session'", (self._next_session,))
             self._load()

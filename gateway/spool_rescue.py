@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 SUFFIXES = ("", "-wal", "-shm")
 CHUNK = 512  # ids read per query while salvaging
-MAX_SCAN = 5_000_000  # ids looked at at most (a 256 MB spool holds about 1.5 M readings)
+MAX_SCAN = 5_000_000  # ids looked at below the newest when the lowest cannot be read
 COLUMNS = "id, topic, payload, class, seq, priority, size"
 
 
@@ -89,15 +89,24 @@ def _meta(db: sqlite3.Connection, key: str) -> int:
         return 0
 
 
-def _top_id(db: sqlite3.Connection) -> int:
-    for sql in ("SELECT max(id) FROM message", "SELECT seq FROM sqlite_sequence WHERE name='message'"):
+def _first(db: sqlite3.Connection, sqls: tuple[str, ...]) -> int | None:
+    for sql in sqls:
         try:
             row = db.execute(sql).fetchone()
             if row and row[0] is not None:
                 return int(row[0])
         except sqlite3.Error:
             continue
-    return 0
+    return None
+
+
+def _id_span(db: sqlite3.Connection) -> tuple[int, int]:
+    """The ids to look at: ids only grow (they are seq + 1), so a gateway that has sent millions
+    of messages keeps its rows far above 1 — start at the lowest readable id, or MAX_SCAN below
+    the newest when the bottom of the table cannot be read."""
+    top = _first(db, ("SELECT max(id) FROM message", "SELECT seq FROM sqlite_sequence WHERE name='message'")) or 0
+    low = _first(db, ("SELECT min(id) FROM message",))
+    return (max(1, top - MAX_SCAN + 1) if low is None else max(low, 1)), top
 
 
 def _read(db: sqlite3.Connection, low: int, high: int, out: Salvage) -> None:
@@ -131,8 +140,8 @@ def salvage(aside: Path) -> Salvage:
         return out
     try:
         out.next_seq, out.next_session = _meta(db, "next_seq"), _meta(db, "next_session")
-        top = min(_top_id(db), MAX_SCAN)
-        for low in range(1, top + 1, CHUNK):
+        bottom, top = _id_span(db)
+        for low in range(bottom, top + 1, CHUNK):
             _read(db, low, min(low + CHUNK, top + 1), out)
     finally:
         db.close()

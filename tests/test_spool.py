@@ -162,3 +162,44 @@ def test_forwarder_sends_in_order_and_removes_each_message_on_its_puback(tmp_pat
     assert got[0][1]["state"] == "alarm"  # the event overtakes the readings spooled before it
     values = [body["value"] for _, body in got[1:]]
     assert values == list(range(2000)) and all(body["historical"] for _, body in got)
+
+
+def test_a_receipt_removes_exactly_the_seqs_it_names(tmp_path):
+    with Spool(tmp_path / "spool.db") as spool:
+        spool.append([reading()] * 6 + [event()] + [reading()] * 3, offline=False)
+        spool.sent([r.id for r in spool.pending({}, 100)])  # not end to end yet: the PUBACK removed them
+        spool.append([reading()] * 10, offline=False)        # seqs 10..19
+        spool.stored([(10, 10)])                              # the first receipt: end to end from now on
+        spool.sent([r.id for r in spool.pending({}, 100)])    # acknowledged by the broker, kept for the centre
+        assert spool.rows == 9
+        assert spool.stored([(12, 14), (19, 25)]) == 4
+        left = [r.seq for r in spool.pending({}, 100)]
+        assert spool.rows == 5 and left == [], "still waiting for the centre, not sent again"
+        assert spool.requeue(time.time() + 1) and sorted(r.seq for r in spool.pending({}, 100)) == [11, 15, 16, 17, 18]
+
+
+def test_a_spool_from_before_ids_followed_seqs_is_renumbered_once_in_order(tmp_path):
+    """Spools written by earlier gateways numbered rows on their own; opening one renumbers it
+    and keeps every message, its order and the seq counter."""
+    path = tmp_path / "spool.db"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE message (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+            class TEXT NOT NULL, seq INTEGER NOT NULL, priority INTEGER NOT NULL, historical INTEGER NOT NULL,
+            size INTEGER NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('next_seq', 500), ('next_session', 3);""")
+    for n, seq in enumerate([300, 301, 305, 1, 2, 499]):  # ids 1..6; 3 ids collide with seq + 1 on the way
+        db.execute("INSERT INTO message (topic, payload, class, seq, priority, historical, size) VALUES "
+                   "(?, ?, 'reading', ?, 0, 0, 100)", (f"t/{n}", payload(1.79e9, seq, value=1.0, unit="°C"), seq))
+    db.commit()
+    db.close()
+    with Spool(path) as spool:
+        rows = spool.pending({}, 100)
+        assert [r.topic for r in rows] == ["t/3", "t/4", "t/0", "t/1", "t/2", "t/5"], "seq order"
+        assert all(r.id == r.seq + 1 for r in rows)
+        assert spool.last_seq == 499
+        spool.stored([(300, 305)])
+        assert [r.seq for r in spool.pending({}, 100)] == [1, 2, 499]
+    with Spool(path) as spool:  # once: a second open changes nothing
+        assert [r.seq for r in spool.pending({}, 100)] == [1, 2, 499]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import sqlite3
 import subprocess
 import threading
 import time
@@ -192,3 +193,22 @@ class _Thermometers:
 
     def close(self) -> None:
         pass
+
+
+def test_a_gateway_that_sent_millions_of_messages_still_gets_its_damaged_spool_back(tmp_path):
+    """Ids follow seqs and never come back down, so after weeks of traffic the rows left sit far
+    above the first id; salvage starts where they are."""
+    path = tmp_path / "spool.db"
+    with Spool(path):
+        pass
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value=9000000 WHERE key='next_seq'")
+    db.commit()
+    db.close()
+    next_seq = filled(path)
+    assert next_seq == 9_000_000 + READINGS
+    garbage_in_the_middle(path)
+    with Spool(path) as spool:
+        assert 0 < spool.stats.recovered < READINGS
+        assert min(r.seq for r in spool.pending({}, 100_000)) >= 9_000_000
+        assert spool.last_seq + 1 >= next_seq
