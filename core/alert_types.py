@@ -72,4 +72,5 @@ ALERT_TYPES: dict[str, AlertType] = {k.name: k for k in (
     AlertType("gateway_health", "网关需检修", "gateway needs maintenance"),  # alerts/gateway_health.py
     AlertType("pump_stopped", "循环泵停运", "circulation pump stopped"),
     AlertType("pressure_low", "供暖系统水压过低", "heating water pressure low"),
+    AlertType("hazard_overdue", "隐患整改逾期", "hazard rectification overdue"),  # alerts/register/
 )}

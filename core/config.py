@@ -17,6 +17,7 @@ from stationwatch.sensors.kinds import KINDS
 
 from .agent_settings import AgentSettings, agent_problems
 from .fields import Ident, Model
+from .hazards import HazardSettings, ReportSettings, hazard_problems
 from .policy import AlertRouting, ApiSettings, MaintenanceWindow, Roster, RuleSettings, User, policy_problems
 from .sensor_config import SensorConfig
 from .wiring import SOURCES, Bus, wiring_problems
@@ -119,6 +120,8 @@ class StationConfig(Model):
     maintenance: list[MaintenanceWindow] = []  # maintenance windows that silence alerts
     users: list[User] = []  # API users with the SHA-256 of their token
     api: ApiSettings = ApiSettings()
+    hazards: HazardSettings = HazardSettings()  # the hazard register's evidence rules (core/hazards.py)
+    reports: ReportSettings = ReportSettings()  # the monthly report
 
     # ---- look-ups used by every service
     def site(self, site_id: str) -> Site | None:
@@ -223,7 +226,7 @@ def cross_check(cfg: StationConfig) -> list[ConfigProblem]:
         if c.bureau is not None and c.bureau not in bureau_ids:
             add(f"contacts[{i}].bureau", f"no bureau '{c.bureau}' / 民政局不存在")
     # each part checks its own sections: wiring (pins, buses), the gateway agent, alert policy
-    for check in (wiring_problems, agent_problems, policy_problems):
+    for check in (wiring_problems, agent_problems, policy_problems, hazard_problems):
         problems += [ConfigProblem(path, message) for path, message in check(cfg)]
     return problems
 
