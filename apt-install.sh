@@ -1,10 +1,12 @@
 #!/bin/sh
-# Install the Debian packages named in $PKGS ("command:package" pairs) whose command is missing.
+# Install the Debian packages named in $PKGS ("command:package" pairs) whose command is missing;
+# a "command" that starts with / is a file the package installs (a font).
 # Uses apt-get directly as root, password-less sudo otherwise; else says what to run.
 set -e
 missing=""
 for pair in $PKGS; do
     cmd=${pair%%:*}; pkg=${pair#*:}
+    case $cmd in /*) [ -e "$cmd" ] && continue ;; esac
     if [ "$cmd" = "_" ] || ! { command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -x "/usr/bin/$cmd" ]; }; then
         missing="$missing $pkg"
     fi

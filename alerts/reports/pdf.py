@@ -1,0 +1,144 @@
+"""The report as PDF (fpdf2), A4, with a CJK font from Debian's packages embedded (subset) so that it
+reads the same on any machine. Charts are drawn as vector bars, so their labels stay text.
+
+Fonts looked for, in order: Noto Sans CJK SC (``fonts-noto-cjk``), WenQuanYi Zen Hei
+(``fonts-wqy-zenhei``); ``STATIONWATCH_CJK_FONT=/path/font.ttc[:index]`` names another.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fpdf import FPDF
+from fpdf.fonts import FontFace
+
+from .sections import Chart, L, Section, Table
+
+FONTS = (("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),  # index 2: Simplified Chinese forms
+         ("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc", 0))
+INK, MUTED, RULE, BAR, LIMIT = (33, 37, 41), (110, 117, 125), (206, 212, 218), (54, 110, 180), (200, 60, 50)
+
+
+class FontMissing(Exception):
+    """No CJK font is installed; the message says which Debian package to install."""
+
+
+def cjk_font() -> tuple[str, int]:
+    named = os.environ.get("STATIONWATCH_CJK_FONT")
+    if named:
+        path, _, index = named.partition(":")
+        return path, int(index or 0)
+    for path, index in FONTS:
+        if Path(path).exists():
+            return path, index
+    raise FontMissing("没有中文字体：请安装 fonts-noto-cjk（`make` 会安装）/ no CJK font: install the Debian package "
+                      "fonts-noto-cjk (`make` installs it)")
+
+
+class _Doc(FPDF):
+    def __init__(self, title: str, checksum_note: str):
+        super().__init__(orientation="P", unit="mm", format="A4")
+        self.title_text, self.note = title, checksum_note
+        path, index = cjk_font()
+        self.add_font("cjk", "", path, collection_font_number=index)
+        self.set_font("cjk", size=9)
+        self.set_auto_page_break(True, margin=16)
+        self.set_margins(14, 14, 14)
+        self.alias_nb_pages()
+
+    def footer(self):
+        self.set_y(-11)
+        self.set_font("cjk", size=7)
+        self.set_text_color(*MUTED)
+        self.cell(0, 4, f"{self.title_text} · {self.note}", align="L")
+        self.set_x(-40)
+        self.cell(26, 4, f"{self.page_no()}/{{nb}}", align="R")
+        self.set_text_color(*INK)
+
+
+def render(path: Path, title: L, subtitle: str, sections: list[Section], lang: str = "zh") -> None:
+    doc = _Doc(title.text(lang), "StationWatch")
+    doc.set_title(title.text(lang))
+    doc.set_creator("StationWatch")
+    doc.add_page()
+    doc.set_font("cjk", size=16)
+    doc.multi_cell(0, 8, title.zh if lang == "zh" else title.en, new_x="LMARGIN", new_y="NEXT")
+    doc.set_font("cjk", size=10)
+    doc.set_text_color(*MUTED)
+    doc.multi_cell(0, 5, (title.en if lang == "zh" else title.zh) + "\n" + subtitle, new_x="LMARGIN", new_y="NEXT")
+    doc.set_text_color(*INK)
+    doc.ln(2)
+    for section in sections:
+        _section(doc, section, lang)
+    doc.output(str(path))
+
+
+def _section(doc: _Doc, s: Section, lang: str) -> None:
+    if doc.will_page_break(30):
+        doc.add_page()
+    doc.ln(2)
+    doc.set_font("cjk", size=12)
+    doc.set_draw_color(*RULE)
+    doc.cell(0, 7, s.title.text(lang), new_x="LMARGIN", new_y="NEXT", border="B")
+    doc.ln(1)
+    doc.set_font("cjk", size=9)
+    for line in s.lines:
+        doc.multi_cell(0, 5, line, new_x="LMARGIN", new_y="NEXT")
+    if s.chart is not None and s.chart.values and any(s.chart.values):
+        _chart(doc, s.chart, lang)
+    for table in s.tables:
+        _table(doc, table, lang)
+
+
+def _table(doc: _Doc, t: Table, lang: str) -> None:
+    doc.ln(1)
+    if not t.rows:
+        doc.set_text_color(*MUTED)
+        doc.cell(0, 5, L("（无）", "(none)").text(lang), new_x="LMARGIN", new_y="NEXT")
+        doc.set_text_color(*INK)
+        return
+    doc.set_font("cjk", size=7.5)
+    heading = FontFace(fill_color=(235, 239, 243))
+    with doc.table(col_widths=tuple(t.widths or [1] * len(t.columns)), line_height=4, padding=(0.8, 1),
+                   headings_style=heading, borders_layout="HORIZONTAL_LINES", text_align="LEFT") as table:
+        head = table.row()
+        for col in t.columns:
+            head.cell(col.text(lang, "\n"))
+        for values in t.rows:
+            row = table.row()
+            for v in values:
+                row.cell("" if v is None else str(v))
+    doc.set_font("cjk", size=9)
+    doc.ln(1)
+
+
+def _chart(doc: _Doc, c: Chart, lang: str) -> None:
+    """Horizontal bars, one per label, with the value at the end (and a rule's line when there is one)."""
+    bars = list(zip(c.labels, c.values))[:20]
+    height = 6 + 5 * len(bars)
+    if doc.will_page_break(height + 4):
+        doc.add_page()
+    x0, y0 = doc.l_margin, doc.get_y() + 1
+    label_w, width = 45, doc.epw - 45 - 18
+    top = max([v for _, v in bars] + [c.limit or 0]) or 1
+    doc.set_font("cjk", size=8)
+    doc.set_text_color(*MUTED)
+    doc.text(x0, y0 + 3, c.title.text(lang) + (f" ({c.unit})" if c.unit else ""))
+    doc.set_text_color(*INK)
+    for i, (label, value) in enumerate(bars):
+        y = y0 + 5 + 5 * i
+        doc.set_xy(x0, y)
+        doc.cell(label_w - 2, 4, str(label)[:24], align="R")
+        doc.set_fill_color(*BAR)
+        doc.rect(x0 + label_w, y + 0.6, max(0.3, width * value / top), 2.8, style="F")
+        doc.text(x0 + label_w + width * value / top + 1.5, y + 3.2, f"{value:g}" if value == int(value) else f"{value:.1f}")
+    if c.limit:
+        doc.set_draw_color(*LIMIT)
+        lx = x0 + label_w + width * c.limit / top
+        doc.line(lx, y0 + 4, lx, y0 + 5 + 5 * len(bars))
+        doc.set_text_color(*LIMIT)
+        doc.text(lx + 0.8, y0 + 4, f"{c.limit:g}")
+        doc.set_text_color(*INK)
+    doc.set_fill_color(255, 255, 255)
+    doc.set_draw_color(*RULE)
+    doc.set_y(y0 + height + 1)
