@@ -67,18 +67,19 @@ class Watch:
         for a in self._alerts("rule='camera_offline' AND severity IN ('major', 'critical')", recent):
             start, end = offline_span(self.cfg, a, now)
             if end - start > s.camera_offline_s:
+                cam = next((c.name for c in self.cfg.cameras if c.id == a.detail.get("device")), a.detail.get("device"))
                 yield self._draft(a.site, a.room, "camera", f"camera_offline:{a.id}", f"camera:{a.detail.get('device')}",
-                                  f"公共区域/观察室摄像机离线 {_hours(end - start)}（{a.title_zh}）",
-                                  f"camera of a public area or the observation room offline for {_hours_en(end - start)}",
-                                  now, alert=a.id, start=start, end=end)
+                                  f"{cam}离线 {_hours(end - start)}（公共区域或观察室）",
+                                  f"camera {a.detail.get('device')} of a public area or the observation room offline"
+                                  f" for {_hours_en(end - start)}", now, alert=a.id, start=start, end=end)
         for a in self._alerts("rule='sensor_fault'", recent):
-            start, end = a.first_at, _end(a, now)
+            start, end = a.first_at, condition_end(a, now)
             if end - start > s.sensor_fault_s:
                 yield self._draft(a.site, a.room, "sensor_fault", f"sensor_fault:{a.id}", f"sensor:{a.detail.get('device')}",
                                   f"传感器故障超过 {_hours(end - start)}（{a.title_zh}）",
                                   f"sensor faulty for {_hours_en(end - start)}", now, alert=a.id)
         for a in self._alerts("rule='gateway_offline'", recent):
-            start, end = a.first_at, _end(a, now)
+            start, end = a.first_at, condition_end(a, now)
             if end - start > s.gateway_offline_s:
                 yield self._draft(a.site, a.room, "gateway", f"gateway_offline:{a.id}", f"gateway:{a.subject}",
                                   f"网关失联 {_hours(end - start)}（{a.title_zh}）",
@@ -97,7 +98,7 @@ class Watch:
                 room = site.room(a.room) if a.room else None
                 if room is None or not room.people_sleep:
                     continue
-                for night in cold_nights(site, a.first_at, _end(a, now), s.night_start, s.night_end, s.cold_night_min_s):
+                for night in cold_nights(site, a.first_at, condition_end(a, now), s.night_start, s.night_end, s.cold_night_min_s):
                     if (night.year, night.month) == (local.year, local.month):
                         nights.setdefault(room.id, set()).add(night)
             for room_id, found in nights.items():
@@ -204,10 +205,10 @@ def offline_span(cfg: StationConfig, alert: Alert, now: float) -> tuple[float, f
         start = alert.first_at - float(alert.detail.get("silent_s") or 0)
     else:
         start = alert.first_at - ((cam.misses - 1) * cam.heartbeat_s if cam else 0)
-    return start, _end(alert, now)
+    return start, condition_end(alert, now)
 
 
-def _end(alert: Alert, now: float) -> float:
+def condition_end(alert: Alert, now: float) -> float:
     """When the condition ended: the time of the message that cleared it, else the resolution, else now."""
     if alert.detail.get("cleared_at") and alert.state in ("resolved", "pending", "firing", "acknowledged"):
         return float(alert.detail["cleared_at"])

@@ -71,9 +71,13 @@ class Register:
 
     def list(self, sites: set[str] | None = None, *, site: str | None = None, status: str | None = None,
              category: str | None = None, overdue: bool | None = None, now: float | None = None,
-             since: float | None = None, until: float | None = None, limit: int = 1000) -> list[Hazard]:
+             since: float | None = None, until: float | None = None, ids: list[int] | None = None,
+             limit: int = 1000) -> list[Hazard]:
         """Entries, newest first. ``sites``: the caller's scope; ``overdue`` filters on the deadline."""
         where, args = [], []
+        if ids is not None:
+            where.append(f"id IN ({','.join('?' * len(ids)) or 'NULL'})")
+            args.extend(ids)
         for column, value in (("site", site), ("status", status), ("category", category)):
             if value is not None:
                 where.append(f"{column}=?")

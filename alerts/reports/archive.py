@@ -182,9 +182,9 @@ class Reports:
 
 
 def _light(f: SiteFigures) -> SiteFigures:
-    """What the city summary keeps of a site (its daily series dropped), so a bureau's run stays flat in memory."""
-    for h in f.heating:
-        h.trend.daily_min = {}
+    """What the city summary keeps of a site: its figures less the dismissal reasons (only the site's report
+    lists them); a bureau's run holds these small records, not the sites' series."""
+    f.dismissals = []
     return f
 
 

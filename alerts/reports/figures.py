@@ -14,7 +14,7 @@ from datetime import datetime, time as dtime
 from stationwatch.core.config import Site, StationConfig
 
 from ..liveness import CAMERA_SEVERITY
-from ..register.evidence import _end, offline_span
+from ..register.evidence import condition_end, offline_span
 from ..register.records import DONE, WAITING
 from ..register.store import Register
 from ..store import Alert, Store
@@ -166,7 +166,7 @@ class SiteFigures:
 def _spans(alerts: list[Alert], start: float, until: float, span=None) -> dict[int, Span]:
     out = {}
     for a in alerts:
-        a0, a1 = span(a) if span else (a.first_at, _end(a, until))
+        a0, a1 = span(a) if span else (a.first_at, condition_end(a, until))
         s = Span(max(a0, start), min(a1, until))
         if s.seconds > 0:
             out[a.id] = s
@@ -200,7 +200,7 @@ def site_figures(cfg: StationConfig, store: Store, register: Register, site: Sit
         else:
             review["open"] += 1
 
-    ack_levels, unacknowledged, breaches = _acknowledgement(cfg, store, real, trails, until, room_name)
+    ack_levels, unacknowledged, breaches = _acknowledgement(cfg, store, register, real, trails, until, room_name)
     cams = _cameras(cfg, site, rows, start, until)
     heating = [HeatRow(s.id, room_name(s.room), series.heating.get(s.id, Heating(s.id)), series.season_minutes)
                for s in _sleeping(cfg, site)]
@@ -226,7 +226,7 @@ def _trails(store: Store, ids: list[int]) -> dict[int, list[dict]]:
     return out
 
 
-def _acknowledgement(cfg, store, real, trails, until, room_name):
+def _acknowledgement(cfg, store, register, real, trails, until, room_name):
     policies = {p.id: p for p in cfg.routing.chain}
     escs = store.escalations([a.id for a in real])
     by_level: dict[tuple[str, int], list[float]] = {}
@@ -254,6 +254,9 @@ def _acknowledgement(cfg, store, real, trails, until, room_name):
     for b in store.query(f"SELECT * FROM breaches WHERE alert_id IN ({marks}) ORDER BY due_at, id", tuple(alerts)):
         a = alerts[b["alert_id"]]
         done = ack_at.get(a.id) or a.resolved_at or until
+        if b["reason"] == "rectification":  # late until the station submitted its rectification
+            hazard = register.list(site=a.site, limit=1, ids=[a.detail.get("hazard", 0)])
+            done = (hazard[0].submitted_at if hazard and hazard[0].submitted_at else None) or until
         breaches.append(Breach(a.id, a.rule, room_name(a.room), a.title_zh, b["level"], b["level_name"], b["due_at"],
                                max(0.0, done - b["due_at"]), b["reason"]))
     return levels, unacknowledged, breaches
@@ -301,13 +304,16 @@ def _night_exits(cfg, site, series, real, room_name):
 
 def _register(register: Register, site: Site, start: float, until: float):
     rows, counts = [], Counter()
-    hazards = [h for h in register.list({site.id}, site=site.id) if h.created_at < until]
+    month = f"{datetime.fromtimestamp(start, site.tz):%Y-%m}"
+    hazards = [h for h in register.list({site.id}, site=site.id)
+               if h.created_at < until or h.evidence.get("month") == month]  # a month's missed drills: listed after it
     trails = register.trails([h.id for h in hazards])
     for h in sorted(hazards, key=lambda h: h.id):
-        status = next((t["status"] for t in reversed(trails[h.id]) if t["at"] < until), "open")
+        status = next((t["status"] for t in reversed(trails[h.id]) if t["at"] < max(until, h.created_at + 1)), "open")
         closed_at = next((t["at"] for t in trails[h.id] if t["status"] == "closed"), None)
         overdue = status in WAITING and h.deadline_at < until
-        new, closed = start <= h.created_at < until, closed_at is not None and start <= closed_at < until
+        new = start <= h.created_at < until or h.evidence.get("month") == month
+        closed = closed_at is not None and start <= closed_at < until
         if status == "closed" and not closed:
             continue  # closed before the month: not this month's business
         counts["new"] += new

@@ -74,7 +74,7 @@ def render(path: Path, title: L, subtitle: str, sections: list[Section], lang: s
 
 
 def _section(doc: _Doc, s: Section, lang: str) -> None:
-    if doc.will_page_break(30):
+    if doc.will_page_break(45):  # a heading is never left alone at the foot of a page
         doc.add_page()
     doc.ln(2)
     doc.set_font("cjk", size=12)

@@ -134,7 +134,7 @@ def site_sections(f: SiteFigures, lang: str = "zh") -> list[Section]:
         [Table([L("时间", "time"), L("内容", "what")], [[at(d.first_at), d.title_zh] for d in f.drills], widths=[1, 4])],
         Chart(L("演练次数", "drills"), [L("本月", "month").text(lang)], [held], "", limit=need))
     cams = Section("摄像机", L("视频监控：摄像机可用率", "Cameras: availability"), [], [
-        Table([L("摄像机", "camera"), L("房间", "room"), L("重点区域", "public/observation"), L("离线次数", "outages"),
+        Table([L("摄像机", "camera"), L("房间", "room"), L("重点区域", "key area"), L("离线次数", "outages"),
                L("离线分钟", "offline min"), L("可用率 %", "availability %")],
               [[c.name, c.room, "✓" if c.major else "", len(c.spans), minutes(c.offline_s), pct(c.availability)]
                for c in f.cameras], widths=[2, 1.5, 1, 0.8, 1, 1]),

@@ -7,8 +7,8 @@ of the report (tests/benchmarks/bench_reports.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import httpx
 
@@ -32,7 +32,6 @@ class Heating:
     below: int = 0  # … of them below the threshold
     low: float | None = None  # lowest one-minute minimum
     mean: float | None = None
-    daily_min: dict[date, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -87,7 +86,6 @@ def queries(cfg: StationConfig, site: Site, month: Month, until: float | None = 
     if sensors:
         which = " OR ".join(f'"sensor" = {_q(x.id)}' for x in sensors)
         limit = cfg.hazards.sleeping_min_c
-        offset = int(datetime.fromtimestamp(start, site.tz).utcoffset().total_seconds() // 60)
         for a, b in season_ranges(month, season_of(cfg, site), site.tz):
             a, b = max(a, start), min(b, end)
             if a >= b:
@@ -97,7 +95,6 @@ def queries(cfg: StationConfig, site: Site, month: Month, until: float | None = 
             out.append(("heating", f'SELECT count("value") AS minutes, min("min") AS low, mean("value") AS mean '
                                    f'{base} GROUP BY "sensor"'))
             out.append(("below", f'SELECT count("value") AS below {base} AND "value" < {limit:g} GROUP BY "sensor"'))
-            out.append(("daily", f'SELECT min("min") AS low {base} GROUP BY time(1d, {-offset}m), "sensor"'))
     t = f"time >= {int(start * 1000)}ms AND time < {int(end * 1000)}ms"
     out.append(("doors", f'SELECT "state" FROM "{RECORDS}"."event" WHERE "site" = {s} AND "kind" = \'door\' '
                          f'AND "state" = \'open\' AND {t} GROUP BY "device"'))
@@ -143,16 +140,14 @@ class Series:
                 tags, cols = series.get("tags", {}), series["columns"]
                 for values in series["values"]:
                     row = dict(zip(cols, values))
-                    if name in ("heating", "below", "daily"):
+                    if name in ("heating", "below"):
                         h = heating.setdefault(tags["sensor"], Heating(tags["sensor"]))
                         if name == "heating":
                             h.minutes += row["minutes"] or 0
                             h.low = _min(h.low, row["low"])
                             h.mean = row["mean"] if h.mean is None else (h.mean + (row["mean"] or h.mean)) / 2
-                        elif name == "below":
+                        else:
                             h.below += row["below"] or 0
-                        elif row["low"] is not None:
-                            h.daily_min[datetime.fromtimestamp(row["time"] / 1000, site.tz).date()] = row["low"]
                     elif name == "doors":
                         doors.append((row["time"] / 1000, tags["device"]))
                     else:
