@@ -231,6 +231,9 @@ def test_the_counts_of_the_month(book, pdf_text):
     assert value(s, "告警总数") == 8  # fire, kitchen pre-alarm, night exit, camera, boiler, supply, cold room, overdue
     assert value(s, "复核确认") == 1 and value(s, "误报排除") == 1
     assert value(s, "消防演练") == "1/2"
+    assert value(s, "夜间出口门打开次数") == 1 and value(s, "夜间出口告警") == 1  # 02:10 on the 4th (records; alert)
+    [exit_alert] = rows(book["夜间出口"], "时间")
+    assert exit_alert[1] == "后门" and exit_alert[4] == "已处置 / handled"
     assert line(pdf_text, "告警总数").split()[-1] == "8"
     assert line(pdf_text, "消防演练（次/应达）").split()[-1] == "1/2"
     alarms = {r[0]: r[-1] for r in rows(book["告警"], "告警类型")}

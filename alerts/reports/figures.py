@@ -152,7 +152,8 @@ class SiteFigures:
     heating: list[HeatRow]
     heating_threshold: float
     heating_outages: list[Outage]
-    night_exits: list[NightExit]
+    night_openings: dict[str, tuple[str, int]]  # exit door → (room, openings at night), from records
+    night_exits: list[NightExit]  # night_exit alerts
     gateways: list[Outage]
     register: list[RegisterRow]
     register_counts: dict[str, int]
@@ -213,7 +214,7 @@ def site_figures(cfg: StationConfig, store: Store, register: Register, site: Sit
     return SiteFigures(site, month, start, end, until, Counter((a.rule, a.severity) for a in real),
                        [a for a in in_month if a.drill and a.rule == "fire"], cfg.hazards.drills_per_month, review,
                        dismissals, ack_levels, unacknowledged, breaches, cams, heating, cfg.hazards.sleeping_min_c,
-                       outages, _night_exits(cfg, site, series, real, room_name), gateways, reg_rows, reg_counts,
+                       outages, *_night_exits(cfg, site, series, real, room_name), gateways, reg_rows, reg_counts,
                        series.detector_alarms)
 
 
@@ -282,24 +283,20 @@ def _sleeping(cfg, site):
 
 
 def _night_exits(cfg, site, series, real, room_name):
+    """Exit doors opened at night: how often per door (records), and every ``night_exit`` alert with its outcome."""
     ns, ne = dtime.fromisoformat(cfg.rules.night_start), dtime.fromisoformat(cfg.rules.night_end)
     exits = {s.id: s for s in cfg.sensors if s.kind == "door" and getattr(s, "exit", False)
              and cfg.site_of(s).id == site.id}
-    alerts = [a for a in real if a.rule == "night_exit"]
-    out = []
+    openings = Counter()
     for at, door in series.door_opens:
         t = datetime.fromtimestamp(at, site.tz).time()
-        if door not in exits or not (t >= ns or t < ne if ns > ne else ns <= t < ne):
-            continue
-        match = next((a for a in alerts if a.detail.get("device") == door and abs(a.first_at - at) < 120), None)
-        outcome = "" if match is None else ("confirmed" if match.severity == "critical" else match.state)
-        out.append(NightExit(at, exits[door].name, room_name(exits[door].room), match.id if match else None, outcome))
-    seen = {x.alert_id for x in out}
-    for a in alerts:  # an alert whose door event InfluxDB does not hold (e.g. written elsewhere)
-        if a.id not in seen:
-            out.append(NightExit(a.first_at, a.detail.get("device") or "", room_name(a.room), a.id,
-                                 "confirmed" if a.severity == "critical" else a.state))
-    return sorted(out, key=lambda x: x.at)
+        if door in exits and (t >= ns or t < ne if ns > ne else ns <= t < ne):
+            openings[door] += 1
+    by_door = {exits[d].name: (room_name(exits[d].room), openings[d]) for d in exits}
+    alerts = [NightExit(a.first_at, exits[a.detail["device"]].name if a.detail.get("device") in exits else
+                        a.detail.get("device") or "", room_name(a.room), a.id,
+                        "confirmed" if a.severity == "critical" else a.state) for a in real if a.rule == "night_exit"]
+    return by_door, alerts
 
 
 def _register(register: Register, site: Site, start: float, until: float):

@@ -92,7 +92,8 @@ def site_sections(f: SiteFigures, lang: str = "zh") -> list[Section]:
             [L("消防演练（次/应达）", "fire drills held / required").text(lang), f"{held}/{need}"],
             [L("摄像机最低可用率 %", "lowest camera availability %").text(lang), pct(worst)],
             [L(f"睡眠房间低于 {f.heating_threshold:g} °C 小时数", f"hours below {f.heating_threshold:g} °C in sleeping rooms").text(lang), round(cold_h, 1)],
-            [L("夜间出口门打开", "exit doors opened at night").text(lang), len(f.night_exits)],
+            [L("夜间出口门打开次数", "exit doors opened at night").text(lang), sum(n for _, n in f.night_openings.values())],
+            [L("夜间出口告警", "night-exit alerts").text(lang), len(f.night_exits)],
             [L("网关中断分钟", "gateway outage minutes").text(lang), minutes(sum(g.span.seconds for g in f.gateways))],
             [L("隐患：新增/销号/逾期/月末未销号", "hazards: new / closed / overdue / open at month end").text(lang),
              f"{rc['new']}/{rc['closed']}/{rc['overdue']}/{rc['open']}"],
@@ -158,6 +159,8 @@ def site_sections(f: SiteFigures, lang: str = "zh") -> list[Section]:
     if not f.heating[0:1] or not f.heating[0].season_minutes:
         heat.lines.append(L("本月不在供暖期", "no day of this month is in the heating season").text(lang))
     night = Section("夜间出口", L("夜间出口门打开", "Exit doors opened at night"), [], [
+        Table([L("出口门", "door"), L("房间", "room"), L("夜间打开次数", "openings at night")],
+              [[door, room, n] for door, (room, n) in f.night_openings.items()], widths=[2, 2, 1]),
         Table([L("时间", "time"), L("出口门", "door"), L("房间", "room"), L("告警", "alert"), L("结果", "outcome")],
               [[at(x.at), x.door, x.room or "", x.alert_id or "", OUTCOMES.get(x.outcome, L(x.outcome, x.outcome)).text(lang)]
                for x in f.night_exits], widths=[1, 1.6, 1.2, 0.6, 1.6])])
@@ -188,7 +191,7 @@ def city_sections(name: str, sites: list[SiteFigures], lang: str = "zh") -> list
         rc = f.register_counts
         rows.append([f.site.name, f.alarms_total, f.review["confirmed"], f.review["dismissed"], len(f.breaches),
                      f"{len(f.drills)}/{f.drills_required}", pct(min((c.availability for c in f.cameras), default=1.0)),
-                     round(sum(h.trend.below for h in f.heating) / 60, 1), len(f.night_exits),
+                     round(sum(h.trend.below for h in f.heating) / 60, 1), sum(n for _, n in f.night_openings.values()),
                      minutes(sum(g.span.seconds for g in f.gateways)), rc["new"], rc["closed"], rc["overdue"], rc["open"]])
     totals = [L("合计", "total").text(lang)] + [sum(r[i] for r in rows) if isinstance(rows[0][i], (int, float)) else ""
                                                 for i in range(1, len(rows[0]))]

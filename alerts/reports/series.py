@@ -96,8 +96,11 @@ def queries(cfg: StationConfig, site: Site, month: Month, until: float | None = 
                                    f'{base} GROUP BY "sensor"'))
             out.append(("below", f'SELECT count("value") AS below {base} AND "value" < {limit:g} GROUP BY "sensor"'))
     t = f"time >= {int(start * 1000)}ms AND time < {int(end * 1000)}ms"
-    out.append(("doors", f'SELECT "state" FROM "{RECORDS}"."event" WHERE "site" = {s} AND "kind" = \'door\' '
-                         f'AND "state" = \'open\' AND {t} GROUP BY "device"'))
+    exits = [x.id for x in cfg.sensors if x.kind == "door" and getattr(x, "exit", False) and cfg.site_of(x).id == site.id]
+    if exits:
+        which = " OR ".join(f'"device" = {_q(x)}' for x in exits)
+        out.append(("doors", f'SELECT "state" FROM "{RECORDS}"."event" WHERE "site" = {s} AND ({which}) '
+                             f'AND "state" = \'open\' AND {t} GROUP BY "device"'))
     out.append(("detectors", f'SELECT count("state") AS n FROM "{RECORDS}"."event" WHERE "site" = {s} AND '
                              f'"state" = \'alarm\' AND {t} GROUP BY "kind"'))
     return out
