@@ -26,6 +26,7 @@ the night ten days ago 21:00–07:00 a heating failure: supply water 30 °C, out
 """
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import threading
@@ -37,6 +38,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from stationwatch.alerts.api import create_app
 from stationwatch.alerts.engine import AlertEngine
 from stationwatch.alerts.register.store import Draft
 from stationwatch.alerts.reports.archive import Reports, sha256_of
@@ -46,6 +51,7 @@ from stationwatch.broker.influx import InfluxV1Writer
 from stationwatch.broker.ingest import IngestOptions, run_ingest
 from stationwatch.broker.stack import LocalMosquitto
 from stationwatch.core.contract import MessageClass, subscription
+from stationwatch.cli.main import app as cli
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 
 from support import wait_for
@@ -181,7 +187,7 @@ def month(tmp_path_factory, influxdb):
     reports = Reports(cfg, engine.store, Series(influxdb.url, database), clock=lambda: clock["t"])
     out = tmp / "out"
     made = reports.bureau("sl-mz", MONTH, ["pdf", "xlsx"], out, now=made_at)
-    yield cfg, engine, reports, listed, out, made, made_at
+    yield cfg, engine, reports, listed, out, made, made_at, (influxdb.url, database)
     engine.close()
 
 
@@ -307,7 +313,7 @@ def test_the_pdf_embeds_its_font_and_renders(month, tmp_path):
 
 def test_the_schedule_archives_once_with_checksums(month):
     cfg, engine, reports, *_rest = month
-    made_at = _rest[-1]
+    made_at = _rest[-2]
     made = reports.run_due(made_at)
     assert {(m.scope, m.scope_id, m.format) for m in made} == {("site", "sl-station", "pdf"), ("site", "sl-station", "xlsx"),
                                                                ("bureau", "sl-mz", "pdf"), ("bureau", "sl-mz", "xlsx")}
@@ -315,3 +321,44 @@ def test_the_schedule_archives_once_with_checksums(month):
     for row in reports.archived(month=MONTH.label):
         assert sha256_of(Path(row["path"])) == row["sha256"]
         assert not Path(row["path"]).stat().st_mode & 0o222  # read-only
+
+
+def test_inspectors_pull_the_archived_reports_through_the_api(month):
+    cfg, engine, reports, *_rest = month
+    made_at, (url, database) = _rest[-2], _rest[-1]
+    reports.run_due(made_at)
+    app = create_app(cfg, engine.store.path)
+    app.state.influx_url, app.state.influx_database = url, database
+    inspector = {"Authorization": "Bearer demo-inspector-token"}
+    with TestClient(app) as client:
+        listed = client.get(f"/api/reports?month={MONTH.label}", headers=inspector).json()
+        assert {(r["scope"], r["format"]) for r in listed} == {("site", "pdf"), ("site", "xlsx"), ("bureau", "pdf"),
+                                                               ("bureau", "xlsx")}
+        pdf = next(r for r in listed if r["scope"] == "site" and r["format"] == "pdf")
+        got = client.get(pdf["url"], headers=inspector)
+        assert got.status_code == 200 and got.headers["content-type"] == "application/pdf"
+        assert hashlib.sha256(got.content).hexdigest() == pdf["sha256"] == got.headers["x-content-sha256"]
+        assert client.get(pdf["url"]).status_code == 403  # the anonymous wall board does not get reports
+        again = client.post("/api/reports", json={"site": "sl-station", "month": MONTH.label}, headers=inspector)
+        assert again.status_code == 201 and {r["format"] for r in again.json()} == {"pdf", "xlsx"}
+        bad = client.post("/api/reports", json={"site": "sl-station", "month": "2026-13"}, headers=inspector)
+        assert bad.status_code == 422 and "month" in str(bad.json()["detail"])
+
+
+def test_the_command_line_report_and_its_errors(month, tmp_path):
+    cfg, engine, *_rest = month
+    url, database = _rest[-1]
+    config = tmp_path / "cfg.yaml"
+    import yaml
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), allow_unicode=True), encoding="utf-8")
+    base = ["report", "monthly", "-c", str(config), "--db", engine.store.path, "--influx", url, "--database", database]
+    wrong = CliRunner().invoke(cli, base + ["--site", "sl-station", "--month", "2026-13"])
+    assert wrong.exit_code == 2 and "--month" in wrong.output
+    both = CliRunner().invoke(cli, base + ["--site", "sl-station", "--bureau", "sl-mz", "--month", MONTH.label])
+    assert both.exit_code == 2 and "exactly one" in both.output
+    made = CliRunner().invoke(cli, base + ["--bureau", "sl-mz", "--month", MONTH.label, "--format", "xlsx",
+                                           "--out", str(tmp_path / "out")])
+    assert made.exit_code == 0, made.output
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == [f"city-sl-mz-{MONTH.label}.xlsx", f"sl-station-{MONTH.label}.xlsx"]
+    assert all(sha256_of(tmp_path / "out" / f) in made.output for f in files)

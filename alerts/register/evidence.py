@@ -161,13 +161,14 @@ class Watch:
 
     # ---- deadlines
     def deadlines(self, now: float, open_keys: set[tuple[str, str]]) -> Iterator[Verdict]:
-        """Overdue entries raise ``hazard_overdue`` (the chain climbs as for an unacknowledged alert);
-        an entry submitted, or given a later deadline, clears it."""
+        """An entry that has just become overdue raises ``hazard_overdue`` once (the chain climbs as for an
+        unacknowledged alert; a person who closes that alert is not paged again); an entry submitted, or
+        given a later deadline, clears it."""
         with self.store.tx() as db:
             for hazard in self.register.list(overdue=True, now=now):
                 if hazard.overdue_at is None:
                     self.register.mark_overdue(db, hazard, now)
-                yield overdue_alert(self.cfg, hazard)
+                    yield overdue_alert(self.cfg, hazard)
         for hazard in self.register.list(overdue=False, now=now):
             key = ("hazard_overdue", hazard_subject(hazard))
             if key in open_keys:
