@@ -216,9 +216,12 @@ def run_demo(config: Path, workdir: Path, port: int, speed: float, stop: threadi
             Child("ingest", ["ingest", *common, "--broker", broker, "--influx", influx.url,
                              "--quarantine", str(workdir / "ingest-quarantine.db")], logs / "ingest.log"),
             Child("alerts", ["alerts", *common, "--broker", broker, "--db", str(workdir / "alerts.db")], logs / "alerts.log"),
-            Child("api", ["serve", *common, "--db", str(workdir / "alerts.db"), "--port", str(port)], logs / "api.log"),
+            Child("api", ["serve", *common, "--db", str(workdir / "alerts.db"), "--port", str(port),
+                          "--influx", influx.url], logs / "api.log"),
             Child("gateway", ["simulate", *common, "--broker", broker, "--speed", str(speed),
                               "--spool", str(workdir / "gateway" / "spool.db")], logs / "gateway.log"),
+            Child("reports", ["report", "schedule", *common, "--db", str(workdir / "alerts.db"), "--influx", influx.url],
+                  logs / "reports.log"),  # monthly reports on the 1st (docs/reports.md)
         ]
         for child in children:
             child.start()
