@@ -200,3 +200,18 @@ def test_the_command_line_acts_as_a_user_and_says_why_it_refuses(world, tmp_path
     assert "男宿舍一暖气片不热" in listed.output and "待整改" in listed.output
     bad = CliRunner().invoke(cli, base[:-2] + ["--user", "wangwu", "--deadline", "tomorrow", "--responsible", "x"])
     assert bad.exit_code == 2 and "deadline" in bad.output
+
+
+def test_hazard_settings_in_the_config_are_checked_naming_the_field():
+    from stationwatch.core.config import ConfigError
+    from test_alert_rules import config_with
+    with pytest.raises(ConfigError) as err:
+        config_with(hazards={"drills_per_month": -1, "evidence": {"unicorn": {
+            "category": "magic", "deadline_days": 3, "path": "p", "standard": "s"}}}, reports={"formats": ["docx"]})
+    paths = {p.path for p in err.value.problems}
+    assert "hazards.drills_per_month" in paths
+    with pytest.raises(ConfigError) as err:
+        config_with(hazards={"evidence": {"unicorn": {"category": "magic", "deadline_days": 3, "path": "p",
+                                                      "standard": "s"}}}, reports={"formats": ["docx"]})
+    assert {p.path for p in err.value.problems} == {"hazards.evidence.unicorn", "hazards.evidence.unicorn.category",
+                                                    "reports.formats[0]"}

@@ -19,7 +19,6 @@ from functools import lru_cache
 from pathlib import Path
 
 from fpdf import FPDF
-from fpdf.fonts import FontFace
 
 from .sections import Chart, L, Section, Table
 
@@ -164,7 +163,14 @@ def _section(doc: _Doc, s: Section, lang: str) -> None:
         _table(doc, table, lang)
 
 
+LINE, PAD = 3.6, 0.9  # mm: a table's line height and cell padding
+HEAD_FILL = (235, 239, 243)
+
+
 def _table(doc: _Doc, t: Table, lang: str) -> None:
+    """A grid of cells with rules between rows and the header repeated after a page break. A cell's text
+    is wrapped only when it does not fit on one line (fpdf2's own table lays out every cell as a paragraph,
+    several times slower, and a report is mostly short cells)."""
     doc.ln(1)
     if not t.rows:
         doc.set_text_color(*MUTED)
@@ -172,18 +178,50 @@ def _table(doc: _Doc, t: Table, lang: str) -> None:
         doc.set_text_color(*INK)
         return
     doc.set_font("cjk", size=7.5)
-    heading = FontFace(fill_color=(235, 239, 243))
-    with doc.table(col_widths=tuple(t.widths or [1] * len(t.columns)), line_height=4, padding=(0.8, 1),
-                   headings_style=heading, borders_layout="HORIZONTAL_LINES", text_align="LEFT") as table:
-        head = table.row()
-        for col in t.columns:
-            head.cell(col.text(lang, "\n"))
-        for values in t.rows:
-            row = table.row()
-            for v in values:
-                row.cell("" if v is None else str(v))
+    weights = t.widths or [1] * len(t.columns)
+    widths = [doc.epw * w / sum(weights) for w in weights]
+    head = _lines(doc, [c.text(lang, "\n") for c in t.columns], widths)
+    _row(doc, head, widths, fill=True)
+    for values in t.rows:
+        lines = _lines(doc, ["" if v is None else str(v) for v in values], widths)
+        if doc.will_page_break(len(max(lines, key=len)) * LINE + 2 * PAD):
+            doc.add_page()
+            _row(doc, head, widths, fill=True)
+        _row(doc, lines, widths)
     doc.set_font("cjk", size=9)
     doc.ln(1)
+
+
+def _lines(doc: _Doc, texts: list[str], widths: list[float]) -> list[list[str]]:
+    out = []
+    for text, width in zip(texts, widths):
+        room = width - 2 * PAD
+        lines = []
+        for part in text.split("\n"):
+            if doc.get_string_width(part) <= room:
+                lines.append(part)
+            else:
+                lines += doc.multi_cell(room, LINE, part, dry_run=True, output="LINES")
+        out.append(lines)
+    return out
+
+
+def _row(doc: _Doc, cells: list[list[str]], widths: list[float], fill: bool = False) -> None:
+    height = max(len(c) for c in cells) * LINE + 2 * PAD
+    x0, y0 = doc.l_margin, doc.get_y()
+    if fill:
+        doc.set_fill_color(*HEAD_FILL)
+        doc.rect(x0, y0, doc.epw, height, style="F")
+        doc.set_fill_color(255, 255, 255)
+    x = x0
+    for lines, width in zip(cells, widths):
+        for k, line in enumerate(lines):
+            doc.set_xy(x + PAD, y0 + PAD + k * LINE)
+            doc.cell(width - 2 * PAD, LINE, line)
+        x += width
+    doc.set_draw_color(*RULE)
+    doc.line(x0, y0 + height, x0 + doc.epw, y0 + height)
+    doc.set_xy(x0, y0 + height)
 
 
 def _chart(doc: _Doc, c: Chart, lang: str) -> None:
