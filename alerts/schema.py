@@ -11,6 +11,7 @@
 | ``memory`` | what the rules remember (timers, detectors in alarm, camera misses …) |
 | ``silences`` | maintenance windows created through the API |
 | ``heartbeat``, ``gateway_status`` | the engine's heartbeat; the last status of each gateway |
+| ``hazards``, ``hazard_trail``, ``reports`` | the hazard register and the report archive (``register/schema.py``) |
 """
 from __future__ import annotations
 

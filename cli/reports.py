@@ -32,7 +32,8 @@ def monthly(config: ConfigArg,
 
     from stationwatch.alerts.reports.archive import ReportError, Reports
     from stationwatch.alerts.reports.period import Month
-    from stationwatch.alerts.reports.series import Series, SeriesError
+    from stationwatch.alerts.records import AlertError
+    from stationwatch.alerts.reports.series import Series
     from stationwatch.alerts.roster import Directory
     from stationwatch.alerts.store import Store
     from stationwatch.cli.main import _load
@@ -66,7 +67,7 @@ def monthly(config: ConfigArg,
                                       progress=lambda name: bar.update(task, advance=1, description=f"{bureau}: {name}"))
     except ReportError as exc:
         _fail(f"--{exc}")
-    except SeriesError as exc:
+    except AlertError as exc:  # InfluxDB did not answer, no CJK font installed …
         typer.echo(f"error / 错误: {exc}", err=True)
         raise typer.Exit(1) from None
     finally:

@@ -17,7 +17,7 @@ from stationwatch.alerts.register.store import Register
 from stationwatch.alerts.store import Store
 from stationwatch.cli.main import app as cli
 
-from test_auth import TOKENS, call, two_city_config
+from test_auth import call, two_city_config
 
 SOON = (date.today() + timedelta(days=10)).isoformat()
 ENTRY = {"site": "sl-station", "room": "kitchen", "category": "fire", "description": "厨房灭火器过期 / extinguisher expired",

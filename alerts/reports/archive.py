@@ -22,6 +22,7 @@ from typing import Callable
 
 from stationwatch.core.config import Site, StationConfig
 
+from ..records import AlertError
 from ..register.store import Register
 from ..roster import Directory
 from ..store import Store
@@ -49,7 +50,7 @@ class Made:
     size: int
 
 
-class ReportError(Exception):
+class ReportError(AlertError):
     """A report cannot be made as asked; the message names the field."""
 
 

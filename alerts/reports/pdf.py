@@ -20,6 +20,7 @@ from pathlib import Path
 
 from fpdf import FPDF
 
+from ..records import AlertError
 from .sections import Chart, L, Section, Table
 
 FONTS = (("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),  # index 2: Simplified Chinese forms
@@ -27,7 +28,7 @@ FONTS = (("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),  # index
 INK, MUTED, RULE, BAR, LIMIT = (33, 37, 41), (110, 117, 125), (206, 212, 218), (54, 110, 180), (200, 60, 50)
 
 
-class FontMissing(Exception):
+class FontMissing(AlertError):
     """No CJK font is installed; the message says which Debian package to install."""
 
 

@@ -15,12 +15,13 @@ import httpx
 from stationwatch.core.config import Site, StationConfig
 from stationwatch.core.policy import Season
 
+from ..records import AlertError
 from .period import Month
 
 TREND, RECORDS = "trend", "records"  # the retention policies the report reads (docs/influxdb-schema.md)
 
 
-class SeriesError(Exception):
+class SeriesError(AlertError):
     """InfluxDB did not answer a report query; the message says which and why."""
 
 

@@ -19,7 +19,6 @@ def display_width(text: str) -> int:
 def render(path: Path, title: L, subtitle: str, sections: list[Section], lang: str = "zh") -> None:
     book = xlsxwriter.Workbook(str(path), {"constant_memory": False})
     book.set_properties({"title": title.text(lang), "author": "StationWatch", "comments": subtitle})
-    bold = book.add_format({"bold": True})
     big = book.add_format({"bold": True, "font_size": 14})
     head = book.add_format({"bold": True, "bg_color": "#EBEFF3", "text_wrap": True, "valign": "top", "border": 1})
     wrap = book.add_format({"text_wrap": True, "valign": "top"})

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -252,7 +251,7 @@ def report(config: Path, db: Path, url: str, month: Month, bureau: str, out: Pat
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sites", type=int, default=15)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--fresh", action="store_true", help="load InfluxDB again even if the cached data fits")
     args = ap.parse_args()
     where = machine()
@@ -298,7 +297,9 @@ def main() -> None:
         pages = next((x.split()[-1] for x in pages.splitlines() if x.startswith("Pages")), "?")
         trend_points = 64 * args.sites * int((month.bounds(cfg.sites[0].tz)[1] - month.bounds(cfg.sites[0].tz)[0]) // 60)
     med = lambda i: statistics.median(x[i] for x in rounds)  # noqa: E731
-    ratio15, ratio5 = med(1) / med(0), med(4) / med(3)
+    # each round's floor and report are measured back to back, under the same load: the ratio of each round
+    ratio15 = statistics.median(x[1] / x[0] for x in rounds)
+    ratio5 = statistics.median(x[4] / x[3] for x in rounds)
     per_round = "\n".join(f"| {i + 1} | {x[0]:.2f} s | {x[1]:.2f} s | {x[1] / x[0]:.2f} | {x[2]:.0f} MB | {x[3]:.2f} s | "
                           f"{x[4]:.2f} s | {x[4] / x[3]:.2f} | {x[5]:.0f} MB |" for i, x in enumerate(rounds))
     text = f"""
@@ -322,8 +323,8 @@ floor and report; every process on the same 2 cores (other work on the machine: 
 {per_round}
 
 Median over {args.rounds} rounds: the city report of {args.sites} sites takes **{med(1):.1f} s** against a floor of
-{med(0):.1f} s: **{ratio15:.2f} × the floor** (goal ≤ 1.5: {'**met**' if ratio15 <= 1.5 else '**not met**'}); 5 sites:
-{ratio5:.2f} ×. Peak RSS {med(5):.0f} MB for 5 sites, {med(2):.0f} MB for {args.sites} sites
+{med(0):.1f} s; the median of the rounds' ratios is **{ratio15:.2f} × the floor** (goal ≤ 1.5:
+{'**met**' if ratio15 <= 1.5 else '**not met**'}); 5 sites: {ratio5:.2f} ×. Peak RSS {med(5):.0f} MB for 5 sites, {med(2):.0f} MB for {args.sites} sites
 ({'flat' if med(2) <= med(5) * 1.25 else 'not flat'} in the number of sites: each site's figures are drawn and
 dropped, the city summary keeps ~35 KB a site; the next site's queries run while the current one is drawn).
 """
