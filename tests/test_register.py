@@ -215,3 +215,78 @@ def test_hazard_settings_in_the_config_are_checked_naming_the_field():
                                                       "standard": "s"}}}, reports={"formats": ["docx"]})
     assert {p.path for p in err.value.problems} == {"hazards.evidence.unicorn", "hazards.evidence.unicorn.category",
                                                     "reports.formats[0]"}
+
+
+# ---- entries the system raises from its own evidence (engine on an injected clock, wire messages)
+from datetime import datetime  # noqa: E402
+
+from test_alert_rules import SHANGHAI, Wire, config_with  # noqa: E402
+
+
+def local(y, mo, d, h, mi=0):
+    return datetime(y, mo, d, h, mi, tzinfo=SHANGHAI).timestamp()
+
+
+@pytest.fixture
+def engine(tmp_path):
+    e = AlertEngine(config_with(), tmp_path / "alerts.db", clock=lambda: local(2025, 1, 1, 0))
+    e.watching = False  # the example's other devices are silent here
+    e.review(local(2025, 1, 1, 0, 1))  # the register starts watching
+    yield e
+    e.close()
+
+
+def play(engine, messages):
+    for t, message in sorted(messages, key=lambda m: m[0]):
+        engine.tick(t)
+        engine.handle(*message, now=t)
+
+
+def listed(engine, at):
+    engine.hazards.next_scan = 0
+    engine.review(at)
+    return {h.evidence["rule"]: h for h in engine.register.list()}
+
+
+def test_a_sensor_faulty_for_more_than_a_day_and_a_gateway_lost_for_hours_are_listed(engine):
+    wire, t0 = Wire(), local(2025, 1, 5, 8)
+    play(engine, [(t0, wire.reading("t-dorm-m2", None, ts=t0, quality="fault")),
+                  (t0 + 60, wire.status("offline", reason="will", ts=t0 - 86400))])
+    assert listed(engine, t0 + 3600) == {}  # a fault of an hour is not yet a repair job; the gateway just went
+    found = listed(engine, t0 + 2 * 3600)
+    assert set(found) == {"gateway"} and found["gateway"].category == "maintenance"
+    found = listed(engine, t0 + 86400 + 600)
+    assert set(found) == {"gateway", "sensor_fault"}
+    fault = found["sensor_fault"]
+    assert (fault.source, fault.category, fault.room, fault.status) == ("system", "maintenance", "dorm-m2", "open")
+    assert fault.deadline_at == pytest.approx(fault.created_at + 7 * 86400)  # hazards.evidence.sensor_fault
+    assert fault.responsible == "带班领导 李四" and [t["action"] for t in engine.register.trail(fault.id)] == ["create"]
+    assert len(listed(engine, t0 + 2 * 86400)) == 2  # listed once, however often the engine looks
+
+
+def test_a_sleeping_room_cold_on_three_nights_of_the_heating_season_is_listed(engine):
+    wire, messages = Wire(), []
+    for day in (10, 11, 12):  # 23:00–01:30 at 15 °C, then 20 °C again
+        for k in range(0, 160, 5):
+            t = local(2025, 1, day, 23) + 60 * k
+            messages.append((t, wire.reading("t-dorm-m2", 15.0 if k < 150 else 20.0, ts=t)))
+    play(engine, messages)
+    engine.tick(local(2025, 1, 13, 3))
+    found = listed(engine, local(2025, 1, 13, 9))
+    cold = found["cold_nights"]
+    assert (cold.category, cold.room) == ("heating", "dorm-m2") and "3 个夜间" in cold.description
+    assert cold.evidence["nights"] == ["2025-01-10", "2025-01-11", "2025-01-12"]
+    assert found["recurring"].category == "heating"  # and the cold-room alert kept coming back to that room
+
+
+def test_false_alarms_recurring_in_one_room_are_listed_as_a_fire_safety_problem(engine):
+    wire, t0 = Wire(), local(2025, 1, 6, 10)
+    for i in range(3):
+        t = t0 + i * 86400
+        play(engine, [(t, wire.event("smk-kitchen", "alarm", ts=t)), (t + 120, wire.event("smk-kitchen", "normal", ts=t + 120))])
+        alert = next(a for a in engine.store.alerts(rule="fire"))
+        engine.store.dismiss(alert.id, "zhangsan", "油烟 / cooking fumes")
+    found = listed(engine, t0 + 2 * 86400 + 600)
+    assert set(found) == {"recurring"}
+    entry = found["recurring"]
+    assert (entry.category, entry.room, entry.evidence["count"]) == ("fire", "kitchen", 3)

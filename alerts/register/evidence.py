@@ -142,7 +142,7 @@ class Watch:
                               f"recurring:{site.id}/{room.id}/{row['rule']}",
                               f"{room.name}“{kind.zh}”告警 {s.recurring_window_days:g} 天内反复出现 {row['n']} 次",
                               f"'{kind.en}' alerts {row['n']} times in {s.recurring_window_days:g} days in this room",
-                              now, category=category, rule=row["rule"], count=row["n"])
+                              now, category=category, kind=row["rule"], count=row["n"])
 
     def _alerts(self, where: str, since: float, args: tuple = ()) -> list[Alert]:
         return [Alert.from_row(r) for r in self.store.query(
