@@ -108,7 +108,7 @@ def site_sections(f: SiteFigures, lang: str = "zh") -> list[Section]:
         widths=[3, 1, 1, 1, 1, 1])], Chart(L("告警数量", "alarms"), [kind(r).split(" ")[0] for r in rules],
                                             [sum(n for (x, _), n in f.alarms.items() if x == r) for r in rules], ""))
     if f.detector_alarms:
-        alarms.lines.append(L("探测器报警信号（含演练）", "detector alarm signals, drills included").text(lang) + "："
+        alarms.lines.append(L("设备报警信号（按设备类型，含演练）", "alarm signals by device kind, drills included").text(lang) + "："
                             + "，".join(f"{k} {n}" for k, n in sorted(f.detector_alarms.items())))
     review = Section("复核", L("复核：确认与误报", "Review: confirmed and dismissed"), [
         "，".join(f"{L(*w).text(lang, ' ')} {f.review[k]}" for k, w in (
