@@ -1,109 +1,16 @@
-"""The report as PDF (fpdf2), A4, with a CJK font from Debian's packages embedded (subset) so that it
-reads the same on any machine. Charts are drawn as vector bars, so their labels stay text.
-
-Fonts looked for, in order: Noto Sans CJK SC (``fonts-noto-cjk``), WenQuanYi Zen Hei
-(``fonts-wqy-zenhei``); ``STATIONWATCH_CJK_FONT=/path/font.ttc[:index]`` names another.
-
-A CJK font has ~45,000 glyphs, and reading its tables costs fpdf2 about a second per document. So a
-working copy holding GB 2312 (every character of everyday Chinese), Latin and the symbols the report uses
-is made once and kept in ``~/.cache/stationwatch/fonts`` (``STATIONWATCH_CACHE`` moves it); a document with a
-character outside it (a rare character in a person's name) is drawn with the full font.
+"""The report as PDF (fpdf2), A4, with a CJK font from Debian's packages embedded (subset, :mod:`.fonts`)
+so that it reads the same on any machine. Charts are drawn as vector bars, so their labels stay text.
 """
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
-import tempfile
-from functools import lru_cache
 from pathlib import Path
 
 from fpdf import FPDF
 
-from ..records import AlertError
+from .fonts import font_for, used_chars
 from .sections import Chart, L, Section, Table
 
-FONTS = (("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc", 2),  # index 2: Simplified Chinese forms
-         ("/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc", 0))
 INK, MUTED, RULE, BAR, LIMIT = (33, 37, 41), (110, 117, 125), (206, 212, 218), (54, 110, 180), (200, 60, 50)
-
-
-class FontMissing(AlertError):
-    """No CJK font is installed; the message says which Debian package to install."""
-
-
-def cjk_font() -> tuple[str, int]:
-    named = os.environ.get("STATIONWATCH_CJK_FONT")
-    if named:
-        path, _, index = named.partition(":")
-        return path, int(index or 0)
-    for path, index in FONTS:
-        if Path(path).exists():
-            return path, index
-    raise FontMissing("没有中文字体：请安装 fonts-noto-cjk（`make` 会安装）/ no CJK font: install the Debian package "
-                      "fonts-noto-cjk (`make` installs it)")
-
-
-log = logging.getLogger(__name__)
-_EXTRA = [(0x20, 0x7F), (0xA0, 0x250), (0x2000, 0x2070), (0x2100, 0x2800), (0x3000, 0x3040), (0xFF00, 0xFFF0)]
-
-
-def _gb2312() -> set[int]:
-    out = {c for a, b in _EXTRA for c in range(a, b)}
-    for hi in range(0xA1, 0xF8):
-        for lo in range(0xA1, 0xFF):
-            try:
-                out.update(ord(ch) for ch in bytes((hi, lo)).decode("gb2312"))
-            except UnicodeDecodeError:
-                pass
-    return out
-
-
-@lru_cache(maxsize=4)
-def working_font(path: str, index: int) -> tuple[str, frozenset[int]] | None:
-    """The cached GB 2312 copy of a font (made once), with the characters it holds; None if it cannot be made."""
-    from fontTools import subset
-    from fontTools.ttLib import TTFont
-    st = os.stat(path)
-    key = hashlib.sha256(f"1 {path} {index} {st.st_size} {st.st_mtime_ns}".encode()).hexdigest()[:16]
-    folder = Path(os.environ.get("STATIONWATCH_CACHE") or Path.home() / ".cache" / "stationwatch") / "fonts"
-    target = folder / f"{Path(path).stem}-{index}-{key}.otf"
-    try:
-        if not target.exists():
-            log.info("making the report font's working copy once: %s", target)
-            folder.mkdir(parents=True, exist_ok=True)
-            font = TTFont(path, fontNumber=index, lazy=True)
-            options = subset.Options()
-            options.layout_features, options.name_IDs, options.notdef_outline, options.hinting = [], ["*"], True, False
-            cut = subset.Subsetter(options)
-            cut.populate(unicodes=_gb2312())
-            cut.subset(font)
-            with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as tmp:
-                font.save(tmp.name)
-            os.replace(tmp.name, target)
-        return str(target), frozenset(TTFont(str(target), lazy=True).getBestCmap())
-    except OSError as exc:
-        log.warning("no working copy of the report font (%s): every document uses the full font", exc)
-        return None
-
-
-def _font_for(chars: set[int]) -> tuple[str, int]:
-    path, index = cjk_font()
-    working = working_font(path, index)
-    if working is not None and chars <= working[1]:
-        return working[0], 0
-    return path, index
-
-
-def _chars(title: L, subtitle: str, sections: list[Section]) -> set[int]:
-    texts = [title.zh, title.en, subtitle, "（无） / (none)0123456789/ ·StationWatch"]
-    for s in sections:
-        texts += [s.title.zh, s.title.en, *s.lines]
-        for t in s.tables:
-            texts += [c.zh + c.en for c in t.columns] + [str(v) for row in t.rows for v in row]
-        if s.chart is not None:
-            texts += [s.chart.title.zh, s.chart.title.en, s.chart.unit, *map(str, s.chart.labels)]
-    return {ord(ch) for text in texts for ch in text}
 
 
 class _Doc(FPDF):
@@ -112,8 +19,8 @@ class _Doc(FPDF):
         self.title_text, self.note = title, checksum_note
         path, index = font
         self.add_font("cjk", "", path, collection_font_number=index)
-        # the subset embedded is written without recomputing every glyph's bounding box (pure-Python CFF
-        # interpretation, ~1 ms a glyph): PDF viewers take the box from the font descriptor fpdf2 wrote
+        # the subset embedded is written without recomputing every glyph's bounding box (a pure-Python pass
+        # over the outlines): PDF viewers take the box from the font descriptor fpdf2 wrote
         self.fonts["cjk"].ttfont.recalcBBoxes = False
         self.set_font("cjk", size=9)
         self.set_auto_page_break(True, margin=16)
@@ -131,7 +38,7 @@ class _Doc(FPDF):
 
 
 def render(path: Path, title: L, subtitle: str, sections: list[Section], lang: str = "zh") -> None:
-    doc = _Doc(title.text(lang), "StationWatch", _font_for(_chars(title, subtitle, sections)))
+    doc = _Doc(title.text(lang), "StationWatch", font_for(used_chars(title, subtitle, sections)))
     doc.set_title(title.text(lang))
     doc.set_creator("StationWatch")
     doc.add_page()

@@ -21,6 +21,7 @@ the first site's queries and the city summary, which nothing overlaps) over a th
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import statistics
@@ -225,16 +226,26 @@ def floor(url: str, cfg, month: Month, sites) -> float:
 
 # `stationwatch` as its console script runs it, writing the process's VmHWM (peak RSS of its own address space)
 # when it exits. ru_maxrss would not do: Linux carries it over exec from the forked copy of this (larger) process.
-PEAK = ("import atexit, sys\n"
+PEAK = ("import atexit, resource, sys\n"
         "out = sys.argv.pop(1)\n"
-        "atexit.register(lambda: open(out, 'w').write(next(l for l in open('/proc/self/status') if l.startswith('VmHWM'))))\n"
+        "def peak():\n"
+        "    r = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "    hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]\n"
+        "    open(out, 'w').write(f'{hwm} {r.ru_utime + r.ru_stime}')\n"
+        "atexit.register(peak)\n"
         "sys.argv[0] = 'stationwatch'\n"
         "from stationwatch.cli.main import main\n"
         "main()\n")
 
 
-def report(config: Path, db: Path, url: str, month: Month, bureau: str, out: Path) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of `stationwatch report monthly --bureau` in its own process."""
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def report(config: Path, db: Path, url: str, month: Month, bureau: str, out: Path) -> tuple[float, float, float]:
+    """Wall seconds, peak RSS (MB) and CPU seconds of `stationwatch report monthly --bureau` in its own process."""
     shutil.rmtree(out, ignore_errors=True)
     peak = out.parent / f"peak-{bureau}.txt"
     cmd = [str(ROOT / ".venv" / "bin" / "python"), "-c", PEAK, str(peak), "report", "monthly", "-c", str(config),
@@ -245,7 +256,8 @@ def report(config: Path, db: Path, url: str, month: Month, bureau: str, out: Pat
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"report failed: {proc.stderr.decode()[-2000:]}")
-    return elapsed, int(peak.read_text().split()[1]) / 1024
+    hwm, cpu = peak.read_text().split()
+    return elapsed, int(hwm) / 1024, float(cpu)
 
 
 def main() -> None:
@@ -282,12 +294,16 @@ def main() -> None:
         log(f"alert store: {n_alerts} alerts")
         county = [s for s in cfg.sites if s.bureau == "county-a"]
         rounds = []
+        db_pid = influx.proc.pid
         for r in range(args.rounds):
+            c0 = cpu_s(db_pid)
             f15 = floor(influx.url, cfg, month, cfg.sites)
-            t15, rss15 = report(config, work / "alerts.db", influx.url, month, "city", work / "out15")
+            c1 = cpu_s(db_pid)
+            t15, rss15, py15 = report(config, work / "alerts.db", influx.url, month, "city", work / "out15")
+            c2 = cpu_s(db_pid)
             f5 = floor(influx.url, cfg, month, county)
-            t5, rss5 = report(config, work / "alerts.db", influx.url, month, "county-a", work / "out5")
-            rounds.append((f15, t15, rss15, f5, t5, rss5))
+            t5, rss5, _ = report(config, work / "alerts.db", influx.url, month, "county-a", work / "out5")
+            rounds.append((f15, t15, rss15, f5, t5, rss5, c1 - c0, c2 - c1, py15))
             log(f"round {r + 1}: 15 sites floor {f15:.2f} s, report {t15:.2f} s ({rss15:.0f} MB); "
                 f"5 sites floor {f5:.2f} s, report {t5:.2f} s ({rss5:.0f} MB)")
         files = sorted((work / "out15").iterdir())
@@ -302,6 +318,9 @@ def main() -> None:
     ratio5 = statistics.median(x[4] / x[3] for x in rounds)
     per_round = "\n".join(f"| {i + 1} | {x[0]:.2f} s | {x[1]:.2f} s | {x[1] / x[0]:.2f} | {x[2]:.0f} MB | {x[3]:.2f} s | "
                           f"{x[4]:.2f} s | {x[4] / x[3]:.2f} | {x[5]:.0f} MB |" for i, x in enumerate(rounds))
+    cpu_rows = "\n".join(f"| {i + 1} | {x[6]:.1f} s | {x[7]:.1f} s | {x[8]:.1f} s | {(x[7] + x[8]) / x[6]:.2f} |"
+                          for i, x in enumerate(rounds))
+    lo, hi = min(x[1] / x[0] for x in rounds), max(x[1] / x[0] for x in rounds)
     text = f"""
 ## Monthly reports (the city report of {args.sites} sites)
 
@@ -324,9 +343,18 @@ floor and report; every process on the same 2 cores (other work on the machine: 
 
 Median over {args.rounds} rounds: the city report of {args.sites} sites takes **{med(1):.1f} s** against a floor of
 {med(0):.1f} s; the median of the rounds' ratios is **{ratio15:.2f} × the floor** (goal ≤ 1.5:
-{'**met**' if ratio15 <= 1.5 else '**not met**'}); 5 sites: {ratio5:.2f} ×. Peak RSS {med(5):.0f} MB for 5 sites, {med(2):.0f} MB for {args.sites} sites
-({'flat' if med(2) <= med(5) * 1.25 else 'not flat'} in the number of sites: each site's figures are drawn and
-dropped, the city summary keeps ~35 KB a site; the next site's queries run while the current one is drawn).
+{'**met**' if ratio15 <= 1.5 else '**not met**'}; single rounds {lo:.2f}–{hi:.2f} ×: the machine's other work moves both); 5 sites:
+{ratio5:.2f} ×. Peak RSS {med(5):.0f} MB for 5 sites, {med(2):.0f} MB for {args.sites} sites: +{(med(2) - med(5)) / (args.sites - 5):.1f} MB a
+site (each site's figures are drawn and dropped, the city summary keeps a few records of each; the next
+site's queries run while the current one is drawn).
+
+CPU, which the machine's other work does not move: InfluxDB's own CPU seconds (`/proc/PID/stat`) while it
+answers the floor's queries and while it answers the same queries for the report, and the report process's
+CPU (user + system, `getrusage` at exit, interpreter start included):
+
+| round | InfluxDB, floor | InfluxDB, report | report process | (InfluxDB + report process) / InfluxDB floor |
+|---|---|---|---|---|
+{cpu_rows}
 """
     write_section("reports", text)
     print(text)
