@@ -362,3 +362,13 @@ def test_the_command_line_report_and_its_errors(month, tmp_path):
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert files == [f"city-sl-mz-{MONTH.label}.xlsx", f"sl-station-{MONTH.label}.xlsx"]
     assert all(sha256_of(tmp_path / "out" / f) in made.output for f in files)
+
+
+def test_xlsx_columns_are_sized_for_chinese_text(book):
+    from stationwatch.alerts.reports.xlsx import display_width
+    summary = book["概要"]
+    longest = max(display_width(r[0]) for r in rows(summary, "项目") if isinstance(r[0], str))
+    assert summary.column_dimensions["A"].width >= longest  # a Chinese character takes two columns
+    register = book["问题清单"]
+    assert register.column_dimensions["D"].width >= 40  # the problem's description
+    assert display_width("告警总数") == 8 and display_width("alarms") == 6
