@@ -71,7 +71,7 @@ def _section(doc: _Doc, s: Section, lang: str) -> None:
         _table(doc, table, lang)
 
 
-LINE, PAD = 3.6, 0.9  # mm: a table's line height and cell padding
+LINE, PAD, BASELINE = 3.6, 0.9, 2.6  # mm: a table's line height, cell padding, a line's baseline
 HEAD_FILL = (235, 239, 243)
 
 
@@ -123,9 +123,9 @@ def _row(doc: _Doc, cells: list[list[str]], widths: list[float], fill: bool = Fa
         doc.set_fill_color(255, 255, 255)
     x = x0
     for lines, width in zip(cells, widths):
-        for k, line in enumerate(lines):
-            doc.set_xy(x + PAD, y0 + PAD + k * LINE)
-            doc.cell(width - 2 * PAD, LINE, line)
+        for k, line in enumerate(lines):  # text() at the baseline: the lines are already cut to the cell
+            if line:
+                doc.text(x + PAD, y0 + PAD + k * LINE + BASELINE, line)
         x += width
     doc.set_draw_color(*RULE)
     doc.line(x0, y0 + height, x0 + doc.epw, y0 + height)
