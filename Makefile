@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # Debian packages the running system needs, as "command:package" pairs.
-RUNTIME_PKGS := mosquitto:mosquitto influxd:influxdb
-TEST_PKGS    := chromium:chromium shellcheck:shellcheck /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc:fonts-wqy-zenhei
+RUNTIME_PKGS := mosquitto:mosquitto influxd:influxdb /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc:fonts-noto-cjk
+TEST_PKGS    := chromium:chromium shellcheck:shellcheck /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc:fonts-wqy-zenhei pdftotext:poppler-utils
 
 # the installed sub-packages of `stationwatch`, one per top-level folder (docs/architecture.md)
 PACKAGES := sensors core gateway broker alerts dashboards cli
@@ -35,6 +35,7 @@ bench: deps venv
 	$(BIN)/python tests/benchmarks/bench_ingest.py
 	$(BIN)/python tests/benchmarks/bench_alerts.py
 	$(BIN)/python tests/benchmarks/bench_gateway.py
+	$(BIN)/python tests/benchmarks/bench_reports.py
 
 deps:
 	@PKGS="$(RUNTIME_PKGS)" sh apt-install.sh

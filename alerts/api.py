@@ -9,6 +9,8 @@
 ``POST /api/alerts/{id}/acknowledge`` ``/resolve`` ``/dismiss`` ``/confirm`` — with a note (a reason to dismiss)
 ``GET /api/stats``                    open alerts by severity, drills apart, breaches, failed deliveries
 ``GET|POST /api/maintenance``, ``DELETE /api/maintenance/{id}`` — maintenance windows
+``/api/hazards``                      the hazard register (问题清单): alerts/register/api.py
+``/api/reports``                      the monthly reports and their SHA-256: alerts/reports/api.py
 ``GET /``                             the duty board page
 
 Bearer-token authentication with roles and site scopes: :mod:`.auth`. The API opens the same
@@ -36,6 +38,8 @@ from stationwatch.core.metrics import prometheus_text
 
 from .api_alerts import alerts, maintenance, me, stats
 from .auth import Auth
+from .register.api import hazards
+from .reports.api import reports
 from .store import ENGINE, Store
 
 log = logging.getLogger(__name__)
@@ -182,6 +186,6 @@ def create_app(cfg: StationConfig, db_path: str | Path) -> FastAPI:
     app.state.store = store
     app.state.auth = Auth(cfg)
     app.state.board_html = files("stationwatch.dashboards").joinpath("board.html").read_text(encoding="utf-8")
-    for router in (health, me, alerts, stats, maintenance, board):
+    for router in (health, me, alerts, stats, maintenance, hazards, reports, board):
         app.include_router(router)
     return app

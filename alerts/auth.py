@@ -101,11 +101,12 @@ class Auth:
         self.anonymous = Principal("anonymous", "匿名 / anonymous", "anonymous", every,
                                    ROLE_PERMISSIONS["anonymous"]) if cfg.api.anonymous else None
         self._by_hash: dict[str, Principal] = {}
+        self.users: dict[str, Principal] = {}  # by user id: who the command line acts as (`--user`)
         for user in cfg.users:
             sites = every if user.role == "admin" else frozenset(user.sites) | {CENTRE} | (
                 frozenset(directory.sites_of_bureau(user.bureau)) if user.bureau else frozenset())
-            self._by_hash[user.token_sha256] = Principal(user.id, user.name, user.role, sites,
-                                                          ROLE_PERMISSIONS[user.role])
+            self._by_hash[user.token_sha256] = self.users[user.id] = Principal(user.id, user.name, user.role, sites,
+                                                                                ROLE_PERMISSIONS[user.role])
         demo = [u.id for u in cfg.users if u.token_sha256 in DEMO_TOKEN_HASHES]
         if demo:
             log.warning("users %s use demo tokens: fine for local use only (api.environment=%s)",

@@ -43,12 +43,16 @@ from stationwatch.core.wire import SERVICE_ROOT
 from . import gateway_health, outbox, patrol
 from .dispatch import Notifier
 from .escalation import Escalator
+from .register.evidence import Watch
+from .register.store import Register
 from .rules import RULES, Rule
 from .silences import INHIBITED, INHIBITIONS, Silences, Window
 from .situation import Memory, Situation
 from .store import ENGINE, Alert, Raised, Store
 from .supervision import Pipeline
 from .verdicts import Clear, Verdict
+
+REGISTER_RULE = Rule("hazard_register", frozenset(), lambda sit, obs: ())  # names the register's stage in logs
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +93,8 @@ class AlertEngine:
         self.situation = Situation(cfg, Memory(self.store.load_memory()))
         self.escalator = Escalator(cfg, self.store)
         self.silences = Silences(cfg, self.store)
+        self.register = Register(self.store)
+        self.hazards = Watch(cfg, self.store, self.register)
         self.rules = rules
         self.routes: dict[tuple, list[Rule]] = {}
         for rule in rules:
@@ -136,6 +142,7 @@ class AlertEngine:
                     commands, missed = patrol.due(self.situation, now)
                     self.outgoing += commands
                     changed += self._apply(verdicts + missed, now)
+                    changed += self._review(now)
                 for alert in self.store.settle(now, self.cfg.rules.resolve_hold_s):
                     self._open.discard((alert.rule, alert.subject))
                     self._closed(db, alert, now)
@@ -151,6 +158,19 @@ class AlertEngine:
         with self._lock:
             out, self.outgoing = self.outgoing, []
         return out
+    def review(self, now: float | None = None) -> list[Alert]:
+        """The hazard register's stage alone (``tick`` runs it once the backlog is read): entries from
+        the store's evidence, and overdue entries up the reporting chain (alerts/register/evidence.py)."""
+        with self._lock:
+            now = self.clock() if now is None else now
+            with self.store.tx():
+                changed = self._review(now)
+                self._persist()
+        self._wake()
+        return changed
+
+    def _review(self, now: float) -> list[Alert]:
+        return self._apply(self._run(REGISTER_RULE, self.hazards.tick, now, set(self._open)), now)
 
     def beat(self, **extra: object) -> None:
         """Write the engine's heartbeat (read by ``/health``) with its counters."""
@@ -276,7 +296,7 @@ class AlertEngine:
             if not kind.auto_resolve or key not in self._open:
                 return None, "none"
             alert, change = self.store.clear(verdict.rule, verdict.subject, now, verdict.note,
-                                             self.cfg.rules.resolve_hold_s)
+                                             self.cfg.rules.resolve_hold_s, at=verdict.at)
             if change in ("expired", "resolved", "none"):
                 self._open.discard(key)
             return (alert, change) if alert is not None and change in ("expired", "resolved") else (None, change)

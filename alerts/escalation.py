@@ -33,7 +33,7 @@ from .store import Alert, Escalation, Store
 
 log = logging.getLogger(__name__)
 
-DEADLINE, UNDELIVERABLE = "deadline", "undeliverable"
+DEADLINE, UNDELIVERABLE, RECTIFICATION = "deadline", "undeliverable", "rectification"
 FLAP_NOTICES = {1: "recurred", 2: "flapping"}  # flaps so far → what those told hear (then nothing more)
 
 
@@ -69,6 +69,9 @@ class Escalator:
         esc = Escalation(alert.id, policy.id, alert.severity, 0, now, now, now + first.ack_s, _remind(first, now),
                          notified)
         self.store.save_escalation(esc)
+        if alert.rule == "hazard_overdue":  # a register entry's missed rectification deadline is a breach itself
+            self.store.add_breach(alert, esc, "整改时限 / rectification deadline", alert.detail["deadline_at"], now,
+                                  RECTIFICATION)
         told = [self._tell(alert, policy, i, "new", now) for i in notified]
         if not told[0]:  # nobody at level 0: the chain goes on at once
             self.climb(alert, esc, now, reason=UNDELIVERABLE)

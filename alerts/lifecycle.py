@@ -92,7 +92,7 @@ class Lifecycle:
         return "repeat", sets, args
 
     def clear(self, rule: str, subject: str, now: float | None = None, note: str = "",
-              hold_s: float = 0.0) -> tuple[Alert | None, str]:
+              hold_s: float = 0.0, at: float | None = None) -> tuple[Alert | None, str]:
         """The condition is gone. A pending alert expires; a firing one resolves after it has
         stayed clear for ``hold_s`` (see :meth:`settle`) — flapping is damped, not notified."""
         now = self.clock() if now is None else now
@@ -106,11 +106,13 @@ class Lifecycle:
                             note or "cleared before it held long enough / 未达持续时间即恢复")
                 return self._row(db, alert.id), "expired"
             if hold_s <= 0:
+                db.execute("UPDATE alerts SET detail=? WHERE id=?", (json.dumps(
+                    {**alert.detail, "cleared_at": now if at is None else at}, ensure_ascii=False), alert.id))
                 self._close(db, alert.id, now, "engine", "resolved", "auto", note or "condition cleared / 条件已消除")
                 return self._row(db, alert.id), "resolved"
             if alert.clearing_since is None:
                 db.execute("UPDATE alerts SET clearing_since=? WHERE id=?", (now, alert.id))
-                detail = {**alert.detail, "clear_note": note}
+                detail = {**alert.detail, "clear_note": note, "cleared_at": now if at is None else at}
                 db.execute("UPDATE alerts SET detail=? WHERE id=?", (json.dumps(detail, ensure_ascii=False), alert.id))
             return self._row(db, alert.id), "clearing"
 

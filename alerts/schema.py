@@ -12,6 +12,7 @@
 | ``silences`` | maintenance windows created through the API |
 | ``heartbeat``, ``gateway_status`` | each service's last heartbeat (engine, dispatcher, API, watcher, and the hops the engine watches); the last status of each gateway |
 | ``outages`` | every outage of a pipeline hop as a span (hop, from, to), for the monthly report |
+| ``hazards``, ``hazard_trail``, ``reports`` | the hazard register and the report archive (``register/schema.py``) |
 """
 from __future__ import annotations
 

@@ -79,6 +79,11 @@ class Store(Lifecycle):
         with self._lock:
             return self._db.execute(sql, args).fetchall()
 
+    def script(self, sql: str) -> None:
+        """Run DDL outside any transaction (the tables of a part of the service that keeps its own)."""
+        with self._lock:
+            self._db.executescript(sql)
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -168,15 +168,24 @@ class InfluxV1Writer:
         for name, duration in POLICIES.items():
             if name not in existing:
                 c.create_retention_policy(name, duration, "1", database=self.database, default=name == RAW_POLICY)
-        cq = (f'CREATE CONTINUOUS QUERY "reading_1m" ON "{self.database}" BEGIN '
-              f'SELECT mean("value") AS "value", min("value") AS "min", max("value") AS "max" '
-              f'INTO "{self.database}"."{TREND_POLICY}"."reading_1m" FROM "{self.database}"."{RAW_POLICY}"."reading" '
-              f'GROUP BY time(1m), * END')
+        cq = f'CREATE CONTINUOUS QUERY "reading_1m" ON "{self.database}" BEGIN {self._trend_select()} GROUP BY time(1m), * END'
         try:
             c.query(cq, method="POST")
         except Exception as exc:  # exists already with the same text: fine
             if "already exists" not in str(exc):
                 raise
+
+    def _trend_select(self, where: str = "") -> str:
+        return (f'SELECT mean("value") AS "value", min("value") AS "min", max("value") AS "max" '
+                f'INTO "{self.database}"."{TREND_POLICY}"."reading_1m" FROM "{self.database}"."{RAW_POLICY}"."reading"'
+                + (f" WHERE {where}" if where else ""))
+
+    def downsample(self, start_ms: int, end_ms: int) -> None:
+        """The ``trend`` one-minute means of a past period. The continuous query computes only the minute
+        that just ended, so readings that arrive late (a spool replayed after an outage) reach ``trend``
+        only through this; the same minutes computed again overwrite themselves."""
+        self._client.query(f"{self._trend_select(f'time >= {start_ms}ms AND time < {end_ms}ms')} GROUP BY time(1m), *",
+                           method="POST")
 
     def write(self, points: list[Point]) -> None:
         from influxdb.exceptions import InfluxDBClientError

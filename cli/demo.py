@@ -222,9 +222,12 @@ def run_demo(config: Path, workdir: Path, port: int, speed: float, stop: threadi
                              "--quarantine", str(workdir / "ingest-quarantine.db")], logs / "ingest.log"),
             Child("alerts", ["alerts", *common, "--broker", broker, "--db", str(workdir / "alerts.db"),
                              "--influx", influx.url], logs / "alerts.log"),
-            Child("api", ["serve", *common, "--db", str(workdir / "alerts.db"), "--port", str(port)], logs / "api.log"),
+            Child("api", ["serve", *common, "--db", str(workdir / "alerts.db"), "--port", str(port),
+                          "--influx", influx.url], logs / "api.log"),
             Child("gateway", ["simulate", *common, "--broker", broker, "--speed", str(speed),
                               "--spool", str(workdir / "gateway" / "spool.db")], logs / "gateway.log"),
+            Child("reports", ["report", "schedule", *common, "--db", str(workdir / "alerts.db"), "--influx", influx.url],
+                  logs / "reports.log"),  # monthly reports on the 1st (docs/reports.md)
             # last to start, first to stop (children stop in reverse): a demo stopped with Ctrl-C pages nobody
             Child("watcher", ["watch", *common, "--db", str(workdir / "alerts.db"), "--broker", broker],
                   logs / "watcher.log"),

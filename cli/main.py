@@ -254,13 +254,17 @@ def watch(config: ConfigArg,
 def serve(config: ConfigArg,
           db: Annotated[Path, typer.Option(help="SQLite alert store")] = Path("alerts.db"),
           host: str = "127.0.0.1",
-          port: int = 8080) -> None:
+          port: int = 8080,
+          influx: Annotated[Optional[str], typer.Option(help="InfluxDB URL: lets inspectors make reports on demand")] = None,
+          database: Annotated[str, typer.Option(help="InfluxDB database")] = "stationwatch") -> None:
     """HTTP API and duty board. / 接口与值班看板。"""
     import uvicorn
 
     from stationwatch.alerts.api import create_app
     cfg = _load(config)
-    uvicorn.run(create_app(cfg, db), host=host, port=port, log_level="info")
+    api = create_app(cfg, db)
+    api.state.influx_url, api.state.influx_database = influx, database  # POST /api/reports
+    uvicorn.run(api, host=host, port=port, log_level="info")
 
 
 @app.command()
@@ -425,6 +429,11 @@ def dashboards_render(config: ConfigArg,
             typer.echo(f"error / 错误: {exc}", err=True)
             raise typer.Exit(2) from None
         typer.echo(f"{board.title} → {path}")
+from stationwatch.cli.hazards import hazard_app  # noqa: E402  (typer only; each command imports the rest)
+from stationwatch.cli.reports import report_app  # noqa: E402
+
+app.add_typer(hazard_app, name="hazard")
+app.add_typer(report_app, name="report")
 
 
 def main() -> None:

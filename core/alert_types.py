@@ -74,4 +74,5 @@ ALERT_TYPES: dict[str, AlertType] = {k.name: k for k in (
     AlertType("pressure_low", "供暖系统水压过低", "heating water pressure low"),
     AlertType("pipeline_silent", "监测链路中断", "monitoring pipeline silent"),  # alerts/supervision.py
     AlertType("gateway_patrol", "网关巡检异常", "gateway patrol finding"),  # alerts/patrol.py
+    AlertType("hazard_overdue", "隐患整改逾期", "hazard rectification overdue"),  # alerts/register/
 )}

@@ -18,6 +18,7 @@ from stationwatch.sensors.kinds import KINDS
 
 from .agent_settings import AgentSettings, agent_problems
 from .fields import Ident, Model
+from .hazards import HazardSettings, ReportSettings, hazard_problems
 from .policy import AlertRouting, ApiSettings, MaintenanceWindow, Roster, RuleSettings, User, policy_problems
 from .sensor_config import SensorConfig
 from .supervision import SupervisionSettings
@@ -126,6 +127,8 @@ class StationConfig(Model):
     users: list[User] = []  # API users with the SHA-256 of their token
     api: ApiSettings = ApiSettings()
     supervision: SupervisionSettings = SupervisionSettings()  # heartbeats, patrol, the watcher (core/supervision.py)
+    hazards: HazardSettings = HazardSettings()  # the hazard register's evidence rules (core/hazards.py)
+    reports: ReportSettings = ReportSettings()  # the monthly report
 
     # ---- look-ups used by every service
     def site(self, site_id: str) -> Site | None:
@@ -236,7 +239,7 @@ def cross_check(cfg: StationConfig) -> list[ConfigProblem]:
         if c.bureau is not None and c.bureau not in bureau_ids:
             add(f"contacts[{i}].bureau", f"no bureau '{c.bureau}' / 民政局不存在")
     # each part checks its own sections: wiring (pins, buses), the gateway agent, alert policy
-    for check in (wiring_problems, agent_problems, policy_problems):
+    for check in (wiring_problems, agent_problems, policy_problems, hazard_problems):
         problems += [ConfigProblem(path, message) for path, message in check(cfg)]
     return problems
 
@@ -259,6 +262,7 @@ def config_version(path: str | Path) -> str:
     """Short SHA-256 of the config file: what a gateway announces in its birth and patrol answer, and
     what the centre compares with its own (a gateway on a stale copy is a patrol finding)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when PyYAML has it: a city's config in ms, not 0.4 s
 
 
 def load_config(path: str | Path) -> StationConfig:
@@ -268,7 +272,7 @@ def load_config(path: str | Path) -> StationConfig:
     except OSError as exc:
         raise ConfigError(str(path), [ConfigProblem("(file)", f"cannot read: {exc.strerror}")]) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"

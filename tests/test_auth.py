@@ -15,31 +15,7 @@ from stationwatch.core.policy import DEMO_TOKENS
 
 from support import EXAMPLES
 from support.alerts import T0, Wire
-
-USERS = {  # id → (role, scope)
-    "zhangsan": ("staff", {"sites": ["sl-station"]}),
-    "lisi": ("leader", {"sites": ["sl-station"]}),
-    "wangwu": ("bureau", {"bureau": "sl-mz"}),
-    "sheng": ("bureau", {"bureau": "gd-mz"}),  # the province: every city below it
-    "jiandu": ("inspector", {"bureau": "sl-mz"}),
-    "admin": ("admin", {}),
-    "hystaff": ("staff", {"sites": ["hy-station"]}),  # another city's station
-}
-TOKENS = {uid: f"token-of-{uid}-0123456789" for uid in USERS}
-
-
-def two_city_config(environment="production", **api):
-    data = yaml.safe_load((EXAMPLES / "city-station.yaml").read_text(encoding="utf-8"))
-    data["bureaus"].append({"id": "hy-mz", "name": "河源市民政局", "level": "city", "parent": "gd-mz"})
-    data["sites"].append({"id": "hy-station", "name": "河源市救助管理站", "bureau": "hy-mz",
-                          "rooms": [{"id": "dorm", "name": "宿舍", "kind": "dormitory"}]})
-    data["gateways"].append({"id": "gw-hy", "name": "网关", "site": "hy-station"})
-    data["sensors"].append({"id": "smk-hy", "name": "宿舍 感烟", "kind": "smoke", "gateway": "gw-hy", "room": "dorm"})
-    data["users"] = [{"id": uid, "name": uid, "role": role, "token_sha256": token_hash(TOKENS[uid]), **scope}
-                     for uid, (role, scope) in USERS.items()]
-    data["api"] = {"environment": environment, **api}
-    return parse_config(data)
-
+from support.auth import TOKENS, USERS, call, two_city_config  # noqa: F401
 
 @pytest.fixture
 def world(tmp_path):
@@ -55,11 +31,6 @@ def world(tmp_path):
     with TestClient(create_app(cfg, tmp_path / "alerts.db")) as client:
         yield client, {"pre": pre.id, "fire": fire.id, "other": other.id}
     engine.close()
-
-
-def call(client, user, method, path, json=None):
-    headers = {"Authorization": f"Bearer {TOKENS[user]}"} if user else {}
-    return client.request(method, path, json=json, headers=headers)
 
 
 # action → (method, path template, body); {id} is the alert the action is tried on

@@ -1,0 +1,240 @@
+"""The register's resource of the API, ``/api/hazards`` (one router):
+
+``GET /api/hazards``                 entries of the caller's sites (filters: site, status, category, source, overdue)
+``POST /api/hazards``                list a problem (the bureau)
+``GET /api/hazards/{id}``            one entry with its sign-off trail; ``/trail`` the trail alone
+``PATCH /api/hazards/{id}``          progress (the station) or terms: deadline, path, standard … (the bureau)
+``POST /api/hazards/{id}/submit``    rectified, for verification (the station); ``/verify`` passed or not (the
+                                     bureau); ``/close`` 销号 (the bureau); ``/sign`` a sign-off without a move
+
+Every refusal is a 403 that says why (:mod:`.access`); a move the entry's status does not allow is a 409.
+"""
+from __future__ import annotations
+
+import time
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, Field
+
+from stationwatch.core.config import StationConfig
+from stationwatch.core.hazards import CATEGORIES
+
+from ..auth import CurrentUser, Principal
+from ..records import AlertError, Conflict, NotFound
+from .actions import Actions, Invalid, Refused
+from .records import OVERDUE, STATUSES, Hazard
+from .store import Register
+
+Text = Annotated[str, Field(min_length=1, max_length=2000)]
+Note = Annotated[str, Field(max_length=2000)]
+When = Annotated[datetime | date, Field(description="ISO date (the end of that day, site time) or date-time; "
+                                                     "without a zone: site time")]
+
+
+class HazardIn(BaseModel):
+    site: str
+    room: str | None = None
+    category: Literal[tuple(CATEGORIES)]  # type: ignore[valid-type]
+    description: Text
+    deadline: When  # 整改时限
+    path: Text  # 整改路径
+    standard: Text  # 整改标准
+    responsible: Annotated[str, Field(min_length=1, max_length=200)]  # 责任人
+    major: bool = False  # 重大事故隐患
+    note: Note = ""
+
+
+class HazardPatch(BaseModel):
+    status: Literal["rectifying"] | None = None  # 开始整改
+    responsible: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    deadline: When | None = None
+    path: Text | None = None
+    standard: Text | None = None
+    description: Text | None = None
+    category: Literal[tuple(CATEGORIES)] | None = None  # type: ignore[valid-type]
+    room: str | None = None
+    note: Note = ""
+
+
+class NoteIn(BaseModel):
+    note: Note = ""
+
+
+class VerifyIn(BaseModel):
+    passed: bool = True  # False: not passed (验收未通过), back to rectifying
+    note: Note = ""
+
+
+class TrailOut(BaseModel):
+    at: float
+    at_local: str
+    actor: str
+    role: str
+    action: str
+    note: str
+    status: str
+
+
+class HazardOut(BaseModel):
+    id: int
+    site: str
+    site_name: str
+    room: str | None
+    room_name: str | None
+    category: str
+    category_zh: str
+    category_en: str
+    description: str
+    source: str
+    major: bool
+    deadline_at: float
+    deadline_local: str
+    path: str
+    standard: str
+    responsible: str
+    status: str
+    status_zh: str
+    status_en: str
+    overdue: bool
+    overdue_at: float | None
+    evidence: dict[str, Any]
+    created_at: float
+    created_by: str
+    updated_at: float
+    submitted_at: float | None
+    verified_at: float | None
+    closed_at: float | None
+    trail: list[TrailOut] | None = None
+
+
+def register_of(request: Request) -> Register:
+    state = request.app.state
+    if getattr(state, "register", None) is None:
+        state.register = Register(state.store)
+    return state.register
+
+
+def _actions(request: Request) -> Actions:
+    return Actions(request.app.state.cfg, register_of(request))
+
+
+ActionsDep = Annotated[Actions, Depends(_actions)]
+
+
+def _cfg(request: Request) -> StationConfig:
+    return request.app.state.cfg
+
+
+ConfigDep = Annotated[StationConfig, Depends(_cfg)]
+
+
+def hazard_out(cfg: StationConfig, h: Hazard, now: float | None = None) -> HazardOut:
+    site = cfg.site(h.site)
+    tz = site.tz if site else None
+    room = site.room(h.room) if site and h.room else None
+    now = time.time() if now is None else now
+    status = OVERDUE if h.overdue(now) else STATUSES[h.status]
+    cat = CATEGORIES.get(h.category)
+    local = lambda t: datetime.fromtimestamp(t, tz).isoformat(timespec="minutes")  # noqa: E731
+    data = {k: v for k, v in vars(h).items() if k not in ("trail", "evidence_key", "evidence_subject")}
+    trail = [TrailOut(**t, at_local=local(t["at"])) for t in h.trail] if h.trail else None
+    return HazardOut(**data, site_name=site.name if site else h.site, room_name=room.name if room else None,
+                     category_zh=cat.zh if cat else h.category, category_en=cat.en if cat else h.category,
+                     deadline_local=local(h.deadline_at), status_zh=status.zh, status_en=status.en,
+                     overdue=h.overdue(now), trail=trail)
+
+
+def _do(fn, *args, **kwargs):
+    """Run an action; its refusals and errors as HTTP answers."""
+    try:
+        return fn(*args, **kwargs)
+    except Refused as exc:
+        raise HTTPException(403, str(exc)) from None
+    except Invalid as exc:
+        where = "query" if exc.field == "site" and fn.__name__ == "list" else "body"
+        raise HTTPException(422, [{"loc": [where, exc.field], "type": "value_error", "msg": str(exc)}]) from None
+    except Conflict as exc:
+        raise HTTPException(409, str(exc)) from None
+    except NotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except AlertError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+hazards = APIRouter(prefix="/api/hazards", tags=["hazard register"],
+                    responses={401: {"description": "missing or invalid token"},
+                               403: {"description": "not allowed for this role or site: the answer says why"}})
+
+
+@hazards.get("", response_model=list[HazardOut])
+def list_hazards(actions: ActionsDep, cfg: ConfigDep, principal: CurrentUser,
+                 site: Annotated[str | None, Query(description="site id")] = None,
+                 status: Annotated[Literal[tuple(STATUSES)] | None, Query()] = None,  # type: ignore[valid-type]
+                 category: Annotated[Literal[tuple(CATEGORIES)] | None, Query()] = None,  # type: ignore[valid-type]
+                 source: Annotated[Literal["inspection", "system"] | None, Query()] = None,
+                 overdue: Annotated[bool | None, Query(description="only overdue (true) or not overdue (false)")] = None,
+                 ) -> list[HazardOut]:
+    """The register (问题清单) of the caller's sites, newest first."""
+    now = time.time()
+    found = _do(actions.list, principal, site, status=status, category=category, overdue=overdue, now=now)
+    return [hazard_out(cfg, h, now) for h in found if source is None or h.source == source]
+
+
+@hazards.post("", response_model=HazardOut, status_code=201)
+def create_hazard(body: HazardIn, actions: ActionsDep, cfg: ConfigDep, principal: CurrentUser) -> HazardOut:
+    """List a problem with its rectification deadline, path and standard and who is responsible."""
+    return hazard_out(cfg, _do(actions.create, principal, **body.model_dump()))
+
+
+@hazards.get("/{hazard_id}", response_model=HazardOut, responses={404: {"description": "no such entry"}})
+def get_hazard(hazard_id: int, actions: ActionsDep, cfg: ConfigDep, principal: CurrentUser) -> HazardOut:
+    """One entry with its sign-off trail."""
+    _do(actions.get, principal, hazard_id)
+    return hazard_out(cfg, actions.register.get(hazard_id, with_trail=True))
+
+
+@hazards.get("/{hazard_id}/trail", response_model=list[TrailOut])
+def get_trail(hazard_id: int, actions: ActionsDep, cfg: ConfigDep, principal: CurrentUser) -> list[TrailOut]:
+    """Every sign-off: who, role, when, what, note (签字留痕). Append-only."""
+    hazard = _do(actions.get, principal, hazard_id)
+    tz = cfg.site(hazard.site).tz
+    return [TrailOut(**t, at_local=datetime.fromtimestamp(t["at"], tz).isoformat(timespec="minutes"))
+            for t in actions.register.trail(hazard_id)]
+
+
+@hazards.patch("/{hazard_id}", response_model=HazardOut, responses={409: {"description": "closed"}})
+def update_hazard(hazard_id: int, body: HazardPatch, actions: ActionsDep, cfg: ConfigDep,
+                  principal: CurrentUser) -> HazardOut:
+    """The station: start rectifying, who is responsible, a progress note. The bureau also: the terms."""
+    changes = body.model_dump(exclude_unset=True, exclude={"note", "status"})
+    return hazard_out(cfg, _do(actions.update, principal, hazard_id, changes, body.status == "rectifying", body.note))
+
+
+def _move(actions: Actions, principal: Principal, hazard_id: int, action: str, note: str) -> HazardOut:
+    return hazard_out(actions.cfg, _do(actions.move, principal, hazard_id, action, note))
+
+
+@hazards.post("/{hazard_id}/submit", response_model=HazardOut, responses={409: {"description": "not open"}})
+def submit(hazard_id: int, body: NoteIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
+    """Rectified: for the bureau to verify, with what was done (整改情况)."""
+    return _move(actions, principal, hazard_id, "submit", body.note)
+
+
+@hazards.post("/{hazard_id}/verify", response_model=HazardOut, responses={409: {"description": "not submitted"}})
+def verify(hazard_id: int, body: VerifyIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
+    """Checked against the standard: passed (已验收), or not (back to rectifying, with the reason)."""
+    return _move(actions, principal, hazard_id, "verify" if body.passed else "reject", body.note)
+
+
+@hazards.post("/{hazard_id}/close", response_model=HazardOut, responses={409: {"description": "not verified"}})
+def close(hazard_id: int, body: NoteIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
+    """Struck off the register (销号) after verification."""
+    return _move(actions, principal, hazard_id, "close", body.note)
+
+
+@hazards.post("/{hazard_id}/sign", response_model=HazardOut)
+def sign(hazard_id: int, body: NoteIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
+    """A sign-off (签字) on the entry without moving it: seen, checked, agreed."""
+    return _move(actions, principal, hazard_id, "sign", body.note)
