@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
+from stationwatch.core.limits import BrokerLimits
+
 
 class StackError(RuntimeError):
     pass
@@ -106,20 +108,22 @@ class LocalMosquitto(LocalService):
     tls_dir: Path | None = None
     tls_port: int = 0
     extra_conf: str = ""  # appended to the config, e.g. a bridge
+    limits: BrokerLimits = field(default_factory=BrokerLimits)  # the config's limits.broker
 
     def start(self):
         binary = _need("mosquitto", "mosquitto")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = free_port(self.host)
+        from .accounts import limit_values, mosquitto_conf
         conf = self.data_dir / "mosquitto.conf"
         values = dict(host=self.host, port=self.port, data_dir=self.data_dir, user=getpass.getuser())
         if self.secure_dir is None:
-            conf.write_text(_render("mosquitto.conf.tmpl", **values))
+            conf.write_text(_render("mosquitto.conf.tmpl", **values, **limit_values(self.limits)))
         else:
             self.tls_port = self.tls_port or free_ports(1, self.host, avoid=(self.port,))[0]
-            conf.write_text(_render("mosquitto-secure.conf.tmpl", **values, out_dir=self.secure_dir,
-                                    tls_port=self.tls_port, tls_host=self.host, tls_dir=self.tls_dir))
+            conf.write_text(mosquitto_conf(self.limits, **values, out_dir=self.secure_dir, tls_port=self.tls_port,
+                                           tls_host=self.host, tls_dir=self.tls_dir))
         if self.extra_conf:
             with conf.open("a") as f:
                 f.write("\n" + self.extra_conf)

@@ -18,6 +18,7 @@ from stationwatch.sensors.kinds import KINDS
 
 from .agent_settings import AgentSettings, agent_problems
 from .fields import Ident, Model
+from .limits import Limits
 from .policy import AlertRouting, ApiSettings, MaintenanceWindow, Roster, RuleSettings, User, policy_problems
 from .sensor_config import SensorConfig
 from .supervision import SupervisionSettings
@@ -126,6 +127,7 @@ class StationConfig(Model):
     users: list[User] = []  # API users with the SHA-256 of their token
     api: ApiSettings = ApiSettings()
     supervision: SupervisionSettings = SupervisionSettings()  # heartbeats, patrol, the watcher (core/supervision.py)
+    limits: Limits = Limits()  # broker, ingest and clock limits (core/limits.py)
 
     # ---- look-ups used by every service
     def site(self, site_id: str) -> Site | None:
