@@ -51,6 +51,8 @@ class IngestStats:
     queue_bytes: int = 0
     quarantine_dropped: int = 0
     quarantine_bytes: int = 0
+    clock_flagged: int = 0
+    seq_regressions: int = 0
 
     def values(self, queue_depth: int, subscribed: bool = False) -> dict[str, float]:
         return {"subscribed": float(subscribed), "received_total": self.received, "written_total": self.written,
@@ -58,7 +60,8 @@ class IngestStats:
                 "batches_total": self.batches, "last_batch_size": self.last_batch, "lag_seconds": self.lag_s,
                 "queue_depth": queue_depth, "uptime_seconds": time.time() - self.started,
                 "queue_bytes": self.queue_bytes, "dropped_total": self.dropped, "backpressure_waits_total": self.waits,
-                "quarantine_dropped_total": self.quarantine_dropped, "quarantine_bytes": self.quarantine_bytes}
+                "quarantine_dropped_total": self.quarantine_dropped, "quarantine_bytes": self.quarantine_bytes,
+                "clock_flagged_total": self.clock_flagged, "seq_regressions_total": self.seq_regressions}
 
 
 @dataclass
@@ -96,6 +99,7 @@ class Ingest:
         s = self.stats
         s.dropped, s.waits, s.queue_bytes = self.queue.dropped, self.queue.waits, self.queue.bytes
         s.quarantine_dropped, s.quarantine_bytes = self.quarantine.dropped, self.quarantine.bytes
+        s.clock_flagged, s.seq_regressions = self.admission.clock_flagged, self.admission.sequences.regressions
         return s
 
     # called on the MQTT network thread: never raises; waits only for room for a QoS 1 message

@@ -24,6 +24,8 @@ HELP = {
     "backpressure_waits_total": "times a QoS 1 message waited for room in the queue",
     "quarantine_dropped_total": "quarantined messages removed to keep the quarantine within its size",
     "quarantine_bytes": "bytes the quarantine holds",
+    "clock_flagged_total": "messages stored with skew_s: their time was off their arrival by more than the tolerance",
+    "seq_regressions_total": "times a gateway's seq went back (a new spool, a cloned gateway)",
     "hop_last_beat_age_seconds": "seconds since the hop's last heartbeat (supervision)",
     "beat_age_seconds": "seconds since the last heartbeat (in the store, or of what is watched)",
     "down": "1 while the watched service is reported gone",

@@ -1,7 +1,8 @@
 """Ingest's limits, with ingest as its own process on the real broker and database: its memory
 stays bounded during a QoS 0 flood while InfluxDB is down, QoS 1 waits instead of being dropped,
 every point InfluxDB refuses reaches the quarantine with InfluxDB's reason, the quarantine keeps to
-its size, and retained junk is refused."""
+its size, retained junk and wrong clocks are refused, and the same seq with other content is a
+conflict."""
 from __future__ import annotations
 
 import itertools
@@ -14,7 +15,7 @@ import yaml
 
 from stationwatch.broker.influx import InfluxV1Writer, Point
 from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto
-from stationwatch.core.contract import HealthSample, Heartbeat, MessageClass, Reading, encode, topic
+from stationwatch.core.contract import Event, HealthSample, Heartbeat, MessageClass, Reading, encode, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.quarantine import Quarantine
 
@@ -65,6 +66,10 @@ def _quarantine(ingest: IngestProcess) -> dict[str, list[str]]:
 
 def _reading(seq: int, ts: float, sensor: str = "t-hall", value: float = 20.0, **kw) -> tuple[str, bytes, MessageClass]:
     return topic(SITE, GW, MessageClass.READING, sensor), encode(Reading(v=1, ts=ts, seq=seq, value=value, **kw)), MessageClass.READING
+
+
+def _by_sensor(writer) -> dict[str, dict]:
+    return {r["sensor"]: r for r in writer.query('SELECT * FROM "reading"').get_points()}
 
 
 def _count(writer, measurement: str = "reading") -> int:
@@ -147,7 +152,7 @@ def test_every_point_influxdb_refuses_reaches_the_quarantine_with_its_reason(mos
     # the field `value` of gateway_health exists as text in today's shard: every float one conflicts
     writer.write([Point("gateway_health", {"site": SITE, "gateway": GW, "metric": "cpu_temperature"},
                         {"value": "hot"}, int(now * 1000) - 5000)])
-    cfg = None
+    cfg = _config(tmp_path, clock={"ahead_max_s": 400 * YEAR})  # let a year-2263 timestamp through the clock check
     ingest = IngestProcess(mosquitto, influxdb.url, db, tmp_path, config=cfg)
     seq = itertools.count(1)
     try:
@@ -193,3 +198,59 @@ def test_a_retained_reading_is_quarantined_not_stored_again_at_every_start(mosqu
     finally:
         assert ingest.stop() == 0
         publisher.client.publish(junk, b"", qos=1, retain=True).wait_for_publish(5)
+
+
+def test_wrong_clocks_are_flagged_or_quarantined_and_replays_may_be_old(mosquitto, influxdb, publisher, tmp_path):
+    db = f"clock_{uuid.uuid4().hex[:6]}"
+    ingest = IngestProcess(mosquitto, influxdb.url, db, tmp_path)
+    writer = InfluxV1Writer(influxdb.url, db)
+    now = time.time()
+    try:
+        _publish(publisher, [
+            _reading(1, now + 70 * YEAR, sensor="t-dorm-m1"),        # 70 years ahead: refused
+            _reading(2, now - 20 * 86400, sensor="t-dorm-m1"),       # live, 20 days old: refused
+            _reading(3, now - 20 * 86400, sensor="t-dorm-f1", historical=True),  # a replay: stored as it is
+            _reading(4, now - 7200, sensor="t-dorm-m2"),             # 2 h behind: stored, flagged
+            _reading(5, now, sensor="t-hall"),                       # on time
+        ])
+        rows = wait_for(lambda: (lambda r: r if len(r) == 3 else None)(_by_sensor(writer)), timeout=30,
+                        what="the three stored readings")
+        assert set(rows) == {"t-dorm-f1", "t-dorm-m2", "t-hall"}
+        assert rows["t-dorm-m2"]["skew_s"] == pytest.approx(-7200, abs=30)
+        assert rows["t-dorm-f1"]["skew_s"] is None and rows["t-hall"]["skew_s"] is None
+        found = _quarantine(ingest)
+        assert set(found) == {"clock_ahead", "clock_behind"}
+        assert "ahead of its arrival" in found["clock_ahead"][0] and "limits.clock.ahead_max_s" in found["clock_ahead"][0]
+        assert ingest.metrics()["clock_flagged_total"] == 1
+    finally:
+        assert ingest.stop() == 0
+
+
+def test_the_same_seq_with_other_content_is_a_conflict_and_a_counter_going_back_is_counted(mosquitto, influxdb, publisher, tmp_path):
+    db = f"seq_{uuid.uuid4().hex[:6]}"
+    ingest = IngestProcess(mosquitto, influxdb.url, db, tmp_path)
+    writer = InfluxV1Writer(influxdb.url, db)
+    now = time.time() - 600
+    door = topic(SITE, GW, MessageClass.EVENT, "door-store")
+    try:
+        _publish(publisher, [
+            _reading(10, now, value=20.0),
+            _reading(10, now, value=20.0),                    # redelivered: the same point again
+            _reading(10, now, value=20.0, historical=True),   # replayed from the spool: the same message
+            _reading(10, now, value=99.0),                    # another message with seq 10: refused
+            (door, encode(Event(v=1, ts=now + 1, seq=10, state="open")), MessageClass.EVENT),  # again seq 10
+            _reading(11, now + 2, value=21.0),
+            _reading(1, now + 300, value=22.0),               # the gateway's counter went back (a new spool)
+            _reading(2, now + 310, value=23.0),
+        ])
+        values = wait_for(lambda: (lambda r: r if len(r) == 4 else None)(
+            [(p["seq"], p["value"]) for p in writer.query('SELECT * FROM "reading"').get_points()]),
+            timeout=30, what="the four stored readings")
+        assert sorted(values) == [(1, 22.0), (2, 23.0), (10, 20.0), (11, 21.0)]
+        assert not list(writer.query('SELECT * FROM "records"."event"').get_points())
+        found = wait_for(lambda: (lambda q: q if len(q.get("seq_conflict", [])) == 2 else None)(_quarantine(ingest)),
+                         what="two conflicts in the quarantine")
+        assert "seq 10 of gateway 'gw-sl-main'" in found["seq_conflict"][0]
+        assert ingest.metrics()["seq_regressions_total"] == 1
+    finally:
+        assert ingest.stop() == 0
