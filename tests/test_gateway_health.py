@@ -109,7 +109,7 @@ def running_ingest(city_config, broker_address, influxdb, tmp_path):
     writer = InfluxV1Writer(influxdb.url, database)
     wait_for(lambda: any(d["name"] == database for d in writer._client.get_list_database()), what="database")
     probe = MqttLink(broker_address, f"test-probe-{database}").start()
-    seq = 0
+    seq = 10**9  # the probe speaks as the gateway, whose own counter (the agent's spool) starts at 1
 
     def probed() -> bool:  # the ingest's subscription is live once a probe reading is written
         nonlocal seq
