@@ -5,7 +5,8 @@ below a sensor's own ``low_bar``.
 
 A band (a row of :data:`BANDS`) is entered when the value passes its limit and left only when it is
 ``room_hysteresis_c`` back on the good side; the time in the band is measured on the message clock
-and kept in the ``since`` memory. While a band has not yet held for its duration the alert is
+and kept in the ``since`` memory. The season is judged by the corrected time when the gateway's
+clock is known to be off (alerts/clock.py). While a band has not yet held for its duration the alert is
 *pending* (shown, not notified). The worst band held sets the severity, which follows the room
 down as well as up (critical below 5 °C, back to warning at 10 °C).
 """
@@ -85,7 +86,7 @@ def room_temperature(sit: Situation, obs: Observation) -> Iterator[Verdict]:
     s, subj = sit.settings, subject(obs, obs.room.id)
     by_rule: dict[str, list[tuple[Band, float, bool]]] = {}
     for band in (b for b in BANDS if b.rooms(obs.room)):
-        holds = SEASONS[band.season](sit, obs.ts, obs.site)
+        holds = SEASONS[band.season](sit, obs.trusted_ts, obs.site)
         since, new = _track(sit, f"{band.rule}|{band.severity}|{obs.device.id}", value, band.limit(s), band.below,
                             obs.ts, holds)
         entries = by_rule.setdefault(band.rule, [])
@@ -128,7 +129,7 @@ def supply_water(sit: Situation, obs: Observation) -> Iterator[Verdict]:
         return
     s, subj = sit.settings, subject(obs, obs.device.id)
     outdoor = sit.outdoor(obs.site)
-    holds = sit.heating(obs.ts, obs.site) and (outdoor is None or outdoor < s.outdoor_cold_c)
+    holds = sit.heating(obs.trusted_ts, obs.site) and (outdoor is None or outdoor < s.outdoor_cold_c)
     since, new = _track(sit, f"supply_cold|major|{obs.device.id}", value, s.supply_min_c, True, obs.ts, holds)
     where = names(obs)
     outside = "" if outdoor is None else f"，室外 {outdoor:.1f} °C"
@@ -167,7 +168,7 @@ def pump_stopped(sit: Situation, obs: Observation) -> Iterator[Verdict]:
     if signal is None:
         return
     s, key = sit.settings, f"pump_stopped|major|{obs.device.id}"
-    if signal or not sit.heating(obs.ts, obs.site):
+    if signal or not sit.heating(obs.trusted_ts, obs.site):
         sit.mem.pop("since", key)
         yield Clear("pump_stopped", subj, obs.ts, "pump running, or heating season over / 循环泵恢复运行或非供暖季")
         return

@@ -2,8 +2,10 @@
 open longer than ``door_open_max_s``.
 
 The night window is site local time on the message's own clock (a replayed ``open`` from 02:00 is
-still a night exit). "Held open" is timed on the engine's clock from the moment the ``open``
-arrived, checked every tick, and survives restarts in the ``door`` memory.
+still a night exit) — unless that clock is known to be off, when the corrected time counts
+(alerts/clock.py): a gateway nine hours ahead must not switch the rule off. "Held open" is timed on
+the engine's clock from the moment the ``open`` arrived, checked every tick, and survives restarts
+in the ``door`` memory.
 """
 from __future__ import annotations
 
@@ -17,13 +19,14 @@ from .verdicts import Clear, Verdict, binary_signal, names, raised, subject
 
 def night_exit(sit: Situation, obs: Observation) -> Iterator[Verdict]:
     """Stays until a person closes it: somebody has to check who went out."""
-    if not getattr(obs.device, "exit", False) or binary_signal(obs) is not True or not sit.is_night(obs.ts, obs.site):
+    when = obs.trusted_ts
+    if not getattr(obs.device, "exit", False) or binary_signal(obs) is not True or not sit.is_night(when, obs.site):
         return
-    where, local = names(obs), datetime.fromtimestamp(obs.ts, obs.site.tz).strftime("%H:%M")
+    where, local = names(obs), datetime.fromtimestamp(when, obs.site.tz).strftime("%H:%M")
     yield raised(obs, "night_exit", subject(obs, obs.device.id), "major",
                  f"夜间出口门打开：{where['site']} {where['device']}（{local}），可能有人员走失",
                  f"Exit door opened at night: {where['device']} ({local}), {where['site']} — possible missing resident",
-                 local_time=local)
+                 at=when, local_time=local)
 
 
 def door_state(sit: Situation, obs: Observation) -> Iterator[Verdict]:

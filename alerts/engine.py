@@ -174,7 +174,8 @@ class AlertEngine:
 
     def beat(self, **extra: object) -> None:
         """Write the engine's heartbeat (read by ``/health``) with its counters."""
-        info = {**asdict(self.stats), "quarantine": dict(self.quarantine.counts), **extra}
+        info = {**asdict(self.stats), "quarantine": dict(self.quarantine.counts),
+                "clock_corrected": self.situation.clock_corrected, **extra}
         self.store.beat(ENGINE, info)
 
     def close(self) -> None:

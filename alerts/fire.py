@@ -21,9 +21,16 @@ from .verdicts import Verdict, binary_signal, names, plausible_value, raised
 
 
 def _rate_of_rise(sit: Situation, obs: Observation, value: float) -> float | None:
-    """°C per minute over the window (None until the window holds enough history)."""
+    """°C per minute over the window (None until the window holds enough history).
+
+    Measured on the gateway's own clock, whose intervals are right even when its time is not. When
+    that clock steps back (a wrong time corrected by NTP), the history that now lies "after" the
+    reading starts over; kept, it made every span negative and held the rule off for 32 readings."""
     s = sit.settings
-    history = [p for p in sit.mem.get("rise", obs.device.id, []) if obs.ts - p[0] <= s.rate_of_rise_window_s]
+    history = sit.mem.get("rise", obs.device.id, [])
+    if history and history[-1][0] > obs.ts:
+        history = []
+    history = [p for p in history if obs.ts - p[0] <= s.rate_of_rise_window_s]
     history.append([obs.ts, value])
     sit.mem.put("rise", obs.device.id, history[-32:])
     span = obs.ts - history[0][0]

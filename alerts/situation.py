@@ -20,6 +20,8 @@ from stationwatch.core.config import Camera, Room, Site, StationConfig
 from stationwatch.core.contract import Message, MessageClass
 from stationwatch.core.policy import RuleSettings, Season
 
+from .clock import rule_time
+
 
 class Memory:
     """Namespaced key → JSON value, with dirty tracking.
@@ -70,6 +72,13 @@ class Observation:
     ts: float  # the message's own time (gateway clock)
     received: float  # the engine's clock at arrival
     news: bool = True  # False: a retained status delivered again (after a reconnect)
+    trusted: float | None = None  # the time calendar rules go by when it is not ``ts`` (alerts/clock.py)
+
+    @property
+    def trusted_ts(self) -> float:
+        """The time the night window and the heating season are judged by: the gateway's own time,
+        or, when its clock is known to be off, that time corrected (alerts/clock.py)."""
+        return self.ts if self.trusted is None else self.trusted
 
     @property
     def body(self) -> Any:
@@ -96,6 +105,7 @@ class Situation:
             self._by_gateway.setdefault(d.gateway, []).append(d)
         self._bureaus = {b.id: b for b in cfg.bureaus}
         self.pipeline: Any = None  # alerts/supervision.py Pipeline, set by the engine
+        self.clock_corrected = 0  # live messages whose rule time was corrected for a gateway clock that is off
 
     @property
     def settings(self) -> RuleSettings:
@@ -126,7 +136,9 @@ class Situation:
         if device is not None:
             self.mem.put("seen", device.id, now)
             kind = "camera" if isinstance(device, Camera) else device.kind
-            return Observation(msg, device, kind, site, site.room(device.room), msg.body.ts, now)
+            trusted = rule_time(self, msg, now)
+            return Observation(msg, device, kind, site, site.room(device.room), msg.body.ts, now,
+                               trusted=None if trusted == msg.body.ts else trusted)
         status = [msg.body.state, msg.body.ts]  # gateway status
         session, last_session = msg.body.session, self.mem.get("session", msg.gateway)
         if session is not None and last_session is not None and session < last_session:

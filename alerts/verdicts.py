@@ -38,6 +38,8 @@ def raised(obs: Observation, rule: str, subject: str, severity: str, zh: str, en
     detail = {"device": device, "topic": obs.msg.topic, **detail}
     if obs.historical:
         detail["historical"] = True
+    if obs.trusted is not None and abs(obs.trusted - obs.ts) > 1:  # the gateway's clock is off (alerts/clock.py)
+        detail |= {"gateway_ts": obs.ts, "clock_corrected_s": round(obs.trusted - obs.ts, 1)}
     if obs.drill:
         zh, en = f"【演练】{zh}", f"[DRILL] {en}"
     room = obs.room

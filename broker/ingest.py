@@ -4,30 +4,37 @@ A message is acknowledged to the broker (PUBACK, paho's manual acknowledgement) 
 InfluxDB has accepted the batch holding it; if InfluxDB is slow or down, unacknowledged
 messages stay with the broker, whose in-flight window then stops sending — that is the
 back-pressure. Writes are idempotent (see :mod:`.influx`), so a redelivered message overwrites
-its own point. Refused messages go to the quarantine and are acknowledged, never written.
+its own point. Refused messages go to the quarantine and are acknowledged, never written — those
+:mod:`.admission` refuses, and every point InfluxDB itself refuses (found by halving the batch).
+
+Memory is bounded (``limits.ingest``): the queue to the writer (:mod:`.backlog`) makes QoS 1 wait
+and drops routine QoS 0 with a counter; the quarantine gives up its oldest rows past its size.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stationwatch.core.contract import ContractError, Inventory, MessageClass, parse, subscription
+from stationwatch.core.contract import ContractError, MessageClass, subscription
 from stationwatch.core.heartbeat import Beacon
 from stationwatch.core.metrics import MetricsServer, prometheus_text
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.quarantine import Quarantine
 
 from .directory import REFRESH_S, layout_points
-from .influx import RETENTION_MARGIN_S, RETENTION_S, InfluxV1Writer, Point, PointsRejected, PointWriter, to_point
+from .admission import Admission, routine
+from .backlog import Backlog
+from .influx import RETENTION_MARGIN_S, RETENTION_S, InfluxV1Writer, Point, PointsRejected, PointWriter
 from .receipts import Receipts
 
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "stationwatch-ingest"
+ENTRY_BYTES = 1024  # what a queued message costs besides its payload and topic (its point, measured ~940)
+MB = 1024 * 1024
 
 
 @dataclass
@@ -40,12 +47,23 @@ class IngestStats:
     last_batch: int = 0
     lag_s: float = 0.0
     started: float = field(default_factory=time.time)
+    # set by Ingest.figures(): the bounded parts' own counters
+    dropped: int = 0
+    waits: int = 0
+    queue_bytes: int = 0
+    quarantine_dropped: int = 0
+    quarantine_bytes: int = 0
+    clock_flagged: int = 0
+    seq_regressions: int = 0
 
     def values(self, queue_depth: int, subscribed: bool = False) -> dict[str, float]:
         return {"subscribed": float(subscribed), "received_total": self.received, "written_total": self.written,
                 "quarantined_total": self.quarantined, "write_errors_total": self.write_errors,
                 "batches_total": self.batches, "last_batch_size": self.last_batch, "lag_seconds": self.lag_s,
-                "queue_depth": queue_depth, "uptime_seconds": time.time() - self.started}
+                "queue_depth": queue_depth, "uptime_seconds": time.time() - self.started,
+                "queue_bytes": self.queue_bytes, "dropped_total": self.dropped, "backpressure_waits_total": self.waits,
+                "quarantine_dropped_total": self.quarantine_dropped, "quarantine_bytes": self.quarantine_bytes,
+                "clock_flagged_total": self.clock_flagged, "seq_regressions_total": self.seq_regressions}
 
 
 @dataclass
@@ -62,7 +80,8 @@ class Ingest:
 
     def __init__(self, cfg, writer: PointWriter, quarantine: Quarantine, ack=None,
                  batch_size: int = 2000, flush_s: float = 0.2):
-        self.inventory = Inventory(cfg)
+        limits = cfg.limits.ingest
+        self.admission = Admission(cfg)
         self.writer = writer
         self.quarantine = quarantine
         self.ack = ack or (lambda mid, qos: None)
@@ -71,28 +90,53 @@ class Ingest:
         self.stats = IngestStats()
         self.gateway_sites = {g.id: g.site for g in cfg.gateways}
         self.seen: dict[str, float] = {}  # gateway → when ingest last took a message of it
-        self._queue: queue.Queue[_Pending] = queue.Queue()
+        self.queue: Backlog[_Pending] = Backlog(limits.queue_messages, int(limits.queue_mb * MB), limits.routine_qos0_messages)
         self.metrics_port: int | None = None
         self.receipts: Receipts | None = None  # tells the gateways what was stored (broker/receipts.py)
+        self._dropped_logged = 0.0
 
     @property
     def backlog(self) -> int:
-        return self._queue.qsize()
+        return len(self.queue)
 
-    # called on the MQTT network thread: never blocks, never raises
-    def receive(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> None:
+    def figures(self) -> IngestStats:
+        """The stats with the queue's, the quarantine's and the checks' own counters filled in."""
+        s = self.stats
+        s.dropped, s.waits, s.queue_bytes = self.queue.dropped, self.queue.waits, self.queue.bytes
+        s.quarantine_dropped, s.quarantine_bytes = self.quarantine.dropped, self.quarantine.bytes
+        s.clock_flagged, s.seq_regressions = self.admission.clock_flagged, self.admission.sequences.regressions
+        return s
+
+    # called on the MQTT network thread: never raises; waits only for room for a QoS 1 message
+    def receive(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0, retained: bool = False) -> None:
         self.stats.received += 1
+        is_routine = routine(topic)
+        if qos == 0 and not self.queue.takes_qos0(is_routine):
+            self.queue.dropped += 1  # a QoS 0 flood while the writer cannot keep up: costs no parsing
+            self._log_dropped()
+            return
         try:
-            msg = parse(topic, payload)
-            device = self.inventory.check(msg)
-            point = to_point(msg, device)
-            self.seen[msg.gateway] = time.time()
+            point = self.admission.point(topic, payload, retained)
+            self.seen[topic.split("/", 4)[3]] = time.time()  # sw/v1/{site}/{gateway}/…: its topic was valid
         except ContractError as exc:
             point = self._refuse(topic, payload, exc.reason, exc.detail)
         except Exception as exc:  # a bug in validation must cost one message, not the service
             log.exception("unexpected error validating a message on %r", topic[:200])
             point = self._refuse(topic, payload, "internal_error", repr(exc))
-        self._queue.put(_Pending(point, mid, qos, topic, payload))
+        if point is None and qos == 0:
+            return  # refused or not stored, and nothing to acknowledge
+        # a refused one is in the quarantine already; a QoS 1 one keeps its payload for the receipt (the
+        # gateway must not send again what the centre will always refuse)
+        kept = payload if point is not None or qos > 0 else b""
+        if not self.queue.put(_Pending(point, mid, qos, topic, kept), len(kept) + len(topic) + ENTRY_BYTES, qos, is_routine) and not self.queue.closed:
+            self._log_dropped()  # not when stopping: then nothing is taken and the broker keeps it
+
+    def _log_dropped(self) -> None:
+        now = time.monotonic()
+        if now - self._dropped_logged >= 10:
+            self._dropped_logged = now
+            log.warning("ingest queue full (%d messages, %.1f MB): QoS 0 messages dropped so far: %d",
+                        len(self.queue), self.queue.bytes / MB, self.queue.dropped)
 
     def _refuse(self, topic: str, payload: bytes, reason: str, detail: str) -> None:
         self.stats.quarantined += 1
@@ -107,11 +151,12 @@ class Ingest:
             batch = self._gather(stop)
             if batch:
                 self._write(batch, stop)
+            if self.receipts is not None:
+                self.receipts.flush()  # due ones, at most every_s apart: a gateway waits ~1 s, not a beat
 
     def _gather(self, stop: threading.Event) -> list[_Pending]:
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
+        first = self.queue.get(timeout=0.2)
+        if first is None:
             return []
         batch = [first]
         deadline = time.monotonic() + self.flush_s
@@ -119,10 +164,10 @@ class Ingest:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            try:
-                batch.append(self._queue.get(timeout=remaining))
-            except queue.Empty:
+            item = self.queue.get(timeout=remaining)
+            if item is None:
                 break
+            batch.append(item)
         return batch
 
     def _outside_retention(self, batch: list[_Pending]) -> list[_Pending]:
@@ -138,39 +183,41 @@ class Ingest:
             keep.append(p)
         return keep
 
-    def _write_one_by_one(self, batch: list[_Pending]) -> None:
-        """The database refused a batch for its content: find the points it refuses, keep the rest."""
-        for p in batch:
-            if p.point is None:
-                continue
-            try:
-                self.writer.write([p.point])
-            except PointsRejected as exc:
-                if not exc.partial:
-                    p.point = self._refuse(p.topic, p.payload, "rejected_by_database", str(exc)[:500])
+    def _store(self, items: list[_Pending]) -> None:
+        """Write the points of ``items``. The ones InfluxDB refuses — a whole batch refused, or a
+        "partial write" that does not say which points it dropped (and may count them wrong) — are
+        found by halving: the half without them is written whole (again: writes are idempotent),
+        and each refused point goes to the quarantine with InfluxDB's reason."""
+        if not items:
+            return
+        try:
+            self.writer.write([p.point for p in items])
+        except PointsRejected as exc:
+            if len(items) == 1:
+                p = items[0]
+                p.point = self._refuse(p.topic, p.payload, "rejected_by_database", str(exc)[:500])
+                return
+            self.stats.write_errors += 1
+            log.warning("InfluxDB refused points of a batch of %d (%s); finding them", len(items), str(exc)[:300])
+            half = len(items) // 2
+            self._store(items[:half])
+            self._store(items[half:])
 
     def _write(self, batch: list[_Pending], stop: threading.Event) -> None:
         batch = self._outside_retention(batch)
-        points = [p.point for p in batch if p.point is not None]
         delay = 0.2
-        while points:
-            try:
-                self.writer.write(points)
-                break
-            except PointsRejected as exc:  # retrying this batch as it is can never succeed
-                self.stats.write_errors += 1
-                log.warning("InfluxDB refused points of a batch of %d (%s)", len(points), str(exc)[:300])
-                if not exc.partial:
-                    self._write_one_by_one(batch)
-                points = [p.point for p in batch if p.point is not None]
+        while True:
+            try:  # InfluxDB down halfway through: the points it refused stay refused, the rest is retried
+                self._store([p for p in batch if p.point is not None])
                 break
             except Exception as exc:  # InfluxDB down or refusing: keep the batch, back off, retry
                 self.stats.write_errors += 1
                 log.warning("InfluxDB write of %d point(s) failed (%s); retrying in %.1f s",
-                            len(points), str(exc)[:200], delay)
+                            len(batch), str(exc)[:200], delay)
                 if stop.wait(delay):
                     return  # not acked: the broker redelivers them to the next ingest
                 delay = min(delay * 2, 5.0)
+        points = [p.point for p in batch if p.point is not None]
         self.stats.written += len(points)
         self.stats.batches += 1
         self.stats.last_batch = len(points)
@@ -231,7 +278,7 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     options = options or IngestOptions()
     writer = writer or InfluxV1Writer(influx_url, database)
     _ensure_schema(writer, stop)
-    quarantine = Quarantine(quarantine_path, "ingest")
+    quarantine = Quarantine(quarantine_path, "ingest", int(cfg.limits.ingest.quarantine_mb * MB))
     holder: dict[str, MqttLink] = {}
     ingest = Ingest(cfg, writer, quarantine, ack=lambda mid, qos: holder["link"].ack(mid, qos))
     client_id = CLIENT_ID + (f"-{options.instance}" if options.instance else "")
@@ -247,15 +294,15 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
             ready.set()
 
     link = MqttLink(address, client_id, clean_start=False, manual_ack=True, on_connect=on_connect,
-                    will=beacon.will(), on_message=lambda t, p, m: ingest.receive(t, p, m.mid, m.qos))
+                    will=beacon.will(), on_message=lambda t, p, m: ingest.receive(t, p, m.mid, m.qos, m.retain))
     holder["link"] = link
-    ingest.receipts = Receipts(lambda t, b: link.publish(t, b, MessageClass.CMD), ingest.inventory.gateway_site)
+    ingest.receipts = Receipts(lambda t, b: link.publish(t, b, MessageClass.CMD), ingest.admission.inventory.gateway_site)
     link.start(wait=None)
     log.info("ingest %s: MQTT %s:%d %s → InfluxDB %s/%s", client_id, address.host, address.port,
              topic_filter, influx_url, database)
     metrics = None
     if options.metrics_port is not None:
-        metrics = MetricsServer(lambda: prometheus_text("ingest", ingest.stats.values(ingest.backlog, link.subscribed.is_set()),
+        metrics = MetricsServer(lambda: prometheus_text("ingest", ingest.figures().values(ingest.backlog, link.subscribed.is_set()),
                                                         {"quarantined_by_reason_total": dict(quarantine.counts)}),
                                 port=options.metrics_port)
         log.info("ingest: metrics at http://127.0.0.1:%d/metrics", metrics.port)
@@ -266,10 +313,9 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     last_report = last_metrics = time.monotonic()
     last_layout = _write_layout(writer, cfg)
     while not stop.wait(beat_s):
-        ingest.receipts.flush()  # the last batch's receipts, when nothing else came since
-        s = ingest.stats
+        s = ingest.figures()
         beacon.beat(link, {**canary.info(), "received": s.received, "written": s.written,
-                           "queue": ingest.backlog, "lag_s": round(s.lag_s, 3)})
+                           "queue": ingest.backlog, "lag_s": round(s.lag_s, 3), "dropped": s.dropped})
         if time.monotonic() - last_metrics >= options.metrics_every_s:
             last_metrics = time.monotonic()
             _write_pipeline(writer, ingest, client_id, link.subscribed.is_set(), quarantine.counts)
@@ -277,10 +323,11 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
             last_layout = _write_layout(writer, cfg)
         if time.monotonic() - last_report >= 60:
             last_report = time.monotonic()
-            log.info("ingest: received %d, written %d, quarantined %d, write errors %d",
-                     s.received, s.written, s.quarantined, s.write_errors)
+            log.info("ingest: received %d, written %d, quarantined %d, write errors %d, QoS 0 dropped %d",
+                     s.received, s.written, s.quarantined, s.write_errors, s.dropped)
     writer_thread.join(timeout=10)
     ingest.receipts.flush(force=True)
+    ingest.queue.close()  # a QoS 1 message waiting for room is not acknowledged: the broker keeps it
     beacon.shutdown(link)
     link.stop()
     if metrics is not None:
@@ -306,7 +353,7 @@ def _write_pipeline(writer: PointWriter, ingest: Ingest, client_id: str, subscri
     ``pipeline`` holds the counters; ``pipeline_quarantine`` the refusals by reason (a bounded set)."""
     now_ms = int(time.time() * 1000)
     tags = {"service": "ingest", "instance": client_id}
-    fields = {k: float(v) for k, v in ingest.stats.values(ingest.backlog, subscribed).items()}
+    fields = {k: float(v) for k, v in ingest.figures().values(ingest.backlog, subscribed).items()}
     points = [Point("pipeline", tags, fields, now_ms)]
     points += [Point("pipeline_quarantine", {**tags, "reason": reason}, {"total": float(n)}, now_ms)
                for reason, n in sorted((refused or {}).items())]

@@ -14,15 +14,34 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
+from stationwatch.core.limits import BrokerLimits
+
 
 class StackError(RuntimeError):
     pass
 
 
+def free_ports(count: int, host: str = "127.0.0.1", avoid: tuple[int, ...] = ()) -> list[int]:
+    """``count`` distinct free ports. The sockets are held open until all are chosen: asked one at
+    a time, the system may hand out the same free port twice."""
+    sockets: list[socket.socket] = []
+    try:
+        ports: list[int] = []
+        while len(ports) < count:
+            s = socket.socket()
+            sockets.append(s)
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+            if port not in avoid:
+                ports.append(port)
+        return ports
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
 
 
 def _wait(check, what: str, proc: subprocess.Popen, log: Path, timeout: float = 30.0) -> None:
@@ -89,19 +108,22 @@ class LocalMosquitto(LocalService):
     tls_dir: Path | None = None
     tls_port: int = 0
     extra_conf: str = ""  # appended to the config, e.g. a bridge
+    limits: BrokerLimits = field(default_factory=BrokerLimits)  # the config's limits.broker
 
     def start(self):
         binary = _need("mosquitto", "mosquitto")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port(self.host)
+        if not self.port:
+            self.port = free_port(self.host)
+        from .accounts import limit_values, mosquitto_conf
         conf = self.data_dir / "mosquitto.conf"
         values = dict(host=self.host, port=self.port, data_dir=self.data_dir, user=getpass.getuser())
         if self.secure_dir is None:
-            conf.write_text(_render("mosquitto.conf.tmpl", **values))
+            conf.write_text(_render("mosquitto.conf.tmpl", **values, **limit_values(self.limits)))
         else:
-            self.tls_port = self.tls_port or free_port(self.host)
-            conf.write_text(_render("mosquitto-secure.conf.tmpl", **values, out_dir=self.secure_dir,
-                                    tls_port=self.tls_port, tls_host=self.host, tls_dir=self.tls_dir))
+            self.tls_port = self.tls_port or free_ports(1, self.host, avoid=(self.port,))[0]
+            conf.write_text(mosquitto_conf(self.limits, **values, out_dir=self.secure_dir, tls_port=self.tls_port,
+                                           tls_host=self.host, tls_dir=self.tls_dir))
         if self.extra_conf:
             with conf.open("a") as f:
                 f.write("\n" + self.extra_conf)
@@ -119,8 +141,10 @@ class LocalInfluxDB(LocalService):
     def start(self):
         binary = _need("influxd", "influxdb")
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = self.port or free_port(self.host)
-        self.rpc_port = free_port(self.host)
+        if not self.port:
+            self.port, self.rpc_port = free_ports(2, self.host)
+        else:
+            self.rpc_port = free_ports(1, self.host, avoid=(self.port,))[0]
         conf = self.data_dir / "influxdb.conf"
         conf.write_text(_render("influxdb.conf.tmpl", host=self.host, port=self.port,
                                 rpc_port=self.rpc_port, data_dir=self.data_dir))

@@ -295,24 +295,28 @@ app.add_typer(broker_app, name="broker")
 
 @broker_app.command("generate")
 def broker_generate(config: ConfigArg,
-                    out: Annotated[Path, typer.Option(help="where to write passwd, acl, secrets.json, mosquitto.conf")] = Path("/etc/stationwatch/broker"),
+                    out: Annotated[Path, typer.Option(help="where to write passwd-gateways, passwd-local, acl, secrets.json, mosquitto.conf")] = Path("/etc/stationwatch/broker"),
                     tls_dir: Annotated[Optional[Path], typer.Option(help="certificates from `broker certs` (default: OUT/tls)")] = None,
                     data_dir: Annotated[Path, typer.Option(help="Mosquitto persistence directory")] = Path("/var/lib/stationwatch/mosquitto"),
                     port: Annotated[int, typer.Option(help="plain listener on the loopback, for the services")] = 1883,
                     tls_port: Annotated[int, typer.Option(help="TLS listener for the gateways")] = 8883,
                     tls_host: Annotated[str, typer.Option(help="address the TLS listener binds")] = "0.0.0.0",
                     user: Annotated[str, typer.Option(help="the user Mosquitto runs as")] = "mosquitto") -> None:
-    """Per-gateway passwords, service accounts and ACL from the config, and the Mosquitto config."""
-    from stationwatch.broker.accounts import write_accounts
-    from stationwatch.broker.stack import _render
+    """Per-gateway passwords, service accounts and ACL from the config, and the Mosquitto config
+    with the config's limits.broker."""
+    from stationwatch.broker.accounts import GATEWAY_PASSWD, LOCAL_PASSWD, AccountError, mosquitto_conf, write_accounts
     cfg = _load(config)
-    accounts = write_accounts(cfg, out)
+    try:
+        accounts = write_accounts(cfg, out)
+    except AccountError as exc:
+        typer.echo(f"error / 错误: {exc}", err=True)
+        raise typer.Exit(2) from None
     tls_dir = tls_dir or out / "tls"
-    (out / "mosquitto.conf").write_text(_render(
-        "mosquitto-secure.conf.tmpl", out_dir=out.resolve(), tls_dir=tls_dir.resolve(), data_dir=data_dir,
+    (out / "mosquitto.conf").write_text(mosquitto_conf(
+        cfg.limits.broker, out_dir=out.resolve(), tls_dir=tls_dir.resolve(), data_dir=data_dir,
         host="127.0.0.1", port=port, tls_host=tls_host, tls_port=tls_port, user=user))
-    typer.echo(f"{len(accounts)} account(s) → {out}/passwd, {out}/acl; passwords in {out}/secrets.json (0600); "
-               f"config {out}/mosquitto.conf")
+    typer.echo(f"{len(accounts)} account(s) → {out}/{GATEWAY_PASSWD}, {out}/{LOCAL_PASSWD}, {out}/acl; passwords in "
+               f"{out}/secrets.json (0600); config {out}/mosquitto.conf")
 
 
 @broker_app.command("bridge")

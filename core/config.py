@@ -19,6 +19,7 @@ from stationwatch.sensors.kinds import KINDS
 from .agent_settings import AgentSettings, agent_problems
 from .fields import Ident, Model
 from .hazards import HazardSettings, ReportSettings, hazard_problems
+from .limits import Limits
 from .policy import AlertRouting, ApiSettings, MaintenanceWindow, Roster, RuleSettings, User, policy_problems
 from .sensor_config import SensorConfig
 from .supervision import SupervisionSettings
@@ -129,6 +130,7 @@ class StationConfig(Model):
     supervision: SupervisionSettings = SupervisionSettings()  # heartbeats, patrol, the watcher (core/supervision.py)
     hazards: HazardSettings = HazardSettings()  # the hazard register's evidence rules (core/hazards.py)
     reports: ReportSettings = ReportSettings()  # the monthly report
+    limits: Limits = Limits()  # broker, ingest and clock limits (core/limits.py)
 
     # ---- look-ups used by every service
     def site(self, site_id: str) -> Site | None:

@@ -141,27 +141,27 @@ def test_a_drill_alarm_is_marked_and_kept_apart_from_a_real_one(engine, wire):
 
 # ---- doors ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("hour, alerts", [(2, 1), (23, 1), (14, 0), (6, 0)])
-def test_exit_door_opened_in_the_night_window_of_the_site(engine, wire, hour, alerts):
+def test_exit_door_opened_in_the_night_window_of_the_site(engine, wire, clock, hour, alerts):
     ts = datetime(2025, 1, 16, hour, 0, tzinfo=SHANGHAI).timestamp()  # 02:00 local is 18:00 UTC
-    engine.handle(*wire.event("door-exit-main", "open", ts=ts))
+    engine.handle(*wire.event("door-exit-main", "open", ts=ts), now=clock.at(ts))
     found = active(engine, "night_exit")
     assert len(found) == alerts
     if alerts:
         assert found[0].severity == "major" and "走失" in found[0].title_zh
 
 
-def test_inner_door_at_night_and_closing_an_exit_raise_nothing(engine, wire):
-    night = datetime(2025, 1, 16, 2, 0, tzinfo=SHANGHAI).timestamp()
+def test_inner_door_at_night_and_closing_an_exit_raise_nothing(engine, wire, clock):
+    night = clock.at(datetime(2025, 1, 16, 2, 0, tzinfo=SHANGHAI).timestamp())
     engine.handle(*wire.event("door-minors", "open", ts=night))
     engine.handle(*wire.event("door-exit-back", "closed", ts=night))
     assert active(engine, "night_exit") == []
 
 
 def test_night_exit_is_not_cleared_by_the_door_closing(engine, wire, clock):
-    night = datetime(2025, 1, 16, 2, 0, tzinfo=SHANGHAI).timestamp()
+    night = clock.at(datetime(2025, 1, 16, 2, 0, tzinfo=SHANGHAI).timestamp())
     engine.handle(*wire.event("door-exit-back", "open", ts=night))
-    engine.handle(*wire.event("door-exit-back", "closed", ts=night + 30))
-    settle(engine, clock.at(T0 + 3600))
+    engine.handle(*wire.event("door-exit-back", "closed", ts=night + 30), now=clock.at(night + 30))
+    settle(engine, clock.at(night + 3600))
     assert len(active(engine, "night_exit")) == 1
 
 
@@ -346,10 +346,10 @@ def test_public_room_is_only_critical_below_the_any_room_minimum(engine, wire):
     assert active(engine, "cold_room") == []
 
 
-def test_outside_the_heating_season_a_cool_room_is_fine_and_a_hot_one_warns(engine, wire):
+def test_outside_the_heating_season_a_cool_room_is_fine_and_a_hot_one_warns(engine, wire, clock):
     for ts in (JULY, JULY + 1800):
-        engine.handle(*wire.reading("t-dorm-m1", 16.0, ts=ts))
-        engine.handle(*wire.reading("t-dorm-m2", 33.0, ts=ts))
+        engine.handle(*wire.reading("t-dorm-m1", 16.0, ts=ts), now=clock.at(ts))
+        engine.handle(*wire.reading("t-dorm-m2", 33.0, ts=ts), now=clock.at(ts))
     assert active(engine, "cold_room") == []
     [hot] = active(engine, "hot_room")
     assert hot.severity == "warning" and hot.room == "dorm-m2" and "防中暑" in hot.title_zh

@@ -5,54 +5,23 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 
 import pytest
 
 from stationwatch.broker.influx import InfluxV1Writer
-from stationwatch.broker.stack import LocalInfluxDB, free_port
+from stationwatch.broker.stack import LocalInfluxDB
 from stationwatch.core.contract import MessageClass, Reading, encode, topic
 from stationwatch.core.mqtt import MqttLink
 
-from support import EXAMPLES, wait_for
+from support import wait_for
+from support.broker import IngestProcess
 
 pytestmark = pytest.mark.e2e
 SITE, GW = "sl-station", "gw-sl-main"
 SENSORS = ["t-dorm-m1", "t-dorm-m2", "t-dorm-f1", "t-minors-1", "t-med-obs", "t-hall", "supply-main", "heat-kitchen"]
-
-
-class IngestProcess:
-    def __init__(self, broker, influx_url, database, tmp_path, name="ingest", extra=(), instance=None):
-        self.metrics_port = free_port()
-        self.log = tmp_path / f"{name}-{uuid.uuid4().hex[:4]}.log"
-        self.args = [sys.executable, "-m", "stationwatch.cli", "ingest", "-c", str(EXAMPLES / "city-station.yaml"),
-                     "--broker", f"{broker.host}:{broker.port}", "--influx", influx_url, "--database", database,
-                     "--quarantine", str(tmp_path / f"quarantine-{name}.db"), "--metrics-port", str(self.metrics_port),
-                     # an own persistent session per test: the suite's broker is shared
-                     *(["--instance", instance or database] if "--instance" not in extra else []), *extra]
-        self.proc = subprocess.Popen(self.args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        wait_for(lambda: (self.metrics() or {}).get("subscribed") == 1, timeout=30, what="ingest subscribed")
-
-    def metrics(self) -> dict[str, float] | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
-                text = r.read().decode()
-        except OSError:
-            assert self.proc.poll() is None, self.log.read_text(errors="replace")[-3000:]
-            return None
-        return {m[0]: float(m[1]) for m in re.findall(r"^stationwatch_ingest_(\w+) ([\d.e+-]+)$", text, re.M)}
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(30)
-        return self.proc.returncode
 
 
 def _reading(i: int, base: float):

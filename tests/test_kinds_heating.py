@@ -24,6 +24,7 @@ from support.alerts import (
     SHANGHAI,
     SITE,
     T0,
+    Clock,
     RunningEngine,
     Wire,
     active,
@@ -222,12 +223,12 @@ def test_a_stopped_pump_outside_the_heating_season_is_no_alert(tmp_path, wire):
 
 def test_the_pump_hold_follows_the_citys_heating_season(tmp_path, wire):
     cfg = heating_config(heating_seasons={"sl-mz": {"start": "12-01", "end": "02-28"}}, pump_stopped_for_s=0)
-    nov = datetime(2024, 11, 20, 3, 0, tzinfo=SHANGHAI).timestamp()
-    engine = AlertEngine(cfg, tmp_path / "alerts.db", clock=lambda: nov)
+    clock = Clock(datetime(2024, 11, 20, 3, 0, tzinfo=SHANGHAI).timestamp())
+    engine = AlertEngine(cfg, tmp_path / "alerts.db", clock=clock)
     try:
-        engine.handle(*wire.event("pump-main", "stopped", ts=nov))
+        engine.handle(*wire.event("pump-main", "stopped", ts=clock.t))
         assert active(engine, "pump_stopped") == []
-        engine.handle(*wire.event("pump-main", "stopped", ts=T0))  # in January: at once (hold 0)
+        engine.handle(*wire.event("pump-main", "stopped", ts=T0), now=clock.at(T0))  # in January: at once (hold 0)
         [pump] = active(engine, "pump_stopped")
         assert pump.state == "firing"
     finally:

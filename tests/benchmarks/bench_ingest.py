@@ -1,11 +1,14 @@
 """Ingest benchmark: in one run, the ceilings (a bare paho subscriber's QoS 1 rate; InfluxDB
-1.x's batched write rate) and StationWatch ingest's sustained rate with zero loss.
+1.x's batched write rate) and StationWatch ingest's sustained rate with zero loss; then ingest's
+memory during a QoS 0 flood with InfluxDB stopped, as a ratio to its memory at rest.
 
-    .venv/bin/python tests/benchmarks/bench_ingest.py [--messages 100000]
+    .venv/bin/python tests/benchmarks/bench_ingest.py [--messages 100000] [--flood 200000]
 """
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -17,9 +20,9 @@ from common import machine, publish_in_process, write_section  # noqa: E402
 
 from stationwatch.broker.influx import InfluxV1Writer, Point  # noqa: E402
 from stationwatch.broker.ingest import IngestOptions, run_ingest  # noqa: E402
-from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto  # noqa: E402
+from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto, free_port  # noqa: E402
 from stationwatch.core.config import load_config  # noqa: E402
-from stationwatch.core.contract import MessageClass, Reading, encode, subscription, topic  # noqa: E402
+from stationwatch.core.contract import Heartbeat, MessageClass, Reading, encode, subscription, topic  # noqa: E402
 from stationwatch.core.mqtt import BrokerAddress, MqttLink  # noqa: E402
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "city-station.yaml"
@@ -97,9 +100,64 @@ def ingest_rate(address: BrokerAddress, influx_url: str, msgs, workdir: Path) ->
     return n / elapsed, count
 
 
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def _metrics(port: int) -> dict[str, float]:
+    import urllib.request
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    return {m[0]: float(m[1]) for m in re.findall(r"^stationwatch_ingest_(\w+) ([\d.e+-]+)$", text, re.M)}
+
+
+def flood_memory(workdir: Path, n: int) -> dict[str, float]:
+    """`stationwatch ingest` as its own process; InfluxDB stopped; ``n`` QoS 0 camera heartbeats.
+    RSS (VmRSS) sampled every 0.1 s until ingest has received them all."""
+    with LocalMosquitto(workdir / "fm") as broker, LocalInfluxDB(workdir / "fi") as influx:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "stationwatch.cli", "ingest", "-c", str(EXAMPLE), "--broker",
+                                 f"{broker.host}:{broker.port}", "--influx", influx.url, "--database", "bench_flood",
+                                 "--quarantine", str(workdir / "fq.db"), "--metrics-port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while _metrics(port).get("subscribed") != 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            time.sleep(2)  # settled: the canary has run, the interpreter is warm
+            rest = _rss_mb(proc.pid)
+            influx.stop()
+            link = MqttLink(BrokerAddress(broker.host, broker.port), "bench-flood").start()
+            now, cams = time.time(), ["cam-hall", "cam-med-obs", "cam-kitchen"]
+            peak, t0 = rest, time.perf_counter()
+            for i in range(n):
+                link.publish(topic("sl-station", "gw-sl-main", MessageClass.HEARTBEAT, cams[i % 3]),
+                             encode(Heartbeat(v=1, ts=now, seq=i, online=True)), MessageClass.HEARTBEAT)
+                if i % 5000 == 0:
+                    peak = max(peak, _rss_mb(proc.pid))
+            m: dict[str, float] = {}
+            while time.perf_counter() - t0 < 300:
+                peak = max(peak, _rss_mb(proc.pid))
+                m = _metrics(port)
+                if m.get("received_total", 0) >= n:
+                    break
+                time.sleep(0.1)
+            link.stop()
+            return {"rest": rest, "peak": peak, "received": m.get("received_total", 0), "dropped": m.get("dropped_total", 0),
+                    "queue": m.get("queue_depth", 0), "queue_mb": m.get("queue_bytes", 0) / 2**20}
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--flood", type=int, default=200_000)
     args = ap.parse_args()
     host_info = machine()
     with tempfile.TemporaryDirectory() as tmp:
@@ -111,7 +169,10 @@ def main() -> None:
             raw_sub = ceiling_subscribe(address, msgs)
             raw_influx = ceiling_influx(influx.url, args.messages, base)
             rate, stored = ingest_rate(address, influx.url, msgs, tmp)
+        flood = flood_memory(tmp, args.flood)
     lost = args.messages - stored
+    growth = flood["peak"] / flood["rest"]
+    flood_verdict = "met" if growth <= 1.5 and flood["received"] >= args.flood else "NOT met"
     ratio = rate / raw_sub
     verdict = "met" if ratio >= 0.5 and lost == 0 else "NOT met"
     text = f"""## Ingest (MQTT → InfluxDB)
@@ -128,6 +189,18 @@ Conditions: Mosquitto (project config, `set_tcp_nodelay true`) and InfluxDB 1.6.
 | StationWatch ingest, sustained, ack after write (published → all stored) | {rate:,.0f} msg/s |
 | stored / published | {stored:,} / {args.messages:,} (lost: {lost}) |
 | **ratio ingest / subscribe ceiling** | **{ratio:.2f}** (goal ≥ 0.5 with zero loss: {verdict}) |
+
+Memory during a QoS 0 flood with InfluxDB down (`--flood {args.flood}`): `stationwatch ingest` as its own
+process on a fresh Mosquitto and InfluxDB; InfluxDB stopped; {args.flood:,} QoS 0 camera heartbeats from
+one publisher; RSS (VmRSS of the ingest process) sampled every 0.1 s until ingest had received them all.
+
+| measure | value |
+|---|---|
+| RSS at rest (subscribed, before the flood) | {flood["rest"]:.1f} MB |
+| RSS, highest sample during the flood | {flood["peak"]:.1f} MB |
+| received / dropped (routine QoS 0 beyond the queue's bound) | {flood["received"]:,.0f} / {flood["dropped"]:,.0f} |
+| queue at the end | {flood["queue"]:,.0f} messages, {flood["queue_mb"]:.1f} MB |
+| **ratio highest / at rest** | **{growth:.2f}** (goal ≤ 1.5: {flood_verdict}) |
 """
     write_section("ingest", text)
     print(text)

@@ -1,6 +1,18 @@
 """Helpers the broker tests share: a config of two sites, each with a gateway and a smoke detector,
-for the generated accounts and ACL (a gateway speaks only for its own site)."""
+for the generated accounts and ACL (a gateway speaks only for its own site); ingest run as its own
+process, as `stationwatch ingest` runs (IngestProcess), with its metrics and memory."""
 from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+
+from stationwatch.broker.stack import free_port
+
+from . import EXAMPLES, wait_for
 
 TWO_SITES = {
     "name": "two sites",
@@ -15,3 +27,39 @@ TWO_SITES = {
         {"id": "smk-b", "name": "B 感烟", "kind": "smoke", "gateway": "gw-b", "room": "dorm"},
     ],
 }
+
+
+class IngestProcess:
+    """`stationwatch ingest` in a process of its own, with its metrics on a free port."""
+
+    def __init__(self, broker, influx_url, database, tmp_path, name="ingest", extra=(), instance=None, config=None):
+        self.metrics_port = free_port()
+        self.log = tmp_path / f"{name}-{uuid.uuid4().hex[:4]}.log"
+        self.quarantine = tmp_path / f"quarantine-{name}.db"
+        self.args = [sys.executable, "-m", "stationwatch.cli", "ingest", "-c", str(config or EXAMPLES / "city-station.yaml"),
+                     "--broker", f"{broker.host}:{broker.port}", "--influx", influx_url, "--database", database,
+                     "--quarantine", str(self.quarantine), "--metrics-port", str(self.metrics_port),
+                     # an own persistent session per test: the suite's broker is shared
+                     *(["--instance", instance or database] if "--instance" not in extra else []), *extra]
+        self.proc = subprocess.Popen(self.args, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        wait_for(lambda: (self.metrics() or {}).get("subscribed") == 1, timeout=30, what="ingest subscribed")
+
+    def metrics(self) -> dict[str, float] | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            assert self.proc.poll() is None, self.log.read_text(errors="replace")[-3000:]
+            return None
+        return {m[0]: float(m[1]) for m in re.findall(r"^stationwatch_ingest_(\w+) ([\d.e+-]+)$", text, re.M)}
+
+    def rss_mb(self) -> float:
+        """The process's resident memory now (VmRSS)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(30)
+        return self.proc.returncode
