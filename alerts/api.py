@@ -1,6 +1,6 @@
 """The HTTP API and the duty board (值班看板).
 
-``GET /health``                       the pipeline's own health (public)
+``GET /health``                       the pipeline's own health (without a token outside local use: alive or not)
 ``GET /api/me``                       who the token belongs to, with role, sites and permissions
 ``GET /api/alerts``                   alerts of the caller's sites (filters: state, site, severity, rule,
                                       drill, since, until, all)
@@ -36,8 +36,9 @@ from pydantic import BaseModel
 from stationwatch.core.config import StationConfig
 from stationwatch.core.metrics import prometheus_text
 
+from . import api_limits
 from .api_alerts import alerts, maintenance, me, stats
-from .auth import Auth
+from .auth import Auth, Principal
 from .register.api import hazards
 from .reports.api import reports
 from .store import ENGINE, Store
@@ -62,8 +63,13 @@ class HopOut(BaseModel):
     down_since: float | None  # Unix time it has been silent since, while it is
 
 
-class HealthOut(BaseModel):
+class AliveOut(BaseModel):
+    """What anyone may know: whether the pipeline is alive (no sites, no counts)."""
     status: str  # ok | degraded
+    at: float
+
+
+class HealthOut(AliveOut):
     problems: list[str]
     pipeline: list[HopOut] = []
     store: bool
@@ -71,19 +77,21 @@ class HealthOut(BaseModel):
     counts: dict[str, int]
     outbox: dict[str, int]  # notices queued, failed
     gateways: list[dict[str, Any]]
-    at: float
 
 
 health = APIRouter(tags=["health"])
 board = APIRouter(tags=["duty board"])
 
 
-@health.get("/health", response_model=HealthOut,
-            responses={503: {"model": HealthOut, "description": "degraded: store or engine not working"}})
+@health.get("/health", response_model=HealthOut | AliveOut,
+            responses={503: {"model": HealthOut | AliveOut, "description": "degraded: store or engine not working"}})
 def get_health(request: Request) -> JSONResponse:
     """Is the alert pipeline itself alive? 503 when the store is unreachable or the engine's
-    heartbeat is older than ``api.engine_stale_s`` (a dead engine is an alarm, not a quiet board)."""
+    heartbeat is older than ``api.engine_stale_s`` (a dead engine is an alarm, not a quiet board).
+    With a token: the details, counts and gateways of the caller's sites; without one, outside
+    local use, only ``status`` and ``at``."""
     store: Store = request.app.state.store
+    caller = _caller(request)
     stale_s = request.app.state.cfg.api.engine_stale_s
     problems: list[str] = []
     reachable = store.ping()
@@ -108,11 +116,22 @@ def get_health(request: Request) -> JSONResponse:
             queue["failed" if row["state"] == "failed" else "queued"] += row["n"]
     hops = _hops(store, request.app.state.cfg) if reachable else []
     problems += [f"{HOP_WORDS.get(h.hop, h.hop)} 无心跳 / {h.hop} silent" for h in hops if not h.alive]
+    status = 503 if problems else 200
+    if caller is None:
+        return JSONResponse(AliveOut(status="degraded" if problems else "ok", at=time.time()).model_dump(),
+                            status_code=status)
+    sites = set(caller.sites)
     body = HealthOut(status="degraded" if problems else "ok", problems=problems, pipeline=hops, store=reachable,
-                     engine=engine,
-                     counts=store.counts() if reachable else {}, outbox=queue,
-                     gateways=store.gateways() if reachable else [], at=time.time())
-    return JSONResponse(body.model_dump(), status_code=503 if problems else 200)
+                     engine=engine, counts=store.counts(sites) if reachable else {}, outbox=queue,
+                     gateways=[g for g in store.gateways() if g["site"] in sites] if reachable else [], at=time.time())
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+def _caller(request: Request) -> Principal | None:
+    """Who asks for /health: the token's user, the local wall board, or nobody to tell details to.
+    Read here rather than declared, so /health stays a public route of the OpenAPI."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return request.app.state.auth.principal(token.strip() if scheme.lower() == "bearer" else None)
 
 
 HOP_WORDS = {"broker": "消息服务器", "ingest": "入库服务", "influxdb": "时序数据库", "api": "接口", "watcher": "看护进程",
@@ -186,6 +205,14 @@ def create_app(cfg: StationConfig, db_path: str | Path) -> FastAPI:
     app.state.store = store
     app.state.auth = Auth(cfg)
     app.state.board_html = files("stationwatch.dashboards").joinpath("board.html").read_text(encoding="utf-8")
+    api_limits.install(app)
     for router in (health, me, alerts, stats, maintenance, hazards, reports, board):
         app.include_router(router)
     return app
+
+
+def reload(app: FastAPI, cfg: StationConfig) -> None:
+    """A changed config for the running API (SIGHUP to ``stationwatch serve``): users, their tokens
+    and expiry, sites and settings take effect with the next request."""
+    app.state.auth, app.state.cfg = Auth(cfg), cfg
+    log.info("config reloaded: %d user(s)", len(cfg.users))

@@ -9,13 +9,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Callable
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from stationwatch.core.alert_types import ALERT_TYPES, SEVERITIES, STATES
 from stationwatch.core.config import CENTRE, CENTRE_NAME, StationConfig
 
 from . import outbox
+from .api_limits import IDENT, MAX_DEVICES, MAX_ID, Ident, UnixTime, errors, invalid, text
 from .auth import CurrentUser, Permission, Principal, forbid
 from .escalation import where
 from .silences import Silences
@@ -24,6 +25,8 @@ from .store import Alert, AlertError, Conflict, Escalation, NotFound, Store
 StateFilter = StrEnum("StateFilter", {s: s for s in STATES})
 SeverityFilter = StrEnum("SeverityFilter", {s: s for s in SEVERITIES})
 RuleFilter = StrEnum("RuleFilter", {k: k for k in ALERT_TYPES})
+AlertId = Annotated[int, Path(ge=1, le=MAX_ID, description="alert number (告警编号)", examples=[1])]
+SiteQuery = Annotated[str | None, Query(pattern=IDENT, description="site id from the config")]
 
 
 def _store(request: Request) -> Store:
@@ -129,20 +132,20 @@ class MeOut(BaseModel):
 
 
 class NoteIn(BaseModel):
-    note: Annotated[str, Field(max_length=2000)] = ""
+    note: text(2000) = ""
 
 
 class ReasonIn(BaseModel):
-    reason: Annotated[str, Field(min_length=1, max_length=2000, description="why it is a false alarm (误报原因)")]
+    reason: text(2000, 1, "why it is a false alarm (误报原因)", blank=False)
 
 
 class WindowIn(BaseModel):
-    site: str
-    room: str | None = None
-    devices: list[str] = []
-    starts_at: float | None = None  # Unix time; default now
-    ends_at: float
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    site: Ident
+    room: Ident | None = None
+    devices: Annotated[list[Ident], Field(max_length=MAX_DEVICES)] = []
+    starts_at: UnixTime | None = None  # default now
+    ends_at: UnixTime
+    reason: text(500, 1)
 
 
 class WindowOut(BaseModel):
@@ -188,19 +191,22 @@ def _get(store: Store, principal: Principal, alert_id: int, permission: Permissi
     alert = store.get(alert_id)
     if alert is None:
         raise HTTPException(404, f"告警 #{alert_id} 不存在 / no alert #{alert_id}")
-    forbid(principal, Permission.READ, alert.site)
-    forbid(principal, permission, alert.site)
+    forbid(principal, Permission.READ, alert.site, name_site=False)
+    forbid(principal, permission, alert.site, name_site=False)
     return alert
 
 
-def _unknown_site(cfg: StationConfig, site: str) -> HTTPException:
-    known = ", ".join(s.id for s in cfg.sites)
-    return HTTPException(422, [{"loc": ["query", "site"], "type": "value_error",
-                                "msg": f"unknown site '{site[:64]}' / 站点不存在; known sites: {known}"}])
+def _scope(cfg: StationConfig, principal: Principal, site: str, permission: Permission = Permission.READ) -> None:
+    """403 unless the caller may take ``permission`` on ``site``; a site that does not exist gets the
+    answer of one that is not theirs, so an answer never tells which sites there are."""
+    forbid(principal, permission)
+    if cfg.site(site) is None and site != CENTRE:
+        raise HTTPException(403, f"站点 {site} 不存在或不在您的范围内 / site '{site}' does not exist or is not yours")
+    forbid(principal, permission, site)
 
 
 # ---- /api/me ---------------------------------------------------------------------------------
-me = APIRouter(prefix="/api/me", tags=["auth"])
+me = APIRouter(prefix="/api/me", tags=["auth"], responses=errors(401))
 
 
 @me.get("", response_model=MeOut)
@@ -212,27 +218,23 @@ def who_am_i(principal: CurrentUser) -> MeOut:
 
 
 # ---- /api/alerts -----------------------------------------------------------------------------
-alerts = APIRouter(prefix="/api/alerts", tags=["alerts"],
-                   responses={401: {"description": "missing or invalid token"},
-                              403: {"description": "not allowed for this role or site"}})
+alerts = APIRouter(prefix="/api/alerts", tags=["alerts"], responses=errors(401, 403, 422))
 
 
 @alerts.get("", response_model=list[AlertOut])
 def list_alerts(store: StoreDep, cfg: ConfigDep, principal: CurrentUser,
                 state: Annotated[StateFilter | None, Query(description="pending, firing, acknowledged, resolved, dismissed")] = None,
-                site: Annotated[str | None, Query(description="site id from the config")] = None,
+                site: SiteQuery = None,
                 severity: Annotated[SeverityFilter | None, Query(description="critical, pre_alarm, major, warning")] = None,
                 rule: Annotated[RuleFilter | None, Query(description="fire, night_exit, cold_room …")] = None,
                 drill: Annotated[bool | None, Query(description="only drills (true) or only real alerts (false)")] = None,
-                since: Annotated[float | None, Query(description="first_at ≥ (Unix time)")] = None,
-                until: Annotated[float | None, Query(description="first_at < (Unix time)")] = None,
+                since: Annotated[UnixTime | None, Query(description="first_at ≥ (Unix time)")] = None,
+                until: Annotated[UnixTime | None, Query(description="first_at < (Unix time)")] = None,
                 all: Annotated[bool, Query(description="include closed alerts")] = False,  # noqa: A002
                 limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[AlertOut]:
     """Open alerts of the caller's sites, most recently raised first; ``all=true`` adds closed ones."""
     if site is not None:
-        if cfg.site(site) is None:
-            raise _unknown_site(cfg, site)
-        forbid(principal, Permission.READ, site)
+        _scope(cfg, principal, site)
     found = store.alerts(include_resolved=all, state=state.value if state else None, site=site,
                          sites=set(principal.sites), severity=severity.value if severity else None,
                          rule=rule.value if rule else None, drill=drill, since=since, until=until, limit=limit)
@@ -241,16 +243,16 @@ def list_alerts(store: StoreDep, cfg: ConfigDep, principal: CurrentUser,
     return [alert_out(cfg, a, escs.get(a.id), breaches.get(a.id, 0)) for a in found]
 
 
-@alerts.get("/{alert_id}", response_model=AlertDetailOut, responses={404: {"description": "no such alert"}})
-def get_alert(alert_id: int, store: StoreDep, cfg: ConfigDep, principal: CurrentUser) -> AlertOut:
+@alerts.get("/{alert_id}", response_model=AlertDetailOut, responses=errors(404))
+def get_alert(alert_id: AlertId, store: StoreDep, cfg: ConfigDep, principal: CurrentUser) -> AlertOut:
     """One alert with its audit trail, deliveries (failures included), escalation and breaches."""
     _get(store, principal, alert_id)
     alert = store.get(alert_id, with_trail=True)
     return alert_out(cfg, alert, store.escalation(alert_id), len(alert.breaches), trail=True)
 
 
-@alerts.get("/{alert_id}/audit", response_model=list[AuditOut])
-def get_audit(alert_id: int, store: StoreDep, principal: CurrentUser) -> list[dict]:
+@alerts.get("/{alert_id}/audit", response_model=list[AuditOut], responses=errors(404))
+def get_audit(alert_id: AlertId, store: StoreDep, principal: CurrentUser) -> list[dict]:
     """Every transition of the alert: who, when, what, and the note (签字留痕). Append-only."""
     _get(store, principal, alert_id)
     return store.trail(alert_id)
@@ -260,11 +262,11 @@ def _act(request: Request, principal: Principal, alert_id: int, permission: Perm
          do: Callable[[Store, str], Alert], notice: str | None, note: str) -> AlertOut:
     store: Store = request.app.state.store
     cfg: StationConfig = request.app.state.cfg
-    alert = _get(store, principal, alert_id, permission)
-    if permission is Permission.DISMISS and alert.severity == "critical":
-        forbid(principal, Permission.DISMISS_CRITICAL, alert.site)
     try:
-        with store.tx() as db:
+        with store.tx() as db:  # the state and severity checked and changed in one write transaction
+            alert = _get(store, principal, alert_id, permission)
+            if permission in (Permission.RESOLVE, Permission.DISMISS) and alert.severity == "critical":
+                forbid(principal, Permission.CLOSE_CRITICAL, alert.site, name_site=False)
             changed = do(store, principal.actor)
             wanted = {"acknowledged": cfg.routing.notify_acknowledged}.get(notice or "", cfg.routing.notify_resolved)
             if notice is not None and wanted:
@@ -275,55 +277,53 @@ def _act(request: Request, principal: Principal, alert_id: int, permission: Perm
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
     except AlertError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise invalid(["body"], str(exc), "refused") from None
     return alert_out(cfg, changed)
 
 
-@alerts.post("/{alert_id}/acknowledge", response_model=AlertOut, responses={409: {"description": "not firing"}})
-def acknowledge(alert_id: int, body: NoteIn, request: Request, principal: CurrentUser) -> AlertOut:
+@alerts.post("/{alert_id}/acknowledge", response_model=AlertOut, responses=errors(404, 409, 413))
+def acknowledge(alert_id: AlertId, body: NoteIn, request: Request, principal: CurrentUser) -> AlertOut:
     """I have seen it and I am handling it (已确认): the climb up the reporting chain stops."""
     return _act(request, principal, alert_id, Permission.ACKNOWLEDGE,
                 lambda s, actor: s.acknowledge(alert_id, actor, body.note), "acknowledged", body.note)
 
 
-@alerts.post("/{alert_id}/resolve", response_model=AlertOut, responses={409: {"description": "already closed"}})
-def resolve(alert_id: int, body: NoteIn, request: Request, principal: CurrentUser) -> AlertOut:
-    """Handled (处置完毕), with what was done."""
+@alerts.post("/{alert_id}/resolve", response_model=AlertOut, responses=errors(404, 409, 413))
+def resolve(alert_id: AlertId, body: NoteIn, request: Request, principal: CurrentUser) -> AlertOut:
+    """Handled (处置完毕), with what was done. A critical alert only by a leader, the bureau or an admin."""
     return _act(request, principal, alert_id, Permission.RESOLVE,
                 lambda s, actor: s.resolve(alert_id, actor, body.note), "resolved", body.note)
 
 
-@alerts.post("/{alert_id}/dismiss", response_model=AlertOut, responses={409: {"description": "already closed"}})
-def dismiss(alert_id: int, body: ReasonIn, request: Request, principal: CurrentUser) -> AlertOut:
+@alerts.post("/{alert_id}/dismiss", response_model=AlertOut, responses=errors(404, 409, 413))
+def dismiss(alert_id: AlertId, body: ReasonIn, request: Request, principal: CurrentUser) -> AlertOut:
     """A false alarm (误报), with the reason. A critical alert only by a leader, the bureau or an admin."""
     return _act(request, principal, alert_id, Permission.DISMISS,
                 lambda s, actor: s.dismiss(alert_id, actor, body.reason), "dismissed", body.reason)
 
 
-@alerts.post("/{alert_id}/confirm", response_model=AlertOut, responses={409: {"description": "not open"}})
-def confirm(alert_id: int, body: NoteIn, request: Request, principal: CurrentUser) -> AlertOut:
+@alerts.post("/{alert_id}/confirm", response_model=AlertOut, responses=errors(404, 409, 413))
+def confirm(alert_id: AlertId, body: NoteIn, request: Request, principal: CurrentUser) -> AlertOut:
     """Checked on site (复核) and real: the alert becomes critical and goes up the chain as such."""
     return _act(request, principal, alert_id, Permission.CONFIRM,
                 lambda s, actor: s.confirm(alert_id, actor, body.note), None, body.note)
 
 
 # ---- /api/stats ------------------------------------------------------------------------------
-stats = APIRouter(prefix="/api/stats", tags=["alerts"])
+stats = APIRouter(prefix="/api/stats", tags=["alerts"], responses=errors(401, 403, 422))
 
 
 @stats.get("", response_model=dict[str, int])
 def get_stats(store: StoreDep, cfg: ConfigDep, principal: CurrentUser,
-              site: Annotated[str | None, Query(description="one site; default all of the caller's")] = None) -> dict:
+              site: Annotated[str | None, Query(pattern=IDENT, description="one site; default all of the caller's")] = None) -> dict:
     """Open alerts by severity (real ones), drills counted apart, breaches and failed deliveries."""
     if site is not None:
-        if cfg.site(site) is None:
-            raise _unknown_site(cfg, site)
-        forbid(principal, Permission.READ, site)
+        _scope(cfg, principal, site)
     return store.counts({site} if site else set(principal.sites))
 
 
 # ---- /api/maintenance ------------------------------------------------------------------------
-maintenance = APIRouter(prefix="/api/maintenance", tags=["maintenance"])
+maintenance = APIRouter(prefix="/api/maintenance", tags=["maintenance"], responses=errors(401, 403, 422))
 
 
 def _silences(request: Request) -> Silences:
@@ -340,35 +340,39 @@ def list_windows(silences: SilencesDep, principal: CurrentUser) -> list[dict]:
     return [w.as_dict() for w in silences.windows(sites=set(principal.sites)) if w.ends_at > now]
 
 
-@maintenance.post("", response_model=WindowOut, status_code=201)
+@maintenance.post("", response_model=WindowOut, status_code=201, responses=errors(413))
 def create_window(body: WindowIn, silences: SilencesDep, cfg: ConfigDep, principal: CurrentUser) -> dict:
     """Silence a site, a room or some devices for a time, with a reason (检修)."""
+    _scope(cfg, principal, body.site, Permission.SILENCE)
     site = cfg.site(body.site)
-    if site is None:
-        raise _unknown_site(cfg, body.site)
-    forbid(principal, Permission.SILENCE, site.id)
+    if site is None:  # the centre: not a place with rooms and devices
+        raise invalid(["body", "site"], "监测中心不能设置维护窗口", "the monitoring centre has no maintenance windows")
     if body.room is not None and site.room(body.room) is None:
-        raise HTTPException(422, f"站点 {site.id} 没有房间 {body.room} / no room '{body.room}' in site '{site.id}'")
-    unknown = [d for d in body.devices if d not in {x.id for x in [*cfg.sensors, *cfg.cameras]
-                                                    if cfg.site_of(x).id == site.id}]
+        raise invalid(["body", "room"], f"站点 {site.id} 没有房间 {body.room}", f"no room '{body.room}' in site '{site.id}'")
+    here = {x.id for x in [*cfg.sensors, *cfg.cameras] if cfg.site_of(x).id == site.id}
+    unknown = sorted(set(body.devices) - here)
     if unknown:
-        raise HTTPException(422, f"站点 {site.id} 没有设备 {', '.join(unknown)} / unknown devices")
+        shown = ", ".join(unknown[:10]) + (" …" if len(unknown) > 10 else "")
+        raise invalid(["body", "devices"], f"站点 {site.id} 没有设备 {shown}", f"no such devices in site '{site.id}': {shown}")
+    starts_at = time.time() if body.starts_at is None else body.starts_at
     try:
-        window = silences.create(site.id, body.room, body.devices, body.starts_at or time.time(), body.ends_at,
-                                 body.reason, principal.actor)
-    except Conflict as exc:
-        raise HTTPException(422, str(exc)) from None
+        window = silences.create(site.id, body.room, body.devices, starts_at, body.ends_at, body.reason, principal.actor)
+    except Conflict:
+        raise invalid(["body", "ends_at"], "结束时间须晚于开始时间", "the window must end after it starts") from None
     return window.as_dict()
 
 
-@maintenance.delete("/{window_id}", response_model=WindowOut)
-def end_window(window_id: str, silences: SilencesDep, principal: CurrentUser) -> dict:
+@maintenance.delete("/{window_id}", response_model=WindowOut, responses=errors(404, 409))
+def end_window(window_id: Annotated[str, Path(pattern=r"^(api|cfg)-[0-9]{1,18}$", description="api-N or cfg-N")],
+               silences: SilencesDep, principal: CurrentUser) -> dict:
     """End a maintenance window now."""
     found = next((w for w in silences.windows() if w.id == window_id), None)
     if found is None:
         raise HTTPException(404, f"维护窗口 {window_id} 不存在 / no maintenance window {window_id}")
-    forbid(principal, Permission.SILENCE, found.site)
+    forbid(principal, Permission.SILENCE, found.site, name_site=False)
     try:
         return silences.end(window_id, principal.actor).as_dict()
+    except NotFound as exc:  # ended meanwhile
+        raise HTTPException(404, str(exc)) from None
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from None

@@ -26,6 +26,7 @@ from stationwatch.core.metrics import MetricsServer, prometheus_text
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.wire import payload
 
+from .claim import BEAT_S, EngineTaken, check_client_id, claim_store  # BEAT_S: the engine's heartbeat period
 from .dispatch import Notifier
 from .engine import AlertEngine
 from .history import AlertFeed, Sink, engine_stats
@@ -34,7 +35,6 @@ log = logging.getLogger(__name__)
 
 CLIENT_ID = "stationwatch-alerts"
 TICK_S = 1.0  # time rules, deadlines and reminders are evaluated this often
-BEAT_S = 2.0  # the engine's heartbeat in the store, read by /health and the watcher
 BATCH_MAX = 500  # messages committed (and acknowledged) together
 
 
@@ -56,9 +56,22 @@ def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, 
                tick_s: float = TICK_S, beat_s: float = BEAT_S, batch_max: int = BATCH_MAX,
                config_version: str | None = None, metrics_port: int | None = None,
                history: Sink | None = None) -> None:
-    """Run the alert engine on the live MQTT stream until ``stop`` is set. With ``history`` (an
-    InfluxDB sink) the alert history and the engine's figures are fed to the charts by a thread of
-    their own (:mod:`.history`), which the engine never waits for."""
+    """Run the alert engine on the live MQTT stream until ``stop`` is set. Refuses to start
+    (:class:`~.claim.EngineTaken`) when another engine holds the store or the client id. With
+    ``history`` (an InfluxDB sink) the alert history and the engine's figures are fed to the charts
+    by a thread of their own (:mod:`.history`), which the engine never waits for."""
+    claim = claim_store(db_path, client_id)
+    try:
+        free = check_client_id(address, client_id)
+        _run(cfg, address, db_path, stop, client_id, free, notifier, tick_s, beat_s, batch_max, config_version,
+             metrics_port, history)
+    finally:
+        claim.release()
+
+
+def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: threading.Event, client_id: str,
+         free: bool, notifier: Notifier | None, tick_s: float, beat_s: float, batch_max: int,
+         config_version: str | None, metrics_port: int | None, history: Sink | None) -> None:
     probe_topic = service_topic("alerts", client_id, "probe")
     engine = AlertEngine(cfg, db_path, notifier=notifier if notifier is not None else Notifier(cfg),
                          config_version=config_version, probe_topic=probe_topic)
@@ -78,7 +91,12 @@ def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, 
                     on_connect=on_connect,
                     on_message=lambda topic, body, msg: inbox.put((topic, body, msg.mid, msg.qos)))
     log.info("alert engine: store %s, broker %s:%s", db_path, address.host, address.port)
-    link.start(wait=None)  # paho keeps retrying; /health shows the engine as not connected meanwhile
+    refused: list[Exception] = []
+    if free:
+        link.start(wait=None)  # paho keeps retrying; /health shows the engine as not connected meanwhile
+    else:  # the broker is away: the engine works without it, and connects once the client id is known free
+        threading.Thread(target=_connect_when_free, args=(link, address, client_id, stop, refused),
+                         name="alerts-claim", daemon=True).start()
     metrics = _metrics(engine, link, metrics_port)
     probe_every = cfg.supervision.beat_s
     next_tick = next_beat = next_probe = 0.0
@@ -118,6 +136,26 @@ def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, 
             feed.join()
         engine.close()
         log.info("alert engine stopped: %s", asdict(engine.stats))
+    if refused:
+        raise refused[0]
+
+
+def _connect_when_free(link: MqttLink, address: BrokerAddress, client_id: str, stop: threading.Event,
+                       refused: list[Exception]) -> None:
+    """Ask again until the broker answers; then connect, or stop the engine if the id is taken."""
+    log.warning("alert engine: broker %s:%s not reachable; connecting once client id %r is known free",
+                address.host, address.port, client_id)
+    while not stop.is_set():
+        try:
+            if check_client_id(address, client_id):
+                link.start(wait=None)
+                return
+        except EngineTaken as exc:
+            log.error("%s", exc)
+            refused.append(exc)
+            stop.set()
+            return
+        stop.wait(1.0)
 
 
 def _metrics(engine: AlertEngine, link: MqttLink, port: int | None) -> MetricsServer | None:

@@ -223,14 +223,19 @@ def alerts(config: ConfigArg,
     """Run the rules on the live MQTT stream, supervise the pipeline, patrol the gateways and send
     notifications. / 告警引擎。"""
     _setup_logging(verbose)
+    from stationwatch.alerts.claim import EngineTaken
+    from stationwatch.alerts.history import InfluxSink
     from stationwatch.alerts.runner import run_engine
     from stationwatch.core.config import config_version
     from stationwatch.core.mqtt import BrokerAddress
     cfg = _load(config)
-    from stationwatch.alerts.history import InfluxSink
-    run_engine(cfg, BrokerAddress.parse(broker, str(ca_file) if ca_file else None), db, stop=_stop_event(),
-               client_id=client_id, config_version=config_version(config), metrics_port=metrics_port,
-               history=InfluxSink(influx, database) if influx else None)
+    try:
+        run_engine(cfg, BrokerAddress.parse(broker, str(ca_file) if ca_file else None), db, stop=_stop_event(),
+                   client_id=client_id, config_version=config_version(config), metrics_port=metrics_port,
+                   history=InfluxSink(influx, database) if influx else None)
+    except EngineTaken as exc:  # one engine per store and per client id (alerts/claim.py)
+        typer.echo(f"error / 错误: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -260,10 +265,18 @@ def serve(config: ConfigArg,
     """HTTP API and duty board. / 接口与值班看板。"""
     import uvicorn
 
-    from stationwatch.alerts.api import create_app
+    from stationwatch.alerts.api import create_app, reload
+    from stationwatch.core.config import ConfigError, load_config
     cfg = _load(config)
     api = create_app(cfg, db)
     api.state.influx_url, api.state.influx_database = influx, database  # POST /api/reports
+
+    def reload_config() -> None:
+        try:
+            reload(api, load_config(config))
+        except ConfigError as exc:  # a broken edit must not lock everyone out: keep the running config
+            logging.getLogger("stationwatch.serve").error("config not reloaded, the running one is kept: %s", exc)
+    signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload_config, daemon=True).start())
     uvicorn.run(api, host=host, port=port, log_level="info")
 
 

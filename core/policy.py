@@ -197,6 +197,8 @@ class User(Model):
     sites: list[str] = []
     bureau: str | None = None
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    # the token is refused from then on: a date alone works through that day; without a zone, China time
+    expires: date | datetime | None = None
 
 
 class ApiSettings(Model):

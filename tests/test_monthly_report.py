@@ -13,8 +13,9 @@ the register's deadlines fall as they would; people's acknowledgements and dismi
 calls the API makes, on that clock. The subscriber orders the stream by gateway time before the engine
 reads it (QoS 0 heartbeats may overtake QoS 1 readings on the broker). The continuous query of
 ``trend`` computes only the minute that just ended, so the played (past) minutes are downsampled with
-the writer's ``downsample`` — as after a gateway's spool is replayed. The played month is the one that
-holds the day ten days ago, so the cold night's readings are inside the 30 days of ``raw``.
+the writer's ``downsample`` — as after a gateway's spool is replayed; the messages go out flagged
+``historical`` as such a replay (live, ingest would quarantine a time weeks old as a wrong clock).
+The played month is the one that holds the day ten days ago, so the cold night's readings are inside the 30 days of ``raw``.
 
 Played, site time (Asia/Shanghai), day N of the month: 2nd 14:00 a fire confirmed by two detectors
 (acknowledged in 2 min, resolved); 3rd 10:00 a kitchen pre-alarm dismissed as cooking fumes; 3rd 10:30 an
@@ -134,7 +135,7 @@ def month(tmp_path_factory, influxdb):
                        on_connect=lambda link: link.subscribe(subscription(), qos=1)).start()
         wait_for(lambda: sub.subscribed.is_set(), what="subscription")
         pub = MqttLink(address, f"gateway-{database}").start()
-        messages = played(Wire())
+        messages = played(Wire(historical=True))  # a past month: as a replayed spool
         readings = sum(1 for m in messages if m[3] is MessageClass.READING)
         for info in [pub.publish(t, p, k) for _, t, p, k in messages]:
             info.wait_for_publish(30)

@@ -8,6 +8,8 @@
                                      bureau); ``/close`` 销号 (the bureau); ``/sign`` a sign-off without a move
 
 Every refusal is a 403 that says why (:mod:`.access`); a move the entry's status does not allow is a 409.
+Input is bounded as everywhere in the API (:mod:`..api_limits`): ids in the config's pattern, texts of
+bounded length and valid Unicode, entry numbers in SQLite's range; every error in the documented shape.
 """
 from __future__ import annotations
 
@@ -15,46 +17,49 @@ import time
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from stationwatch.core.config import StationConfig
 from stationwatch.core.hazards import CATEGORIES
 
+from ..api_limits import MAX_ID, Ident, errors, text
 from ..auth import CurrentUser, Principal
 from ..records import AlertError, Conflict, NotFound
 from .actions import Actions, Invalid, Refused
 from .records import OVERDUE, STATUSES, Hazard
 from .store import Register
 
-Text = Annotated[str, Field(min_length=1, max_length=2000)]
-Note = Annotated[str, Field(max_length=2000)]
+Text = text(2000, 1, blank=False)
+Note = text(2000)
+Person = text(200, 1, blank=False)
 When = Annotated[datetime | date, Field(description="ISO date (the end of that day, site time) or date-time; "
                                                      "without a zone: site time")]
+HazardId = Annotated[int, Path(ge=1, le=MAX_ID, description="entry number (问题编号)", examples=[1])]
 
 
 class HazardIn(BaseModel):
-    site: str
-    room: str | None = None
+    site: Ident
+    room: Ident | None = None
     category: Literal[tuple(CATEGORIES)]  # type: ignore[valid-type]
     description: Text
     deadline: When  # 整改时限
     path: Text  # 整改路径
     standard: Text  # 整改标准
-    responsible: Annotated[str, Field(min_length=1, max_length=200)]  # 责任人
+    responsible: Person  # 责任人
     major: bool = False  # 重大事故隐患
     note: Note = ""
 
 
 class HazardPatch(BaseModel):
     status: Literal["rectifying"] | None = None  # 开始整改
-    responsible: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    responsible: Person | None = None
     deadline: When | None = None
     path: Text | None = None
     standard: Text | None = None
     description: Text | None = None
     category: Literal[tuple(CATEGORIES)] | None = None  # type: ignore[valid-type]
-    room: str | None = None
+    room: Ident | None = None
     note: Note = ""
 
 
@@ -160,17 +165,16 @@ def _do(fn, *args, **kwargs):
     except NotFound as exc:
         raise HTTPException(404, str(exc)) from None
     except AlertError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(422, [{"loc": ["body"], "type": "value_error", "msg": str(exc)}]) from None
 
 
-hazards = APIRouter(prefix="/api/hazards", tags=["hazard register"],
-                    responses={401: {"description": "missing or invalid token"},
-                               403: {"description": "not allowed for this role or site: the answer says why"}})
+hazards = APIRouter(prefix="/api/hazards", tags=["hazard register"], responses=errors(401, 403, 422))
+ONE = errors(404, 409, 413)  # an entry's routes: no such entry, its status does not allow it, a body too large
 
 
 @hazards.get("", response_model=list[HazardOut])
 def list_hazards(actions: ActionsDep, cfg: ConfigDep, principal: CurrentUser,
-                 site: Annotated[str | None, Query(description="site id")] = None,
+                 site: Annotated[Ident | None, Query(description="site id")] = None,
                  status: Annotated[Literal[tuple(STATUSES)] | None, Query()] = None,  # type: ignore[valid-type]
                  category: Annotated[Literal[tuple(CATEGORIES)] | None, Query()] = None,  # type: ignore[valid-type]
                  source: Annotated[Literal["inspection", "system"] | None, Query()] = None,
@@ -182,21 +186,21 @@ def list_hazards(actions: ActionsDep, cfg: ConfigDep, principal: CurrentUser,
     return [hazard_out(cfg, h, now) for h in found if source is None or h.source == source]
 
 
-@hazards.post("", response_model=HazardOut, status_code=201)
+@hazards.post("", response_model=HazardOut, status_code=201, responses=errors(413))
 def create_hazard(body: HazardIn, actions: ActionsDep, cfg: ConfigDep, principal: CurrentUser) -> HazardOut:
     """List a problem with its rectification deadline, path and standard and who is responsible."""
     return hazard_out(cfg, _do(actions.create, principal, **body.model_dump()))
 
 
-@hazards.get("/{hazard_id}", response_model=HazardOut, responses={404: {"description": "no such entry"}})
-def get_hazard(hazard_id: int, actions: ActionsDep, cfg: ConfigDep, principal: CurrentUser) -> HazardOut:
+@hazards.get("/{hazard_id}", response_model=HazardOut, responses=errors(404))
+def get_hazard(hazard_id: HazardId, actions: ActionsDep, cfg: ConfigDep, principal: CurrentUser) -> HazardOut:
     """One entry with its sign-off trail."""
     _do(actions.get, principal, hazard_id)
     return hazard_out(cfg, actions.register.get(hazard_id, with_trail=True))
 
 
-@hazards.get("/{hazard_id}/trail", response_model=list[TrailOut])
-def get_trail(hazard_id: int, actions: ActionsDep, cfg: ConfigDep, principal: CurrentUser) -> list[TrailOut]:
+@hazards.get("/{hazard_id}/trail", response_model=list[TrailOut], responses=errors(404))
+def get_trail(hazard_id: HazardId, actions: ActionsDep, cfg: ConfigDep, principal: CurrentUser) -> list[TrailOut]:
     """Every sign-off: who, role, when, what, note (签字留痕). Append-only."""
     hazard = _do(actions.get, principal, hazard_id)
     tz = cfg.site(hazard.site).tz
@@ -204,37 +208,37 @@ def get_trail(hazard_id: int, actions: ActionsDep, cfg: ConfigDep, principal: Cu
             for t in actions.register.trail(hazard_id)]
 
 
-@hazards.patch("/{hazard_id}", response_model=HazardOut, responses={409: {"description": "closed"}})
-def update_hazard(hazard_id: int, body: HazardPatch, actions: ActionsDep, cfg: ConfigDep,
+@hazards.patch("/{hazard_id}", response_model=HazardOut, responses=ONE)
+def update_hazard(hazard_id: HazardId, body: HazardPatch, actions: ActionsDep, cfg: ConfigDep,
                   principal: CurrentUser) -> HazardOut:
     """The station: start rectifying, who is responsible, a progress note. The bureau also: the terms."""
     changes = body.model_dump(exclude_unset=True, exclude={"note", "status"})
     return hazard_out(cfg, _do(actions.update, principal, hazard_id, changes, body.status == "rectifying", body.note))
 
 
-def _move(actions: Actions, principal: Principal, hazard_id: int, action: str, note: str) -> HazardOut:
+def _move(actions: Actions, principal: Principal, hazard_id: HazardId, action: str, note: str) -> HazardOut:
     return hazard_out(actions.cfg, _do(actions.move, principal, hazard_id, action, note))
 
 
-@hazards.post("/{hazard_id}/submit", response_model=HazardOut, responses={409: {"description": "not open"}})
-def submit(hazard_id: int, body: NoteIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
+@hazards.post("/{hazard_id}/submit", response_model=HazardOut, responses=ONE)
+def submit(hazard_id: HazardId, body: NoteIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
     """Rectified: for the bureau to verify, with what was done (整改情况)."""
     return _move(actions, principal, hazard_id, "submit", body.note)
 
 
-@hazards.post("/{hazard_id}/verify", response_model=HazardOut, responses={409: {"description": "not submitted"}})
-def verify(hazard_id: int, body: VerifyIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
+@hazards.post("/{hazard_id}/verify", response_model=HazardOut, responses=ONE)
+def verify(hazard_id: HazardId, body: VerifyIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
     """Checked against the standard: passed (已验收), or not (back to rectifying, with the reason)."""
     return _move(actions, principal, hazard_id, "verify" if body.passed else "reject", body.note)
 
 
-@hazards.post("/{hazard_id}/close", response_model=HazardOut, responses={409: {"description": "not verified"}})
-def close(hazard_id: int, body: NoteIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
+@hazards.post("/{hazard_id}/close", response_model=HazardOut, responses=ONE)
+def close(hazard_id: HazardId, body: NoteIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
     """Struck off the register (销号) after verification."""
     return _move(actions, principal, hazard_id, "close", body.note)
 
 
-@hazards.post("/{hazard_id}/sign", response_model=HazardOut)
-def sign(hazard_id: int, body: NoteIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
+@hazards.post("/{hazard_id}/sign", response_model=HazardOut, responses=ONE)
+def sign(hazard_id: HazardId, body: NoteIn, actions: ActionsDep, principal: CurrentUser) -> HazardOut:
     """A sign-off (签字) on the entry without moving it: seen, checked, agreed."""
     return _move(actions, principal, hazard_id, "sign", body.note)

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path as PathParam, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, model_validator
 
+from ..api_limits import MAX_ID, ErrorOut, Ident, errors
 from ..auth import CurrentUser, Principal
 from ..register.access import Act, refusal
 from ..roster import Directory
@@ -26,7 +27,9 @@ from .archive import ReportError, Reports
 from .period import Month
 from .series import Series, SeriesError
 
-MonthText = Annotated[str, Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="2026-11")]
+MONTH = r"^20\d{2}-(0[1-9]|1[0-2])$"  # 2000-01 … 2099-12: no station's data is older, none is made later
+MonthText = Annotated[str, Field(pattern=MONTH, description="2026-11")]
+ReportId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="archived report number", examples=[1])]
 
 
 class ReportOut(BaseModel):
@@ -43,10 +46,13 @@ class ReportOut(BaseModel):
 
 
 class ReportIn(BaseModel):
-    site: str | None = None
-    bureau: str | None = None
+    # exactly one scope, said in the schema too (clients and fuzzers read it)
+    model_config = {"json_schema_extra": {"oneOf": [{"required": ["site"], "not": {"required": ["bureau"]}},
+                                                    {"required": ["bureau"], "not": {"required": ["site"]}}]}}
+    site: Ident = None  # type: ignore[assignment]  # absent, never null (the schema says so)
+    bureau: Ident = None  # type: ignore[assignment]
     month: MonthText
-    formats: list[Literal["pdf", "xlsx"]] = ["pdf", "xlsx"]
+    formats: Annotated[list[Literal["pdf", "xlsx"]], Field(min_length=1, max_length=2)] = ["pdf", "xlsx"]
 
     @model_validator(mode="after")
     def _one_scope(self) -> "ReportIn":
@@ -70,14 +76,12 @@ def _reports(request: Request) -> Reports:
     return state.reports
 
 
-reports = APIRouter(prefix="/api/reports", tags=["monthly reports"],
-                    responses={401: {"description": "missing or invalid token"},
-                               403: {"description": "not your site or bureau"}})
+reports = APIRouter(prefix="/api/reports", tags=["monthly reports"], responses=errors(401, 403, 422))
 
 
 @reports.get("", response_model=list[ReportOut])
 def list_reports(request: Request, principal: CurrentUser,
-                 month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None) -> list[ReportOut]:
+                 month: Annotated[str | None, Query(pattern=MONTH)] = None) -> list[ReportOut]:
     """Archived monthly reports of the caller's scope, newest month first, with each file's SHA-256."""
     rows = _reports(request).archived(month=month)
     return [ReportOut(**{k: r[k] for k in ("id", "scope", "scope_id", "month", "format", "sha256", "size",
@@ -85,14 +89,14 @@ def list_reports(request: Request, principal: CurrentUser,
             for r in rows if _allowed(request, principal, r["scope"], r["scope_id"])]
 
 
-@reports.get("/{report_id}/file", response_class=FileResponse, responses={404: {"description": "no such report"}})
-def get_file(report_id: int, request: Request, principal: CurrentUser) -> FileResponse:
+@reports.get("/{report_id}/file", response_class=FileResponse, responses=errors(404))
+def get_file(report_id: ReportId, request: Request, principal: CurrentUser) -> FileResponse:
     """The archived file, exactly as made; compare its SHA-256 with ``X-Content-SHA256``."""
     row = next((r for r in _reports(request).archived() if r["id"] == report_id), None)
     if row is None or not Path(row["path"]).exists():
         raise HTTPException(404, f"报告 #{report_id} 不存在 / no report #{report_id}")
     if not _allowed(request, principal, row["scope"], row["scope_id"]):
-        raise HTTPException(403, f"无权查看 {row['scope_id']} 的报告 / the reports of '{row['scope_id']}' are not in your scope")
+        raise HTTPException(403, "该报告不在您的范围内 / that report is not in your scope")
     media = "application/pdf" if row["format"] == "pdf" else \
         "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     return FileResponse(row["path"], media_type=media, filename=Path(row["path"]).name,
@@ -100,17 +104,17 @@ def get_file(report_id: int, request: Request, principal: CurrentUser) -> FileRe
 
 
 @reports.post("", response_model=list[ReportOut], status_code=201,
-              responses={503: {"description": "the API was started without InfluxDB (serve --influx)"}})
+              responses={**errors(413), 502: {"model": ErrorOut, "description": "InfluxDB did not answer / 时序数据库无应答"},
+                         503: {"model": ErrorOut, "description": "the API was started without InfluxDB (serve --influx)"}})
 def make_report(body: ReportIn, request: Request, principal: CurrentUser) -> list[ReportOut]:
     """Make a report now. A month that has ended goes to the archive (once: an archived report is returned as
     it was made); the running month is made as a draft counted up to now, and not archived."""
     cfg = request.app.state.cfg
     scope, scope_id = ("site", body.site) if body.site else ("bureau", body.bureau)
     known = {s.id for s in cfg.sites} if scope == "site" else {b.id for b in cfg.bureaus}
-    if scope_id not in known:
-        raise HTTPException(422, [{"loc": ["body", scope], "type": "value_error", "msg": f"unknown {scope} '{scope_id[:64]}'"}])
-    if not _allowed(request, principal, scope, scope_id):
-        raise HTTPException(403, f"{scope_id} 不在您的范围内 / '{scope_id}' is not in your scope")
+    if scope_id not in known or not _allowed(request, principal, scope, scope_id):  # unknown as not yours: no enumeration
+        raise HTTPException(403, f"该{'站点' if scope == 'site' else '民政局'}不存在或不在您的范围内 / "
+                                 f"that {scope} does not exist or is not in your scope")
     made_by = _reports(request)
     if made_by.series is None:
         raise HTTPException(503, "接口未连接时序数据库（serve --influx）/ the API was started without --influx")
@@ -128,7 +132,9 @@ def make_report(body: ReportIn, request: Request, principal: CurrentUser) -> lis
         make = made_by.site if scope == "site" else made_by.bureau
         made = make(scope_id, month, list(body.formats), out, now)
     except (ReportError, SeriesError) as exc:
-        raise HTTPException(502 if isinstance(exc, SeriesError) else 422, str(exc)) from None
+        if isinstance(exc, SeriesError):
+            raise HTTPException(502, str(exc)) from None
+        raise HTTPException(422, [{"loc": ["body"], "type": "value_error", "msg": str(exc)}]) from None
     if ended:
         made_by.record(made, principal.actor)
         return list_reports(request, principal, month.label)

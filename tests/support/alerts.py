@@ -27,25 +27,27 @@ HOLD = 60.0  # rules.resolve_hold_s default
 
 
 class Wire:
-    """Messages as a gateway sends them: (topic, payload bytes)."""
+    """Messages as a gateway sends them: (topic, payload bytes). ``historical``: as its spool replays
+    them after an outage (old times are expected then; live, ingest quarantines them past
+    ``limits.clock.behind_max_s``)."""
 
-    def __init__(self, site: str = SITE, gateway: str = GW):
-        self.site, self.gateway, self.seq = site, gateway, 0
+    def __init__(self, site: str = SITE, gateway: str = GW, historical: bool = False):
+        self.site, self.gateway, self.seq, self.historical = site, gateway, 0, historical
 
     def _next(self) -> int:
         self.seq += 1
         return self.seq
 
     def event(self, device: str, state: str, ts: float = T0, drill: bool = False) -> tuple[str, bytes]:
-        body = Event(v=1, ts=ts, seq=self._next(), state=state, drill=drill)
+        body = Event(v=1, ts=ts, seq=self._next(), state=state, drill=drill, historical=self.historical)
         return topic(self.site, self.gateway, MessageClass.EVENT, device), encode(body)
 
     def reading(self, device: str, value: float | None, ts: float = T0, quality: str = "ok") -> tuple[str, bytes]:
-        body = Reading(v=1, ts=ts, seq=self._next(), value=value, unit="°C", quality=quality)
+        body = Reading(v=1, ts=ts, seq=self._next(), value=value, unit="°C", quality=quality, historical=self.historical)
         return topic(self.site, self.gateway, MessageClass.READING, device), encode(body)
 
     def heartbeat(self, camera: str, online: bool, ts: float = T0) -> tuple[str, bytes]:
-        body = Heartbeat(v=1, ts=ts, seq=self._next(), online=online)
+        body = Heartbeat(v=1, ts=ts, seq=self._next(), online=online, historical=self.historical)
         return topic(self.site, self.gateway, MessageClass.HEARTBEAT, camera), encode(body)
 
     def status(self, state: str, reason: str | None = None, ts: float = T0) -> tuple[str, bytes]:

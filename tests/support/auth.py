@@ -27,6 +27,8 @@ def two_city_config(environment="production", **api):
                           "rooms": [{"id": "dorm", "name": "宿舍", "kind": "dormitory"}]})
     data["gateways"].append({"id": "gw-hy", "name": "网关", "site": "hy-station"})
     data["sensors"].append({"id": "smk-hy", "name": "宿舍 感烟", "kind": "smoke", "gateway": "gw-hy", "room": "dorm"})
+    data["sensors"].append({"id": "smk-med-obs-b", "name": "医疗观察室 感烟B", "kind": "smoke", "gateway": "gw-sl-main",
+                            "room": "med-obs"})  # a second detector in the pre-alarm's zone
     data["users"] = [{"id": uid, "name": uid, "role": role, "token_sha256": token_hash(TOKENS[uid]), **scope}
                      for uid, (role, scope) in USERS.items()]
     data["api"] = {"environment": environment, **api}
