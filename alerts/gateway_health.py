@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from stationwatch.core.contract import LOCAL_ALARM, Message
+from stationwatch.core.contract import LOCAL_ALARM, SPOOL, Message
 
 from .situation import Observation, Situation
 from .verdicts import Clear, Verdict, raised, subject
@@ -31,6 +31,9 @@ FLAGS: dict[str, tuple[str, str]] = {
     "spool": ("本地缓存无法写入（磁盘满、只读或损坏；告警仍会发出，读数可能丢失）",
               "disk spool cannot be written (full, read-only or damaged; alarms still go out, readings may be lost)"),
 }
+# health/spool with detail "replaced: …": the gateway started on a new spool (it stays raised for a person)
+REPLACED = ("本地缓存文件损坏，已另存并新建（部分读数可能丢失，请检查存储卡）",
+            "disk spool was damaged: set aside and replaced (some readings may be lost; check the SD card)")
 LOCAL_ALARM_NOTES = {
     "silenced": ("本地声光报警已消音", "local alarm silenced"),
     "quiet": ("本地声光报警已停止（探测器恢复正常）", "local alarm quiet (detectors back to normal)"),
@@ -52,6 +55,9 @@ def _problem(sit: Situation, obs: Observation) -> tuple[bool | None, str, str]:
     metric, body = obs.msg.device, obs.body
     if body.quality != "ok":
         return None, "", ""  # the check itself failed: says nothing about the problem
+    if metric == SPOOL and body.state == "alarm" and (body.detail or "").startswith("replaced"):
+        zh, en = REPLACED
+        return True, zh, en
     if metric in FLAGS:
         zh, en = FLAGS[metric]
         return {"alarm": True, "normal": False}.get(body.state), zh, en

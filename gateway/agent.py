@@ -209,8 +209,14 @@ class Agent:
                 return batch
 
     def _spool_health(self) -> list[Outgoing]:
-        """``health/spool`` when the disk starts or stops failing (urgent: it goes out from memory)."""
+        """``health/spool`` when the disk starts or stops failing (urgent: it goes out from memory), and
+        once when a damaged file was set aside: that report stands until the disk fails again (a person
+        closes the alert; readings may have been lost and the card may be dying)."""
         trouble = self.spool.trouble
+        if trouble is None and self.spool.replaced:
+            trouble, self.spool.replaced = self.spool.replaced, None
+        elif trouble is None and (self._spool_trouble or "").startswith("replaced"):
+            return []
         if trouble == self._spool_trouble:
             return []
         self._spool_trouble = trouble

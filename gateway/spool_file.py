@@ -102,6 +102,7 @@ class SpoolFile:
         self.path = Path(path)
         self._sync = SYNC[sync]
         self.trouble: str | None = None  # disk_full | read_only | io_error | damaged, while the disk fails
+        self.replaced: str | None = None  # a damaged file was set aside: where, and what was recovered
         self._retry_at = 0.0
         self._db: sqlite3.Connection | None = None
         self._lockfile = self._take_lock()
@@ -166,6 +167,7 @@ class SpoolFile:
             self.boot_id = self._db.execute("SELECT coalesce(max(id), 0) FROM message").fetchone()[0]
             self.stats.recovered += len(saved.rows)
             self.trouble = None
+            self.replaced = f"replaced: set aside as {aside.name}, {len(saved.rows)} message(s) recovered"
             log.error("缓存文件损坏，已另存并新建 / spool %s was damaged: set aside as %s, %d message(s) recovered "
                       "into a new one", self.path, aside, len(saved.rows))
         except (sqlite3.Error, OSError) as exc:

@@ -113,6 +113,40 @@ def test_the_agent_starts_on_a_damaged_spool_and_sounds_within_a_second(city_con
     assert not runner.is_alive()
 
 
+def test_a_gateway_that_started_on_a_new_spool_says_so_and_the_staff_get_a_maintenance_alert(
+        city_config, tmp_path, broker_address):
+    """The damaged file is set aside at start; the centre hears of it once (``health/spool``, "replaced")
+    and the engine raises a maintenance alert for the staff that stays until a person closes it."""
+    from stationwatch.alerts.engine import AlertEngine
+    from stationwatch.gateway.agent import Agent
+
+    cfg, gw = gateway_of(city_config, tmp_path)
+    filled(Path(gw.agent.spool_path))
+    garbage_in_the_middle(Path(gw.agent.spool_path))
+    got: list = []
+    centre = MqttLink(broker_address, "test-replaced-centre",
+                      on_connect=lambda link: link.subscribe(f"sw/v1/{gw.site}/{gw.id}/health/spool", 1),
+                      on_message=lambda t, b, _m: got.append((t, b))).start()
+    wait_for(lambda: centre.subscribed.is_set(), 10, what="the centre subscribed")
+    spool = Spool(gw.agent.spool_path)
+    assert spool.replaced and "recovered" in spool.replaced
+    agent = Agent(cfg, gw, broker_address, [_Thermometers(cfg, gw)], spool=spool).start()
+    try:
+        wait_for(lambda: got, 10, what="the replacement reported")
+        wait_for(lambda: spool.rows < 100, 30, what="the salvaged rows sent")
+    finally:
+        agent.stop()
+        spool.close()
+        centre.stop()
+    bodies = [parse(t, b).body for t, b in got]
+    assert [(b.state, b.detail.split(":")[0]) for b in bodies] == [("alarm", "replaced")], bodies
+    engine = AlertEngine(cfg, tmp_path / "alerts.db")
+    engine.watching = False
+    engine.handle(*got[0], now=bodies[0].ts)
+    alert = next(a for a in engine.store.alerts() if a.rule == "gateway_health")
+    assert "damaged" in alert.title_en and "存储卡" in alert.title_zh and alert.severity == "warning"
+
+
 # ---- a full disk: only as root, on a tmpfs of the test's own ----------------------------------
 
 @pytest.fixture
