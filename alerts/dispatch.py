@@ -14,16 +14,16 @@ Time here is wall-clock time (retries, rate windows), whatever clock the engine 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable
 
 from stationwatch.core.config import StationConfig
 
 from . import outbox
+from .database import ERRORS
 from .channels import Channel, Outcome, channel_for, redact
 from .notify import Notice, compose, compose_digest
 from .store import DISPATCHER, Alert, Store
@@ -119,7 +119,7 @@ class Notifier:
             try:
                 wait = self.dispatch_once()
                 self._store.beat(DISPATCHER, {"busy": self._busy})  # the watcher's sign of life
-            except sqlite3.Error:
+            except ERRORS:
                 log.exception("outbox unreadable; retrying")
                 wait = self.poll_s
             self._wake.wait(wait)
@@ -132,7 +132,7 @@ class Notifier:
         exhausted: list[tuple[int, int]] = []
         with self._store.tx() as db:
             rows = [r for r in outbox.claim(db, now) if not self._moot(db, r)]
-            by_url: dict[str, list[sqlite3.Row]] = defaultdict(list)
+            by_url: dict[str, list[Any]] = defaultdict(list)
             for row in rows:
                 by_url[self._url(row)].append(row)
             for url, group in by_url.items():
@@ -153,7 +153,7 @@ class Notifier:
         return self.poll_s if due is None else max(0.0, min(self.poll_s, due - self.clock()))
 
     @staticmethod
-    def _moot(db: sqlite3.Connection, row: sqlite3.Row) -> bool:
+    def _moot(db, row: Any) -> bool:
         """A reminder or escalation notice about an alert no longer firing is not sent (cancelled)."""
         if row["kind"] not in MOOT_UNLESS_FIRING:
             return False
@@ -163,20 +163,20 @@ class Notifier:
         db.execute("UPDATE outbox SET state='cancelled', last_error=? WHERE id=?", (f"alert {state}", row["id"]))
         return True
 
-    def _url(self, row: sqlite3.Row) -> str:
+    def _url(self, row: Any) -> str:
         contact = self.contacts.get(row["contact"])
         channels = contact.channels if contact else []
         return channels[row["channel_index"]] if row["channel_index"] < len(channels) else NO_CHANNEL
 
     @staticmethod
-    def _batches(group: list[sqlite3.Row], room: int | None) -> list[list[sqlite3.Row]]:
+    def _batches(group: list[Any], room: int | None) -> list[list[Any]]:
         """One message per row while the channel has room; the rest as one digest."""
         if room is None or len(group) <= room:
             return [[row] for row in group]
         singles = max(0, room - 1)
         return [[row] for row in group[:singles]] + [group[singles:]]
 
-    def _submit(self, db: sqlite3.Connection, url: str, batch: list[sqlite3.Row]) -> None:
+    def _submit(self, db, url: str, batch: list[Any]) -> None:
         alerts = {r["alert_id"]: Alert.from_row(db.execute("SELECT * FROM alerts WHERE id=?", (r["alert_id"],)).fetchone())
                   for r in batch}
         if len(batch) == 1:
@@ -190,7 +190,7 @@ class Notifier:
             self._busy += 1
         self._pool.submit(self._send, url, notice, batch)
 
-    def _send(self, url: str, notice: Notice, batch: list[sqlite3.Row]) -> None:
+    def _send(self, url: str, notice: Notice, batch: list[Any]) -> None:
         try:
             channel = self.channel or channel_for(url)
             try:
@@ -209,7 +209,7 @@ class Notifier:
                 self._busy -= 1
             self._wake.set()
 
-    def _record(self, db: sqlite3.Connection, batch: list[sqlite3.Row], url: str, outcome: Outcome, now: float,
+    def _record(self, db, batch: list[Any], url: str, outcome: Outcome, now: float,
                 final: bool = False) -> list[tuple[int, int]]:
         """Record one attempt for each row; returns (alert, level) of rows that ran out of channels."""
         shown = redact(url) if url != NO_CHANNEL else url

@@ -27,7 +27,6 @@ to the broker with a persistent session and manual acknowledgement.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,6 +40,7 @@ from stationwatch.core.quarantine import Quarantine
 from stationwatch.core.wire import SERVICE_ROOT
 
 from . import gateway_health, outbox, patrol
+from .database import is_url
 from .dispatch import Notifier
 from .escalation import Escalator
 from .register.evidence import Watch
@@ -59,8 +59,9 @@ log = logging.getLogger(__name__)
 
 
 def quarantine_path(db_path: str | Path) -> Path:
-    """The quarantine file lives next to the alert store: ``alerts.db`` → ``alerts.quarantine.db``."""
-    return Path(db_path).with_suffix(".quarantine.db")
+    """The quarantine file lives next to the alert store: ``alerts.db`` → ``alerts.quarantine.db``;
+    with a PostgreSQL store, in the working directory (each engine's own: ``runner.py`` names it)."""
+    return Path("alerts.quarantine.db") if is_url(db_path) else Path(db_path).with_suffix(".quarantine.db")
 
 
 @dataclass
@@ -311,7 +312,7 @@ class AlertEngine:
             log.warning("alert %s %s [%s]: %s", alert.id, change, alert.severity, alert.title_en)
         return alert, change
 
-    def _fire(self, db: sqlite3.Connection, alert: Alert, now: float) -> None:
+    def _fire(self, db, alert: Alert, now: float) -> None:
         """An alert starts firing: silenced by a maintenance window, or up the reporting chain."""
         window = self.silences.covering(alert, now)
         if window is not None:
@@ -319,13 +320,13 @@ class AlertEngine:
             return
         self.escalator.start(alert, now)
 
-    def _closed(self, db: sqlite3.Connection, alert: Alert, now: float) -> None:
+    def _closed(self, db, alert: Alert, now: float) -> None:
         self.stats.resolved += 1
         log.info("alert %s %s: %s", alert.id, alert.resolution, alert.title_en)
         if alert.resolution != "expired" and alert.flaps < 2 and self.cfg.routing.notify_resolved:
             outbox.enqueue(db, alert, outbox.told(db, alert.id), None, "resolved", now)
 
-    def _silence_stage(self, db: sqlite3.Connection, now: float) -> None:
+    def _silence_stage(self, db, now: float) -> None:
         """Mark alerts a window now covers; when a window ends, their escalation starts (or goes on)."""
         windows = self.silences.windows(now)
         rows = db.execute("SELECT * FROM alerts WHERE state IN ('firing', 'acknowledged') AND"

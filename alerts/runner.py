@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from dataclasses import asdict
@@ -27,6 +26,7 @@ from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.wire import payload
 
 from .claim import BEAT_S, EngineTaken, check_client_id, claim_store  # BEAT_S: the engine's heartbeat period
+from .database import ERRORS
 from .dispatch import Notifier
 from .engine import AlertEngine
 from .history import AlertFeed, Sink, engine_stats
@@ -182,7 +182,7 @@ def _commit(engine: AlertEngine, batch: list, stop: threading.Event) -> None:
         try:
             engine.handle_batch([(topic, body) for topic, body, _mid, _qos in batch])
             return
-        except sqlite3.Error as exc:
+        except ERRORS as exc:
             log.error("alert store write failed (%s); retrying in %.1f s", exc, delay)
             if stop.wait(delay):
                 raise
