@@ -26,7 +26,7 @@ from . import outbox
 from .database import ERRORS
 from .channels import Channel, Outcome, channel_for, redact
 from .notify import Notice, compose, compose_digest
-from .store import DISPATCHER, Alert, Store
+from .store import DISPATCHER, Alert, AlertError, Store
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,7 @@ class Notifier:
         self._undeliverable: Callable[[int, int], None] = lambda alert_id, level: None
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self.sites: frozenset[str] | None = None  # an engine's partition: notices about these sites only
 
     # ---- life cycle
     def start(self, store: Store, on_undeliverable: Callable[[int, int], None] | None = None) -> "Notifier":
@@ -92,7 +93,7 @@ class Notifier:
         if on_undeliverable is not None:
             self._undeliverable = on_undeliverable
         with store.tx() as db:
-            again = outbox.requeue_interrupted(db)
+            again = outbox.requeue_interrupted(db, self.sites)
         if again:
             log.warning("outbox: %d notice(s) cut off by a crash are queued again", again)
         self._thread = threading.Thread(target=self._run, name="stationwatch-dispatch", daemon=True)
@@ -119,8 +120,8 @@ class Notifier:
             try:
                 wait = self.dispatch_once()
                 self._store.beat(DISPATCHER, {"busy": self._busy})  # the watcher's sign of life
-            except ERRORS:
-                log.exception("outbox unreadable; retrying")
+            except (*ERRORS, AlertError) as exc:  # AlertError: a lease lost (leases.py), the next round knows
+                log.warning("outbox not dispatched (%s); retrying", str(exc)[:200])
                 wait = self.poll_s
             self._wake.wait(wait)
             self._wake.clear()
@@ -131,7 +132,7 @@ class Notifier:
         now = self.clock()
         exhausted: list[tuple[int, int]] = []
         with self._store.tx() as db:
-            rows = [r for r in outbox.claim(db, now) if not self._moot(db, r)]
+            rows = [r for r in outbox.claim(db, now, sites=self.sites) if not self._moot(db, r)]
             by_url: dict[str, list[Any]] = defaultdict(list)
             for row in rows:
                 by_url[self._url(row)].append(row)

@@ -117,11 +117,12 @@ class Lifecycle:
                 db.execute("UPDATE alerts SET detail=? WHERE id=?", (json.dumps(detail, ensure_ascii=False), alert.id))
             return self._row(db, alert.id), "clearing"
 
-    def settle(self, now: float, hold_s: float) -> list[Alert]:
-        """Resolve the alerts whose condition has stayed clear for ``hold_s``."""
+    def settle(self, now: float, hold_s: float, sites: frozenset[str] | None = None) -> list[Alert]:
+        """Resolve the alerts (of ``sites``, if given) whose condition has stayed clear for ``hold_s``."""
+        scope = "" if sites is None else (f" AND site IN ({','.join('?' * len(sites))})" if sites else " AND 1=0")
         with self.tx() as db:
             rows = db.execute(f"SELECT id, detail FROM alerts WHERE {_OPEN} AND clearing_since IS NOT NULL"
-                              " AND clearing_since <= ?", (now - hold_s,)).fetchall()
+                              f" AND clearing_since <= ?{scope}", (now - hold_s, *sorted(sites or ()))).fetchall()
             for row in rows:
                 note = json.loads(row["detail"]).get("clear_note") or "condition cleared / 条件已消除"
                 self._close(db, row["id"], now, "engine", "resolved", "auto", note)

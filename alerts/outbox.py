@@ -29,10 +29,18 @@ def enqueue(db, alert: Alert, contacts: Iterable[str], level: int | None, kind: 
             for contact in contacts]
 
 
-def claim(db, now: float, limit: int = 200) -> list[Any]:
-    """Due rows, most urgent first, marked ``sending``."""
-    rows = db.execute("SELECT * FROM outbox WHERE state='queued' AND next_at<=? ORDER BY priority DESC, id LIMIT ?",
-                      (now, limit)).fetchall()
+def _of_sites(sites: frozenset[str] | None) -> tuple[str, tuple]:
+    if sites is None:
+        return "", ()
+    marks = ",".join("?" * len(sites)) or "NULL"
+    return f" AND alert_id IN (SELECT id FROM alerts WHERE site IN ({marks}))", tuple(sorted(sites))
+
+
+def claim(db, now: float, limit: int = 200, sites: frozenset[str] | None = None) -> list[Any]:
+    """Due rows (about alerts of ``sites``, if given), most urgent first, marked ``sending``."""
+    scope, args = _of_sites(sites)
+    rows = db.execute(f"SELECT * FROM outbox WHERE state='queued' AND next_at<=?{scope} ORDER BY priority DESC, id"
+                      " LIMIT ?", (now, *args, limit)).fetchall()
     if rows:
         db.execute(f"UPDATE outbox SET state='sending' WHERE id IN ({','.join('?' * len(rows))})",
                    [r["id"] for r in rows])
@@ -46,8 +54,11 @@ def release(db, ids: list[int], next_at: float) -> None:
                    [next_at, *ids])
 
 
-def requeue_interrupted(db) -> int:
-    return db.execute("UPDATE outbox SET state='queued' WHERE state='sending'").rowcount
+def requeue_interrupted(db, sites: frozenset[str] | None = None) -> int:
+    """Rows cut off by a crash (``sending``) queued again — of ``sites`` only, when an engine takes
+    over sites whose engine died in the middle of a send."""
+    scope, args = _of_sites(sites)
+    return db.execute(f"UPDATE outbox SET state='queued' WHERE state='sending'{scope}", args).rowcount
 
 
 def next_due(db) -> float | None:

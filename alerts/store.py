@@ -37,6 +37,13 @@ ENGINE = "alerts"  # the service name the engine writes its heartbeat under
 DISPATCHER = "dispatcher"  # … and its dispatcher (the watcher reads both: alerts/watcher.py)
 
 
+def in_sites(sites: frozenset[str] | set[str] | None, column: str = "site") -> tuple[str, tuple]:
+    """`` AND {column} IN (…)`` for an engine that owns ``sites`` (None: every site, no filter)."""
+    if sites is None:
+        return "", ()
+    return (f" AND {column} IN ({','.join('?' * len(sites))})" if sites else " AND 1=0"), tuple(sorted(sites))
+
+
 class Store(Lifecycle):
     """Thread-safe access to the alert database. Open one per process (engine, API). ``path`` is a
     SQLite file (or ``:memory:``) or a ``postgresql://`` URL."""
@@ -253,13 +260,14 @@ class Store(Lifecycle):
                        (esc.alert_id, esc.policy, esc.severity, esc.level, esc.started_at, esc.level_at, esc.due_at,
                         esc.remind_at, json.dumps(list(esc.notified))))
 
-    def escalations_due(self, now: float) -> list[Escalation]:
+    def escalations_due(self, now: float, sites: frozenset[str] | None = None) -> list[Escalation]:
         """Chains of firing, unsilenced alerts with something to do: a deadline or reminder passed,
-        or the alert's severity changed since the chain was chosen."""
+        or the alert's severity changed since the chain was chosen (of ``sites`` only, if given)."""
+        scope, args = in_sites(sites, "a.site")
         return [Escalation.from_row(r) for r in self.query(
             "SELECT e.* FROM escalations e JOIN alerts a ON a.id=e.alert_id WHERE a.state='firing' AND"
-            " a.silenced_by IS NULL AND (a.severity!=e.severity OR e.due_at<=? OR e.remind_at<=?) ORDER BY e.alert_id",
-            (now, now))]
+            " a.silenced_by IS NULL AND (a.severity!=e.severity OR e.due_at<=? OR e.remind_at<=?)"
+            f"{scope} ORDER BY e.alert_id", (now, now, *args))]
 
     def add_breach(self, alert: Alert, esc: Escalation, level_name: str, due_at: float, at: float,
                    reason: str) -> None:
