@@ -175,7 +175,7 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
                 next_probe = time.monotonic() + probe_every
             if time.monotonic() >= next_beat:
                 _fenced(engine, leases, lambda: engine.beat(connected=link.connected.is_set(), watching=engine.watching,
-                                                            sites=sorted(engine.scope or ())))
+                                                            **({"sites": sorted(engine.scope)} if leases else {})))
                 beacon.beat(link, {"connected": True, "watching": engine.watching})
                 next_beat = time.monotonic() + beat_s
     finally:
