@@ -8,7 +8,11 @@ write transaction begins, the DDL's identity column and triggers — is one :cla
 
 On PostgreSQL a write transaction takes one advisory lock first, so writers of one store follow
 each other as they do on SQLite (``BEGIN IMMEDIATE``): the lifecycle reads an alert and updates it
-in one transaction, and no two writers may interleave there. Reads do not take it.
+in one transaction, and no two writers may interleave there. Reads do not take it. A process paused
+inside a transaction (SIGSTOP, a frozen VM) would hold that lock, and with it every other engine's
+takeover; so each session asks the server to end it after :data:`IDLE_IN_TX_S` idle in a transaction
+(``idle_in_transaction_session_timeout``), and a connection found broken is opened again at its next
+statement (the transaction it was in is lost, as on a crash, and was never committed).
 
 >>> db = connect(":memory:")
 >>> db.execute("SELECT 1 + ? AS n", (1,)).fetchone()["n"], db.dialect.name
@@ -32,6 +36,7 @@ ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,) + ((psycopg.Error,) i
 """What a store may raise when its database is unreachable or refuses a write (callers retry)."""
 
 WRITE_LOCK = 0x5757_414C  # "SWAL": the advisory lock key of a store's writers on PostgreSQL
+IDLE_IN_TX_S = 5  # a session idle this long inside a transaction is ended by the server, its lock freed
 
 
 @dataclass(frozen=True)
@@ -101,10 +106,17 @@ class PgConnection:
         if psycopg is None:
             raise RuntimeError("PostgreSQL store needs psycopg / 需要安装 psycopg: pip install 'psycopg[binary]'")
         self.url = url
-        self._conn = psycopg.connect(url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
+        self._conn = self._open()
+
+    def _open(self):
+        conn = psycopg.connect(self.url, autocommit=True, row_factory=_row_factory, connect_timeout=10)
+        conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TX_S}s'")
+        return conn
 
     def execute(self, sql: str, args: Iterable[Any] = ()):
         args = tuple(args)
+        if self._conn.broken or self._conn.closed:
+            self._conn = self._open()
         return self._conn.execute(_pg_sql(sql) if args else sql, args or None)
 
     def executescript(self, sql: str) -> None:

@@ -86,6 +86,7 @@ class Notifier:
         self._busy = 0
         self._busy_lock = threading.Lock()
         self.sites: frozenset[str] | None = None  # an engine's partition: notices about these sites only
+        self.instance: str | None = None  # the engine whose dispatcher this is (outbox.claimed_by)
 
     # ---- life cycle
     def start(self, store: Store, on_undeliverable: Callable[[int, int], None] | None = None) -> "Notifier":
@@ -132,7 +133,7 @@ class Notifier:
         now = self.clock()
         exhausted: list[tuple[int, int]] = []
         with self._store.tx() as db:
-            rows = [r for r in outbox.claim(db, now, sites=self.sites) if not self._moot(db, r)]
+            rows = [r for r in outbox.claim(db, now, sites=self.sites, by=self.instance) if not self._moot(db, r)]
             by_url: dict[str, list[Any]] = defaultdict(list)
             for row in rows:
                 by_url[self._url(row)].append(row)
@@ -199,7 +200,8 @@ class Notifier:
             except Exception as exc:  # noqa: BLE001 — a channel plugin's crash is a failed attempt
                 outcome = Outcome(False, True, f"{type(exc).__name__}: {exc}")
             now = self.clock()
-            with self._store.tx() as db:
+            # not fenced (leases.py): what this dispatcher sent is recorded, even of a site just handed over
+            with self._store.tx(fenced=False) as db:
                 last = self._record(db, batch, url, outcome, now)
             for alert_id, level in last:
                 self._undeliverable(alert_id, level)

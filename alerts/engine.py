@@ -170,6 +170,13 @@ class AlertEngine:
     def _owns(self, partition: str) -> bool:
         return self.scope is None or partition in self.scope
 
+    def narrow(self, scope: frozenset[str]) -> None:
+        """Judge and notify for ``scope`` only, at once (a lease was found lost by a refused write,
+        in whichever thread made it): no lock taken, plain assignments."""
+        self.scope = frozenset(scope)
+        if self.notifier is not None:
+            self.notifier.sites = self.scope
+
     def own(self, scope: frozenset[str], gained: set[str] = frozenset()) -> None:
         """From now on this engine judges ``scope`` only. For the ``gained`` partitions (taken over,
         or new), what the rules remember and which alerts are open are read again from the store —
@@ -183,12 +190,17 @@ class AlertEngine:
                 return
             self.situation.mem.adopt(self.store.load_memory(), lambda ns, key: self.partitions.of_memory(ns, key) in gained)
             self._open = self.store.open_keys()
-            with self.store.tx() as db:
-                again = outbox.requeue_interrupted(db, frozenset(gained))
-            if again:
-                log.warning("outbox: %d notice(s) the previous owner of %s was sending are queued again", again,
-                            ", ".join(sorted(gained)))
-        self._wake()
+        self.requeue_orphans()
+
+    def requeue_orphans(self) -> None:
+        """Notices of this engine's sites that an engine no longer alive was sending: queued again."""
+        if not self.scope:
+            return
+        with self.store.tx() as db:
+            again = outbox.requeue_interrupted(db, self.scope, alive_at=time.time())
+        if again:
+            log.warning("outbox: %d notice(s) an engine no longer alive was sending are queued again", again)
+            self._wake()
 
     def replay(self, messages: list[tuple[str, bytes]]) -> list[Alert]:
         """Messages of sites just taken over, kept while another engine owned them: those its last

@@ -28,6 +28,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -69,10 +70,13 @@ class Leases:
         self.lease_s, self.clock = lease_s, clock
         self.held: dict[str, int] = {}  # site → the token this engine holds it with
         self.started_at = clock()
+        self.on_lost: Callable[[frozenset[str]], None] = lambda sites: None  # told the sites still held
+        self._lock = threading.Lock()  # held is read by the engine's loop and changed by any writer's fence
 
     @property
     def sites(self) -> frozenset[str]:
-        return frozenset(self.held)
+        with self._lock:
+            return frozenset(self.held)
 
     def beat(self) -> Change:
         """Renew, let go of what another live engine should own, take what is free and ours."""
@@ -94,24 +98,29 @@ class Leases:
                 elif mine:
                     db.execute("UPDATE site_leases SET expires_at=? WHERE site=? AND token=?",
                                (until, site, row["token"]))
-                    self.held[site] = row["token"]
+                    with self._lock:
+                        self.held[site] = row["token"]
                     continue
                 elif best == self.owner and row is None:
                     if db.execute("INSERT INTO site_leases (site, owner, token, expires_at, taken_at) VALUES"
                                   " (?,?,1,?,?) ON CONFLICT(site) DO NOTHING", (site, self.owner, until, now)).rowcount:
-                        self.held[site] = 1
+                        with self._lock:
+                            self.held[site] = 1
                         change.gained.add(site)
                     continue
                 elif best == self.owner and row["expires_at"] <= now:
                     db.execute("UPDATE site_leases SET owner=?, token=token+1, expires_at=?, taken_at=?"
                                " WHERE site=? AND token=?", (self.owner, until, now, site, row["token"]))
-                    self.held[site] = row["token"] + 1
+                    with self._lock:
+                        self.held[site] = row["token"] + 1
                     change.gained.add(site)
                     if row["owner"] != self.owner:
                         log.warning("site %s taken over from engine %s (lease expired %.1f s ago)", site,
                                     row["owner"], now - row["expires_at"])
                     continue
-                if self.held.pop(site, None) is not None:
+                with self._lock:
+                    had = self.held.pop(site, None)
+                if had is not None:
                     change.lost.add(site)
         if change.gained or change.lost:
             log.info("engine %s: sites gained %s, let go %s; holds %d", self.owner, sorted(change.gained),
@@ -126,10 +135,12 @@ class Leases:
         now = self.clock()
         valid = {r["site"]: r["token"] for r in db.execute(
             "SELECT site, token FROM site_leases WHERE owner=? AND expires_at>?", (self.owner, now))}
-        gone = {site for site, token in self.held.items() if valid.get(site) != token}
-        if gone:
+        with self._lock:
+            gone = {site for site, token in self.held.items() if valid.get(site) != token}
             for site in gone:
                 self.held.pop(site, None)
+        if gone:
+            self.on_lost(self.sites)
             raise LeaseLost(f"租约已失效，写入被拒绝：{', '.join(sorted(gone))} / lease lost for"
                             f" {', '.join(sorted(gone))}: engine {self.owner} may no longer write for them")
 
@@ -139,7 +150,8 @@ class Leases:
         with self.store.tx(fenced=False) as db:
             db.execute("UPDATE site_leases SET expires_at=? WHERE owner=?", (now, self.owner))
             db.execute("UPDATE engines SET expires_at=? WHERE id=?", (now, self.owner))
-        self.held.clear()
+        with self._lock:
+            self.held.clear()
 
     def owners(self) -> dict[str, tuple[str, int, float]]:
         """site → (owner, token, expires_at), as the store has it (for tests and ``/health``)."""

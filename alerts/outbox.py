@@ -1,9 +1,12 @@
 """The durable outbox: every notice to send is a row, written in the same transaction as the
 transition that calls for it, and read by the dispatcher (:mod:`.dispatch`) — also after a restart.
 
-Row states: ``queued`` (due at ``next_at``) → ``sending`` (claimed) → ``sent`` or ``failed``
-(every channel of the contact tried ``attempts`` times). A row found ``sending`` at start was cut
-off by a crash and is queued again: a notice may then arrive twice, never not at all.
+Row states: ``queued`` (due at ``next_at``) → ``sending`` (claimed, by ``claimed_by``) → ``sent``
+or ``failed`` (every channel of the contact tried ``attempts`` times). A row found ``sending`` at
+start was cut off by a crash and is queued again: a notice may then arrive twice, never not at all.
+With engines partitioned by site (leases.py) a row is queued again by its site's owner once the
+engine that claimed it is no longer alive; a live one records its own sends, even of a site it has
+just handed over.
 
 Each channel tried for a row has a ``deliveries`` row (state, attempts, last error), which is what
 the API and the duty board show per alert.
@@ -36,14 +39,14 @@ def _of_sites(sites: frozenset[str] | None) -> tuple[str, tuple]:
     return f" AND alert_id IN (SELECT id FROM alerts WHERE site IN ({marks}))", tuple(sorted(sites))
 
 
-def claim(db, now: float, limit: int = 200, sites: frozenset[str] | None = None) -> list[Any]:
-    """Due rows (about alerts of ``sites``, if given), most urgent first, marked ``sending``."""
+def claim(db, now: float, limit: int = 200, sites: frozenset[str] | None = None, by: str | None = None) -> list[Any]:
+    """Due rows (about alerts of ``sites``, if given), most urgent first, marked ``sending`` by ``by``."""
     scope, args = _of_sites(sites)
     rows = db.execute(f"SELECT * FROM outbox WHERE state='queued' AND next_at<=?{scope} ORDER BY priority DESC, id"
                       " LIMIT ?", (now, *args, limit)).fetchall()
     if rows:
-        db.execute(f"UPDATE outbox SET state='sending' WHERE id IN ({','.join('?' * len(rows))})",
-                   [r["id"] for r in rows])
+        db.execute(f"UPDATE outbox SET state='sending', claimed_by=? WHERE id IN ({','.join('?' * len(rows))})",
+                   [by, *(r["id"] for r in rows)])
     return rows
 
 
@@ -54,10 +57,13 @@ def release(db, ids: list[int], next_at: float) -> None:
                    [next_at, *ids])
 
 
-def requeue_interrupted(db, sites: frozenset[str] | None = None) -> int:
-    """Rows cut off by a crash (``sending``) queued again — of ``sites`` only, when an engine takes
-    over sites whose engine died in the middle of a send."""
+def requeue_interrupted(db, sites: frozenset[str] | None = None, alive_at: float | None = None) -> int:
+    """Rows cut off by a crash (``sending``) queued again. With ``sites`` and ``alive_at`` (engines
+    partitioned by site): only rows of those sites whose claiming engine is not alive at ``alive_at``."""
     scope, args = _of_sites(sites)
+    if alive_at is not None:
+        scope += " AND (claimed_by IS NULL OR claimed_by NOT IN (SELECT id FROM engines WHERE expires_at>?))"
+        args = (*args, alive_at)
     return db.execute(f"UPDATE outbox SET state='queued' WHERE state='sending'{scope}", args).rowcount
 
 

@@ -111,9 +111,12 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
                          config_version=config_version, probe_topic=probe_topic,
                          scope=frozenset() if partitioned else None, quarantine=_quarantine(db_path, client_id))
     leases = Leases(engine.store, client_id, Partitions(cfg).all) if partitioned else None
+    if engine.notifier is not None:
+        engine.notifier.instance = client_id
     backlog = Backlog()
     if leases is not None:
         engine.store.guard = leases.fence  # no write commits once a lease it counted on is gone
+        leases.on_lost = lambda held: engine.narrow(held)  # from any thread whose write was refused
         _take(engine, leases, backlog)
     feed = AlertFeed(cfg, db_path, history, instance=client_id, stats=engine_stats(engine)).start(stop) \
         if history is not None else None
@@ -248,17 +251,24 @@ def _take(engine: AlertEngine, leases: Leases, backlog: Backlog) -> None:
         return
     if change.gained or change.lost:
         engine.own(leases.sites, change.gained)
+    else:
+        _fenced(engine, leases, engine.requeue_orphans)  # a claimer may die after the takeover
     if change.gained:
         _fenced(engine, leases, lambda: engine.replay(backlog.take(change.gained)))
 
 
 def _fenced(engine: AlertEngine, leases: Leases | None, work) -> None:
-    """Do ``work``; a lease found lost drops its sites (the store refused the write: fencing)."""
+    """Do ``work``; a lease found lost drops its sites (the store refused the write: fencing). On a
+    PostgreSQL store a lost connection is retried at the next round (it reconnects), not fatal."""
     try:
         work()
     except LeaseLost as exc:
         log.error("%s", exc)
         engine.own(leases.sites)
+    except ERRORS as exc:
+        if leases is None:  # SQLite: as before, an unwritable store stops the engine
+            raise
+        log.error("alert store unavailable (%s); retrying", str(exc)[:200])
 
 
 def _commit(engine: AlertEngine, batch: list, stop: threading.Event, leases: Leases | None = None) -> None:

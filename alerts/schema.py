@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from .database import POSTGRESQL, SQLITE, Dialect
 
-VERSION = 3  # 3: outages
+VERSION = 4  # 3: outages; 4: who claimed an outbox row, engines and site leases
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     level INTEGER, kind TEXT NOT NULL, severity TEXT NOT NULL, priority INTEGER NOT NULL DEFAULT 0,
     state TEXT NOT NULL DEFAULT 'queued', channel_index INTEGER NOT NULL DEFAULT 0,
     attempts INTEGER NOT NULL DEFAULT 0, next_at DOUBLE PRECISION NOT NULL DEFAULT 0, created_at DOUBLE PRECISION NOT NULL,
-    sent_at DOUBLE PRECISION, last_error TEXT, note TEXT NOT NULL DEFAULT '');
+    sent_at DOUBLE PRECISION, last_error TEXT, note TEXT NOT NULL DEFAULT '', claimed_by TEXT);
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 CREATE INDEX IF NOT EXISTS outbox_by_alert ON outbox (alert_id);
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -122,6 +122,7 @@ ADDED: tuple[tuple[str, str, str], ...] = (
     ("deliveries", "kind", "TEXT"),
     ("deliveries", "level", "INTEGER"),
     ("deliveries", "digest", "INTEGER NOT NULL DEFAULT 0"),
+    ("outbox", "claimed_by", "TEXT"),
 )
 
 

@@ -1,11 +1,13 @@
 """Alert engines partitioned by site on one PostgreSQL store (alerts/leases.py): the leases spread the
-sites, a lease not renewed is taken over, and an engine that lost its lease cannot write (fencing).
+sites, a lease not renewed is taken over, and an engine that lost its lease cannot write (fencing) —
+also as a real process paused (SIGSTOP) past its lease and woken up after another took over.
 Then three real `stationwatch alerts` processes on the suite's Mosquitto and one PostgreSQL store,
 the one owning the station SIGKILLed in the middle of an escalation: another takes the station over
 within 30 s and the climb goes on — no alert lost or raised twice, no level skipped, every notice
 delivered to the HTTP receiver exactly once per row queued."""
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from stationwatch.alerts.leases import LEASE_S, LeaseLost, Leases
+from stationwatch.alerts.leases import LEASE_S, LeaseLost, Leases, preferred
 from stationwatch.alerts.store import Store
 from stationwatch.core.config import CENTRE
 from stationwatch.core.contract import MessageClass
@@ -106,9 +108,8 @@ def test_three_engines_one_killed_mid_escalation_its_site_is_taken_over_and_noth
     paths = lambda: [r["path"].strip("/") for r in receiver.received()]  # noqa: E731
     engines = {name: Engine(cfg, broker, postgres_url, name, tmp_path) for name in names}
     try:
-        wait_for(lambda: owner(store, SITE) and owner(store, CENTRE) and len(
-            store.query("SELECT id FROM engines WHERE expires_at>?", (time.time(),))) == 3, 30,
-            what="three engines alive and the station and the centre leased")
+        settled = lambda: all((owner(store, p) or ("",))[0] == preferred(p, names) for p in (SITE, CENTRE))  # noqa: E731
+        wait_for(settled, 30, what="three engines alive, the station and the centre with the engine ranking first")
         send(publisher, wire.status("online"), MessageClass.STATUS)
         wait_for(lambda: store.gateways(), 20, what="the station's owner hearing its gateway")
         send(publisher, wire.event("smk-dorm-f1a", "alarm"))
@@ -158,4 +159,45 @@ def test_three_engines_one_killed_mid_escalation_its_site_is_taken_over_and_noth
         send(publisher, wire.event("smk-dorm-f1b", "normal"))
         send(publisher, wire.event("smk-kitchen", "normal"))
     assert all(code in (0, -9) for code in codes.values()), {n: (tmp_path / f"{n}.log").read_text(
+        errors="replace")[-2000:] for n in names}
+
+
+def test_an_engine_paused_past_its_lease_writes_nothing_for_the_site_it_lost(
+        tmp_path, postgres_url, mosquitto, broker_address, receiver, publisher):
+    cfg, wire = chain_yaml(tmp_path, receiver.port), Wire()
+    broker = f"127.0.0.1:{mosquitto.port}"
+    names = [f"alerts-pause-{tmp_path.name[-6:]}-{i}" for i in range(2)]
+    store = Store(postgres_url)
+    engines = {name: Engine(cfg, broker, postgres_url, name, tmp_path) for name in names}
+    paused = None
+    try:
+        wait_for(lambda: owner(store, SITE) and len(
+            store.query("SELECT id FROM engines WHERE expires_at>?", (time.time(),))) == 2, 30,
+            what="two engines alive and the station leased")
+        send(publisher, wire.status("online"), MessageClass.STATUS)
+        wait_for(lambda: store.gateways(), 20, what="the station's owner hearing its gateway")
+        paused, token = owner(store, SITE)
+        engines[paused].proc.send_signal(signal.SIGSTOP)  # a frozen VM, a stalled disk: alive, but not beating
+        heir = wait_for(lambda: (o := owner(store, SITE)) and o[0] != paused and o, 30, what="the station taken over")
+        assert heir[1] == token + 1
+        send(publisher, wire.event("smk-kitchen", "alarm"))  # both engines receive it: only the owner may judge it
+        kitchen = wait_for(lambda: [a for a in store.alerts() if a.subject.endswith("kitchen")], 15,
+                           what="the new owner's alert")[0]
+        engines[paused].proc.send_signal(signal.SIGCONT)  # it wakes up believing it owns the station
+        log = tmp_path / f"{paused}.log"
+        wait_for(lambda: re.search(r"lease lost|let go \[[^\]]*'sl-station'", log.read_text(errors="replace")), 20,
+                 what="the woken engine finding its lease gone")
+        wait_for(lambda: store.query("SELECT 1 FROM engines WHERE id=? AND expires_at>?", (paused, time.time())), 10,
+                 what="the woken engine beating again")
+        again = store.get(kitchen.id, with_trail=True)
+        assert again.count == 1 and [t["action"] for t in again.audit].count("raise") == 1  # judged once
+    finally:
+        if paused is not None and engines[paused].proc.poll() is None:
+            engines[paused].proc.send_signal(signal.SIGCONT)
+        codes = {name: e.stop() for name, e in engines.items()}
+        store.close()
+        for name in names:
+            MqttLink(broker_address, name, clean_start=True).start().stop()
+        send(publisher, wire.event("smk-kitchen", "normal"))
+    assert all(code == 0 for code in codes.values()), {n: (tmp_path / f"{n}.log").read_text(
         errors="replace")[-2000:] for n in names}
