@@ -12,7 +12,7 @@ TEST_PKGS    := chromium:chromium shellcheck:shellcheck /usr/share/fonts/truetyp
 PACKAGES := sensors core gateway broker alerts dashboards cli
 LAYERS   := $(VENV)/layers
 
-.PHONY: demo demo-fresh test bench deps test-deps venv layers clean
+.PHONY: demo demo-fresh test bench deps test-deps postgres venv layers clean
 
 demo: deps venv
 	$(BIN)/stationwatch demo --config docs/examples/city-station.yaml
@@ -21,7 +21,7 @@ demo: deps venv
 demo-fresh: deps venv
 	$(BIN)/stationwatch demo --config docs/examples/city-station.yaml --fresh
 
-test: deps test-deps venv layers
+test: deps test-deps postgres venv layers
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 # The floor plan's contracts (pyproject.toml, [tool.importlinter]). import-linter walks folders; the
@@ -42,6 +42,10 @@ deps:
 
 test-deps:
 	@PKGS="$(TEST_PKGS)" sh apt-install.sh
+
+# the PostgreSQL server the shared-store tests use (127.0.0.1:5432): started, or installed and started
+postgres:
+	@sh postgres-up.sh
 
 venv: $(VENV)/.installed
 

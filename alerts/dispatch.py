@@ -14,19 +14,19 @@ Time here is wall-clock time (retries, rate windows), whatever clock the engine 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Any, Callable
 
 from stationwatch.core.config import StationConfig
 
 from . import outbox
+from .database import ERRORS
 from .channels import Channel, Outcome, channel_for, redact
 from .notify import Notice, compose, compose_digest
-from .store import DISPATCHER, Alert, Store
+from .store import DISPATCHER, Alert, AlertError, Store
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,8 @@ class Notifier:
         self._undeliverable: Callable[[int, int], None] = lambda alert_id, level: None
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self.sites: frozenset[str] | None = None  # an engine's partition: notices about these sites only
+        self.instance: str | None = None  # the engine whose dispatcher this is (outbox.claimed_by)
 
     # ---- life cycle
     def start(self, store: Store, on_undeliverable: Callable[[int, int], None] | None = None) -> "Notifier":
@@ -92,7 +94,7 @@ class Notifier:
         if on_undeliverable is not None:
             self._undeliverable = on_undeliverable
         with store.tx() as db:
-            again = outbox.requeue_interrupted(db)
+            again = outbox.requeue_interrupted(db, self.sites)
         if again:
             log.warning("outbox: %d notice(s) cut off by a crash are queued again", again)
         self._thread = threading.Thread(target=self._run, name="stationwatch-dispatch", daemon=True)
@@ -119,8 +121,8 @@ class Notifier:
             try:
                 wait = self.dispatch_once()
                 self._store.beat(DISPATCHER, {"busy": self._busy})  # the watcher's sign of life
-            except sqlite3.Error:
-                log.exception("outbox unreadable; retrying")
+            except (*ERRORS, AlertError) as exc:  # AlertError: a lease lost (leases.py), the next round knows
+                log.warning("outbox not dispatched (%s); retrying", str(exc)[:200])
                 wait = self.poll_s
             self._wake.wait(wait)
             self._wake.clear()
@@ -131,8 +133,8 @@ class Notifier:
         now = self.clock()
         exhausted: list[tuple[int, int]] = []
         with self._store.tx() as db:
-            rows = [r for r in outbox.claim(db, now) if not self._moot(db, r)]
-            by_url: dict[str, list[sqlite3.Row]] = defaultdict(list)
+            rows = [r for r in outbox.claim(db, now, sites=self.sites, by=self.instance) if not self._moot(db, r)]
+            by_url: dict[str, list[Any]] = defaultdict(list)
             for row in rows:
                 by_url[self._url(row)].append(row)
             for url, group in by_url.items():
@@ -153,7 +155,7 @@ class Notifier:
         return self.poll_s if due is None else max(0.0, min(self.poll_s, due - self.clock()))
 
     @staticmethod
-    def _moot(db: sqlite3.Connection, row: sqlite3.Row) -> bool:
+    def _moot(db, row: Any) -> bool:
         """A reminder or escalation notice about an alert no longer firing is not sent (cancelled)."""
         if row["kind"] not in MOOT_UNLESS_FIRING:
             return False
@@ -163,20 +165,20 @@ class Notifier:
         db.execute("UPDATE outbox SET state='cancelled', last_error=? WHERE id=?", (f"alert {state}", row["id"]))
         return True
 
-    def _url(self, row: sqlite3.Row) -> str:
+    def _url(self, row: Any) -> str:
         contact = self.contacts.get(row["contact"])
         channels = contact.channels if contact else []
         return channels[row["channel_index"]] if row["channel_index"] < len(channels) else NO_CHANNEL
 
     @staticmethod
-    def _batches(group: list[sqlite3.Row], room: int | None) -> list[list[sqlite3.Row]]:
+    def _batches(group: list[Any], room: int | None) -> list[list[Any]]:
         """One message per row while the channel has room; the rest as one digest."""
         if room is None or len(group) <= room:
             return [[row] for row in group]
         singles = max(0, room - 1)
         return [[row] for row in group[:singles]] + [group[singles:]]
 
-    def _submit(self, db: sqlite3.Connection, url: str, batch: list[sqlite3.Row]) -> None:
+    def _submit(self, db, url: str, batch: list[Any]) -> None:
         alerts = {r["alert_id"]: Alert.from_row(db.execute("SELECT * FROM alerts WHERE id=?", (r["alert_id"],)).fetchone())
                   for r in batch}
         if len(batch) == 1:
@@ -190,7 +192,7 @@ class Notifier:
             self._busy += 1
         self._pool.submit(self._send, url, notice, batch)
 
-    def _send(self, url: str, notice: Notice, batch: list[sqlite3.Row]) -> None:
+    def _send(self, url: str, notice: Notice, batch: list[Any]) -> None:
         try:
             channel = self.channel or channel_for(url)
             try:
@@ -198,7 +200,8 @@ class Notifier:
             except Exception as exc:  # noqa: BLE001 — a channel plugin's crash is a failed attempt
                 outcome = Outcome(False, True, f"{type(exc).__name__}: {exc}")
             now = self.clock()
-            with self._store.tx() as db:
+            # not fenced (leases.py): what this dispatcher sent is recorded, even of a site just handed over
+            with self._store.tx(fenced=False) as db:
                 last = self._record(db, batch, url, outcome, now)
             for alert_id, level in last:
                 self._undeliverable(alert_id, level)
@@ -209,7 +212,7 @@ class Notifier:
                 self._busy -= 1
             self._wake.set()
 
-    def _record(self, db: sqlite3.Connection, batch: list[sqlite3.Row], url: str, outcome: Outcome, now: float,
+    def _record(self, db, batch: list[Any], url: str, outcome: Outcome, now: float,
                 final: bool = False) -> list[tuple[int, int]]:
         """Record one attempt for each row; returns (alert, level) of rows that ran out of channels."""
         shown = redact(url) if url != NO_CHANNEL else url

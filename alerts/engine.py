@@ -26,8 +26,8 @@ to the broker with a persistent session and manual acknowledgement.
 """
 from __future__ import annotations
 
+import json
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,14 +35,16 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from stationwatch.core.alert_types import ALERT_TYPES
-from stationwatch.core.config import StationConfig
+from stationwatch.core.config import CENTRE, StationConfig
 from stationwatch.core.contract import LOCAL_ALARM, ContractError, Inventory, MessageClass, parse, parse_service
 from stationwatch.core.quarantine import Quarantine
 from stationwatch.core.wire import SERVICE_ROOT
 
 from . import gateway_health, outbox, patrol
+from .database import is_url
 from .dispatch import Notifier
 from .escalation import Escalator
+from .partition import Partitions
 from .register.evidence import Watch
 from .register.store import Register
 from .rules import RULES, Rule
@@ -59,8 +61,9 @@ log = logging.getLogger(__name__)
 
 
 def quarantine_path(db_path: str | Path) -> Path:
-    """The quarantine file lives next to the alert store: ``alerts.db`` → ``alerts.quarantine.db``."""
-    return Path(db_path).with_suffix(".quarantine.db")
+    """The quarantine file lives next to the alert store: ``alerts.db`` → ``alerts.quarantine.db``;
+    with a PostgreSQL store, in the working directory (each engine's own: ``runner.py`` names it)."""
+    return Path("alerts.quarantine.db") if is_url(db_path) else Path(db_path).with_suffix(".quarantine.db")
 
 
 @dataclass
@@ -81,7 +84,8 @@ class AlertEngine:
 
     def __init__(self, cfg: StationConfig, db_path: str | Path, *, notifier: Notifier | None = None,
                  quarantine: Quarantine | None = None, clock: Callable[[], float] = time.time,
-                 rules: tuple[Rule, ...] = RULES, config_version: str | None = None, probe_topic: str | None = None):
+                 rules: tuple[Rule, ...] = RULES, config_version: str | None = None, probe_topic: str | None = None,
+                 scope: frozenset[str] | None = None):
         self.cfg = cfg
         self.config_version = config_version  # the centre's: a gateway running another is a patrol finding
         self.probe_topic = probe_topic  # this engine's own broker probe (alerts/runner.py)
@@ -101,12 +105,16 @@ class AlertEngine:
             for key in rule.watches:
                 self.routes.setdefault(key, []).append(rule)
         self.stats = EngineStats()
+        self.partitions = Partitions(cfg)
+        self.scope = scope  # the sites (and CENTRE) this engine owns; None: all (leases.py)
         self.watching = True  # time rules on; run_engine holds them until the session's backlog is read
         self._open = self.store.open_keys()  # (rule, subject) of open alerts: lets Clear skip the store
         self._lock = threading.RLock()
         self.situation.resume(clock())
         self.pipeline = self.situation.pipeline = Pipeline(self.situation, self.store, clock())
         self._persist()
+        if notifier is not None:
+            notifier.sites = scope
         self.notifier = notifier.start(self.store, self.escalator.undeliverable) if notifier is not None else None
 
     # ---- the pipeline
@@ -135,20 +143,20 @@ class AlertEngine:
             with self.store.tx() as db:
                 self.situation.start(now)
                 if self.watching:
-                    verdicts: list[Verdict] = list(self.pipeline.tick(now))
+                    verdicts: list[Verdict] = list(self.pipeline.tick(now)) if self._owns(CENTRE) else []
                     for rule in self.rules:
                         if rule.tick is not None:
                             verdicts += self._run(rule, rule.tick, self.situation, now)
                     commands, missed = patrol.due(self.situation, now)
-                    self.outgoing += commands
+                    self.outgoing += [(t, b) for t, b in commands if self._owns(self.partitions.of_topic(t))]
                     changed += self._apply(verdicts + missed, now)
-                    changed += self._review(now)
-                for alert in self.store.settle(now, self.cfg.rules.resolve_hold_s):
+                    changed += self._review(now) if self._owns(CENTRE) else []
+                for alert in self.store.settle(now, self.cfg.rules.resolve_hold_s, self.scope):
                     self._open.discard((alert.rule, alert.subject))
                     self._closed(db, alert, now)
                     changed.append(alert)
                 self._silence_stage(db, now)
-                self.escalator.tick(now)
+                self.escalator.tick(now, self.scope)
                 self._persist()
         self._wake()
         return changed
@@ -158,6 +166,58 @@ class AlertEngine:
         with self._lock:
             out, self.outgoing = self.outgoing, []
         return out
+    # ---- a partition of the sites (alerts/leases.py)
+    def _owns(self, partition: str) -> bool:
+        return self.scope is None or partition in self.scope
+
+    def narrow(self, scope: frozenset[str]) -> None:
+        """Judge and notify for ``scope`` only, at once (a lease was found lost by a refused write,
+        in whichever thread made it): no lock taken, plain assignments."""
+        self.scope = frozenset(scope)
+        if self.notifier is not None:
+            self.notifier.sites = self.scope
+
+    def own(self, scope: frozenset[str], gained: set[str] = frozenset()) -> None:
+        """From now on this engine judges ``scope`` only. For the ``gained`` partitions (taken over,
+        or new), what the rules remember and which alerts are open are read again from the store —
+        the engine that had them wrote them there — and notices its dispatcher was cut off from
+        are queued again."""
+        with self._lock:
+            self.scope = frozenset(scope)
+            if self.notifier is not None:
+                self.notifier.sites = self.scope
+            if not gained:
+                return
+            self.situation.mem.adopt(self.store.load_memory(), lambda ns, key: self.partitions.of_memory(ns, key) in gained)
+            self._open = self.store.open_keys()
+        self.requeue_orphans()
+
+    def requeue_orphans(self) -> None:
+        """Notices of this engine's sites that an engine no longer alive was sending: queued again."""
+        if not self.scope:
+            return
+        with self.store.tx() as db:
+            again = outbox.requeue_interrupted(db, self.scope, alive_at=time.time())
+        if again:
+            log.warning("outbox: %d notice(s) an engine no longer alive was sending are queued again", again)
+            self._wake()
+
+    def replay(self, messages: list[tuple[str, bytes]]) -> list[Alert]:
+        """Messages of sites just taken over, kept while another engine owned them: those its last
+        owner had committed (by the gateway's sequence number, in the store's memory) are skipped."""
+        fresh = []
+        for topic, body in messages:
+            try:
+                seq, gateway = json.loads(body).get("seq"), topic.split("/")[3]
+            except (ValueError, AttributeError, IndexError):
+                seq, gateway = None, ""
+            if seq is None or not isinstance(seq, int) or seq > self.situation.mem.get("seq", gateway, -1):
+                fresh.append((topic, body))
+        if fresh:
+            log.warning("replaying %d message(s) of sites taken over (%d already judged by their last owner)",
+                        len(fresh), len(messages) - len(fresh))
+        return self.handle_batch(fresh) if fresh else []
+
     def review(self, now: float | None = None) -> list[Alert]:
         """The hazard register's stage alone (``tick`` runs it once the backlog is read): entries from
         the store's evidence, and overdue entries up the reporting chain (alerts/register/evidence.py)."""
@@ -186,6 +246,8 @@ class AlertEngine:
 
     # ---- stages
     def _evaluate(self, topic: str, payload: bytes, now: float) -> list[Verdict]:
+        if not self._owns(self.partitions.of_topic(topic)):  # another engine's site (leases.py)
+            return []
         self.stats.received += 1
         if topic.startswith(SERVICE_ROOT + "/"):
             return self._service(topic, payload, now)
@@ -200,6 +262,9 @@ class AlertEngine:
         self.stats.accepted += 1
         if msg.kind is not MessageClass.STATUS:  # a status is heard below, unless it is a retained one again
             self.situation.heard(msg.gateway, now)
+        seq = getattr(msg.body, "seq", None)
+        if seq is not None and seq > self.situation.mem.get("seq", msg.gateway, -1):
+            self.situation.mem.put("seq", msg.gateway, seq)  # what a takeover need not replay (runner.py)
         if msg.kind is MessageClass.PATROL:
             return self._run_fn("patrol", patrol.answer, self.situation, msg, now, self.config_version)
         try:
@@ -263,7 +328,7 @@ class AlertEngine:
     def _apply(self, verdicts: list[Verdict], now: float) -> list[Alert]:
         changed: list[Alert] = []
         for verdict in verdicts:
-            if self._inhibited(verdict, now):
+            if not self._owns(self.partitions.of_verdict(verdict)) or self._inhibited(verdict, now):
                 continue
             alert, change = self._lifecycle(verdict, now)
             if alert is None:
@@ -311,7 +376,7 @@ class AlertEngine:
             log.warning("alert %s %s [%s]: %s", alert.id, change, alert.severity, alert.title_en)
         return alert, change
 
-    def _fire(self, db: sqlite3.Connection, alert: Alert, now: float) -> None:
+    def _fire(self, db, alert: Alert, now: float) -> None:
         """An alert starts firing: silenced by a maintenance window, or up the reporting chain."""
         window = self.silences.covering(alert, now)
         if window is not None:
@@ -319,18 +384,20 @@ class AlertEngine:
             return
         self.escalator.start(alert, now)
 
-    def _closed(self, db: sqlite3.Connection, alert: Alert, now: float) -> None:
+    def _closed(self, db, alert: Alert, now: float) -> None:
         self.stats.resolved += 1
         log.info("alert %s %s: %s", alert.id, alert.resolution, alert.title_en)
         if alert.resolution != "expired" and alert.flaps < 2 and self.cfg.routing.notify_resolved:
             outbox.enqueue(db, alert, outbox.told(db, alert.id), None, "resolved", now)
 
-    def _silence_stage(self, db: sqlite3.Connection, now: float) -> None:
+    def _silence_stage(self, db, now: float) -> None:
         """Mark alerts a window now covers; when a window ends, their escalation starts (or goes on)."""
         windows = self.silences.windows(now)
         rows = db.execute("SELECT * FROM alerts WHERE state IN ('firing', 'acknowledged') AND"
                           " (silenced_by IS NOT NULL OR ?)", (bool(windows),)).fetchall()
         for alert in map(Alert.from_row, rows):
+            if not self._owns(alert.site):
+                continue
             window: Window | None = next((w for w in windows if w.covers(alert, now)), None)
             if window is not None and alert.silenced_by != window.id:
                 self.store.set_silence(db, alert.id, window.id, f"{window.id}: {window.reason}")
@@ -340,6 +407,8 @@ class AlertEngine:
 
     def _persist(self) -> None:
         changes = self.situation.mem.dirty()
+        if self.scope is not None:  # what the rules noted about other engines' sites is not ours to write
+            changes = {k: v for k, v in changes.items() if self.partitions.of_memory(*k) in self.scope}
         if changes:
             self.store.save_memory(changes)
             self.situation.mem.clean()

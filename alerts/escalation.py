@@ -176,11 +176,12 @@ class Escalator:
                 log.error("alert %s: nobody at level %s could be reached; escalating", alert_id, level)
                 self.climb(alert, esc, now, reason=UNDELIVERABLE)
 
-    def tick(self, now: float) -> list[int]:
-        """Deadlines, reminders and severity changes of firing alerts. Returns the alert ids changed."""
+    def tick(self, now: float, sites: frozenset[str] | None = None) -> list[int]:
+        """Deadlines, reminders and severity changes of firing alerts (of ``sites``, if given: an
+        engine's partition). Returns the alert ids changed."""
         changed: list[int] = []
         with self.store.tx():
-            for esc in self.store.escalations_due(now):
+            for esc in self.store.escalations_due(now, sites):
                 alert = self.store.get(esc.alert_id)
                 if alert.severity != esc.severity:
                     esc = self.rise(alert, esc, now)

@@ -11,7 +11,6 @@ severity rise clears an acknowledgement (a confirmed fire must be acknowledged a
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from stationwatch.core.alert_types import SEVERITIES, STATES
@@ -19,6 +18,7 @@ from stationwatch.core.alert_types import SEVERITIES, STATES
 from .records import Alert, Conflict, Raised
 
 _OPEN = "state IN ('pending', 'firing', 'acknowledged')"
+_LATER = "last_at=CASE WHEN last_at > ? THEN last_at ELSE ? END"  # SQLite's MAX(a, b), PostgreSQL's GREATEST
 
 
 class Lifecycle:
@@ -42,27 +42,28 @@ class Lifecycle:
             if recent is not None:
                 db.execute("UPDATE alerts SET state='firing', resolved_at=NULL, resolved_by=NULL, resolution=NULL,"
                            " flaps=flaps+1, severity=?, title_zh=?, title_en=?, detail=?, count=count+1,"
-                           " last_at=MAX(last_at, ?) WHERE id=?",
-                           (r.severity, r.title_zh, r.title_en, detail, r.at, recent["id"]))
+                           f" {_LATER} WHERE id=?",
+                           (r.severity, r.title_zh, r.title_en, detail, r.at, r.at, recent["id"]))
                 self.audit(db, recent["id"], actor, "reopen", f"back within the flap window / 告警复发: {r.title_zh}", now)
                 return self._row(db, recent["id"]), "reopened"
             if row is None:
                 state = "pending" if r.pending else "firing"
                 alert_id = db.execute(
                     "INSERT INTO alerts (rule, subject, site, room, zone, severity, state, title_zh, title_en,"
-                    " detail, drill, first_at, last_at, created_at, fired_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " detail, drill, first_at, last_at, created_at, fired_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                    " RETURNING id",
                     (r.rule, r.subject, r.site, r.room, r.zone, r.severity, state, r.title_zh, r.title_en, detail,
-                     int(r.drill), r.at, r.at, now, None if r.pending else now)).lastrowid
+                     int(r.drill), r.at, r.at, now, None if r.pending else now)).fetchone()[0]
                 self.audit(db, alert_id, actor, "pending" if r.pending else "raise", f"{r.severity}: {r.title_zh}", now)
                 return self._row(db, alert_id), "pending" if r.pending else "new"
             old = Alert.from_row(row)
             change, sets, args = self._change(db, old, r, now, follows, actor)
             merged = json.dumps({**old.detail, **r.detail}, ensure_ascii=False)
-            db.execute(f"UPDATE alerts SET {', '.join(sets + ['detail=?', 'count=count+1', 'last_at=MAX(last_at, ?)'])}"
-                       " WHERE id=?", (*args, merged, r.at, old.id))
+            db.execute(f"UPDATE alerts SET {', '.join(sets + ['detail=?', 'count=count+1', _LATER])}"
+                       " WHERE id=?", (*args, merged, r.at, r.at, old.id))
             return self._row(db, old.id), change
 
-    def _change(self, db: sqlite3.Connection, old: Alert, r: Raised, now: float, follows: bool,
+    def _change(self, db, old: Alert, r: Raised, now: float, follows: bool,
                 actor: str) -> tuple[str, list[str], list[Any]]:
         """The update a repeat of an open alert makes: state, severity and titles."""
         sets: list[str] = []
@@ -116,11 +117,12 @@ class Lifecycle:
                 db.execute("UPDATE alerts SET detail=? WHERE id=?", (json.dumps(detail, ensure_ascii=False), alert.id))
             return self._row(db, alert.id), "clearing"
 
-    def settle(self, now: float, hold_s: float) -> list[Alert]:
-        """Resolve the alerts whose condition has stayed clear for ``hold_s``."""
+    def settle(self, now: float, hold_s: float, sites: frozenset[str] | None = None) -> list[Alert]:
+        """Resolve the alerts (of ``sites``, if given) whose condition has stayed clear for ``hold_s``."""
+        scope = "" if sites is None else (f" AND site IN ({','.join('?' * len(sites))})" if sites else " AND 1=0")
         with self.tx() as db:
             rows = db.execute(f"SELECT id, detail FROM alerts WHERE {_OPEN} AND clearing_since IS NOT NULL"
-                              " AND clearing_since <= ?", (now - hold_s,)).fetchall()
+                              f" AND clearing_since <= ?{scope}", (now - hold_s, *sorted(sites or ()))).fetchall()
             for row in rows:
                 note = json.loads(row["detail"]).get("clear_note") or "condition cleared / 条件已消除"
                 self._close(db, row["id"], now, "engine", "resolved", "auto", note)
@@ -172,14 +174,14 @@ class Lifecycle:
             self._close(db, alert_id, self.clock(), actor, state, how, note)
             return self._row(db, alert_id)
 
-    def _close(self, db: sqlite3.Connection, alert_id: int, at: float, actor: str, state: str, how: str,
+    def _close(self, db, alert_id: int, at: float, actor: str, state: str, how: str,
                note: str) -> None:
         db.execute("UPDATE alerts SET state=?, resolved_at=?, resolved_by=?, resolution=?, clearing_since=NULL"
                    " WHERE id=?", (state, at, actor, how, alert_id))
         self.audit(db, alert_id, actor, {"dismissed": "dismiss", "expired": "expire"}.get(how, "resolve"),
                    f"{how}: {note}", at)
 
-    def set_silence(self, db: sqlite3.Connection, alert_id: int, silenced_by: str | None, note: str) -> None:
+    def set_silence(self, db, alert_id: int, silenced_by: str | None, note: str) -> None:
         db.execute("UPDATE alerts SET silenced_by=? WHERE id=?", (silenced_by, alert_id))
         self.audit(db, alert_id, "engine", "silence" if silenced_by else "unsilence", note)
 

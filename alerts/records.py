@@ -4,7 +4,6 @@ errors of the alert service."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +77,7 @@ class Alert:
     breaches: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Alert":
+    def from_row(cls, row: Any) -> "Alert":
         data = dict(row)
         data["detail"] = json.loads(data["detail"] or "{}")
         data["drill"] = bool(data["drill"])
@@ -116,7 +115,7 @@ class Escalation:
     notified: tuple[int, ...]  # levels told so far
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Escalation":
+    def from_row(cls, row: Any) -> "Escalation":
         data = dict(row)
         data["notified"] = tuple(json.loads(data["notified"]))
         return cls(**{k: data[k] for k in cls.__dataclass_fields__})

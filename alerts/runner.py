@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import queue
-import sqlite3
 import threading
 import time
+from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,15 +27,39 @@ from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.wire import payload
 
 from .claim import BEAT_S, EngineTaken, check_client_id, claim_store  # BEAT_S: the engine's heartbeat period
+from .database import ERRORS, is_url, shown
 from .dispatch import Notifier
 from .engine import AlertEngine
 from .history import AlertFeed, Sink, engine_stats
+from .leases import RENEW_S, TAKEOVER_S, LeaseLost, Leases
+from .partition import Partitions
 
 log = logging.getLogger(__name__)
 
 CLIENT_ID = "stationwatch-alerts"
 TICK_S = 1.0  # time rules, deadlines and reminders are evaluated this often
 BATCH_MAX = 500  # messages committed (and acknowledged) together
+KEEP_S = TAKEOVER_S + 10.0  # messages of sites another engine owns are kept this long, for a takeover
+
+
+class Backlog:
+    """The QoS 1 messages (events, alarms, status, health) of sites another engine owns, for the
+    last :data:`KEEP_S`: when that engine dies, what it received but never committed is here, and
+    the engine taking its sites over replays it (readings are QoS 0 and come again next poll)."""
+
+    def __init__(self, keep_s: float = KEEP_S):
+        self.keep_s = keep_s
+        self._kept: dict[str, deque] = {}
+
+    def add(self, site: str, topic: str, body: bytes) -> None:
+        kept = self._kept.setdefault(site, deque())
+        kept.append((time.monotonic(), topic, body))
+        while kept and kept[0][0] < time.monotonic() - self.keep_s:
+            kept.popleft()
+
+    def take(self, sites: set[str]) -> list[tuple[str, bytes]]:
+        since = time.monotonic() - self.keep_s
+        return [(topic, body) for site in sorted(sites) for at, topic, body in self._kept.pop(site, ()) if at >= since]
 
 
 def _drain(inbox: queue.Queue, timeout: float, limit: int) -> list:
@@ -59,7 +83,16 @@ def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, 
     """Run the alert engine on the live MQTT stream until ``stop`` is set. Refuses to start
     (:class:`~.claim.EngineTaken`) when another engine holds the store or the client id. With
     ``history`` (an InfluxDB sink) the alert history and the engine's figures are fed to the charts
-    by a thread of their own (:mod:`.history`), which the engine never waits for."""
+    by a thread of their own (:mod:`.history`), which the engine never waits for.
+
+    On a PostgreSQL store (``db_path`` a ``postgresql://`` URL) several engines, each with its own
+    client id, share the sites by leases (:mod:`.leases`): each judges the sites it owns and keeps
+    the others' events for a takeover. On a SQLite store one engine holds the whole store."""
+    if is_url(db_path):
+        free = check_client_id(address, client_id)
+        _run(cfg, address, db_path, stop, client_id, free, notifier, tick_s, beat_s, batch_max, config_version,
+             metrics_port, history, partitioned=True)
+        return
     claim = claim_store(db_path, client_id)
     try:
         free = check_client_id(address, client_id)
@@ -71,10 +104,20 @@ def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, 
 
 def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: threading.Event, client_id: str,
          free: bool, notifier: Notifier | None, tick_s: float, beat_s: float, batch_max: int,
-         config_version: str | None, metrics_port: int | None, history: Sink | None) -> None:
+         config_version: str | None, metrics_port: int | None, history: Sink | None,
+         partitioned: bool = False) -> None:
     probe_topic = service_topic("alerts", client_id, "probe")
     engine = AlertEngine(cfg, db_path, notifier=notifier if notifier is not None else Notifier(cfg),
-                         config_version=config_version, probe_topic=probe_topic)
+                         config_version=config_version, probe_topic=probe_topic,
+                         scope=frozenset() if partitioned else None, quarantine=_quarantine(db_path, client_id))
+    leases = Leases(engine.store, client_id, Partitions(cfg).all) if partitioned else None
+    if engine.notifier is not None:
+        engine.notifier.instance = client_id
+    backlog = Backlog()
+    if leases is not None:
+        engine.store.guard = leases.fence  # no write commits once a lease it counted on is gone
+        leases.on_lost = lambda held: engine.narrow(held)  # from any thread whose write was refused
+        _take(engine, leases, backlog)
     feed = AlertFeed(cfg, db_path, history, instance=client_id, stats=engine_stats(engine)).start(stop) \
         if history is not None else None
     engine.watching = False
@@ -90,7 +133,8 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
     link = MqttLink(address, client_id, clean_start=False, manual_ack=True, will=beacon.will(),
                     on_connect=on_connect,
                     on_message=lambda topic, body, msg: inbox.put((topic, body, msg.mid, msg.qos)))
-    log.info("alert engine: store %s, broker %s:%s", db_path, address.host, address.port)
+    log.info("alert engine: store %s, broker %s:%s%s", shown(db_path), address.host, address.port,
+             f", partitioned by site, owns {sorted(leases.sites)}" if leases else "")
     refused: list[Exception] = []
     if free:
         link.start(wait=None)  # paho keeps retrying; /health shows the engine as not connected meanwhile
@@ -99,14 +143,20 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
                          name="alerts-claim", daemon=True).start()
     metrics = _metrics(engine, link, metrics_port)
     probe_every = cfg.supervision.beat_s
-    next_tick = next_beat = next_probe = 0.0
+    next_tick = next_beat = next_probe = next_lease = 0.0
     subscribed_at: float | None = None
     try:
         while not stop.is_set():
             engine.pipeline.link(link.connected.is_set(), engine.clock())
             batch = _drain(inbox, max(0.0, min(next_tick, next_beat) - time.monotonic()), batch_max)
             if batch:
-                _commit(engine, batch, stop)
+                mine = batch
+                if leases is not None:
+                    mine = [m for m in batch if engine.partitions.of_topic(m[0]) in leases.sites]
+                    for topic_name, body, _mid, qos in batch:
+                        if qos and engine.partitions.of_topic(topic_name) not in leases.sites:
+                            backlog.add(engine.partitions.of_topic(topic_name), topic_name, body)
+                _commit(engine, mine, stop, leases)
                 for _topic, _payload, mid, qos in batch:
                     if qos:
                         link.ack(mid, qos)
@@ -115,8 +165,11 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
                 if subscribed_at is not None and time.monotonic() - subscribed_at >= tick_s and inbox.empty():
                     engine.watching = True
                     log.info("alert engine: backlog read, silence rules on")
+            if leases is not None and time.monotonic() >= next_lease:
+                _take(engine, leases, backlog)
+                next_lease = time.monotonic() + RENEW_S
             if time.monotonic() >= next_tick:
-                engine.tick()
+                _fenced(engine, leases, engine.tick)
                 for topic_name, body in engine.take_outgoing():
                     link.publish(topic_name, body, MessageClass.CMD)
                 next_tick = time.monotonic() + tick_s
@@ -124,12 +177,18 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
                 link.client.publish(probe_topic, payload(time.time()), qos=0)  # back through the broker
                 next_probe = time.monotonic() + probe_every
             if time.monotonic() >= next_beat:
-                engine.beat(connected=link.connected.is_set(), watching=engine.watching)
+                _fenced(engine, leases, lambda: engine.beat(connected=link.connected.is_set(), watching=engine.watching,
+                                                            **({"sites": sorted(engine.scope)} if leases else {})))
                 beacon.beat(link, {"connected": True, "watching": engine.watching})
                 next_beat = time.monotonic() + beat_s
     finally:
         beacon.shutdown(link)
         link.stop()
+        if leases is not None:
+            try:
+                leases.release()  # a clean stop: the others take the sites at their next beat
+            except ERRORS as exc:
+                log.warning("leases not released (%s); they run out in %.0f s", exc, leases.lease_s)
         if metrics is not None:
             metrics.close()
         if feed is not None:
@@ -175,14 +234,57 @@ def _metrics(engine: AlertEngine, link: MqttLink, port: int | None) -> MetricsSe
     return server
 
 
-def _commit(engine: AlertEngine, batch: list, stop: threading.Event) -> None:
-    """Commit a batch, retrying while the store is busy or unwritable (nothing is acknowledged before)."""
+def _quarantine(db_path, client_id: str):
+    """A PostgreSQL store's engines each keep refused messages in a file of their own (working directory)."""
+    if not is_url(db_path):
+        return None
+    from stationwatch.core.quarantine import Quarantine
+    return Quarantine(Path(f"{client_id}.quarantine.db"), "alerts")
+
+
+def _take(engine: AlertEngine, leases: Leases, backlog: Backlog) -> None:
+    """Renew the leases; sites gained are read from the store and their kept messages replayed."""
+    try:
+        change = leases.beat()
+    except ERRORS as exc:
+        log.error("leases not renewed (%s); they run out unless the store answers in time", exc)
+        return
+    if change.gained or change.lost:
+        engine.own(leases.sites, change.gained)
+    else:
+        _fenced(engine, leases, engine.requeue_orphans)  # a claimer may die after the takeover
+    if change.gained:
+        _fenced(engine, leases, lambda: engine.replay(backlog.take(change.gained)))
+
+
+def _fenced(engine: AlertEngine, leases: Leases | None, work) -> None:
+    """Do ``work``; a lease found lost drops its sites (the store refused the write: fencing). On a
+    PostgreSQL store a lost connection is retried at the next round (it reconnects), not fatal."""
+    try:
+        work()
+    except LeaseLost as exc:
+        log.error("%s", exc)
+        engine.own(leases.sites)
+    except ERRORS as exc:
+        if leases is None:  # SQLite: as before, an unwritable store stops the engine
+            raise
+        log.error("alert store unavailable (%s); retrying", str(exc)[:200])
+
+
+def _commit(engine: AlertEngine, batch: list, stop: threading.Event, leases: Leases | None = None) -> None:
+    """Commit a batch, retrying while the store is busy or unwritable (nothing is acknowledged before).
+    A lease lost on the way: the messages of sites still owned are committed, the others dropped (the
+    new owner has them too)."""
     delay = 0.2
     while True:
         try:
             engine.handle_batch([(topic, body) for topic, body, _mid, _qos in batch])
             return
-        except sqlite3.Error as exc:
+        except LeaseLost as exc:
+            log.error("%s", exc)
+            engine.own(leases.sites)
+            batch = [m for m in batch if engine.partitions.of_topic(m[0]) in leases.sites]
+        except ERRORS as exc:
             log.error("alert store write failed (%s); retrying in %.1f s", exc, delay)
             if stop.wait(delay):
                 raise

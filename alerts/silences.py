@@ -92,9 +92,9 @@ class Silences:
             raise Conflict("结束时间须晚于开始时间 / the window must end after it starts")
         with self.store.tx() as db:
             new_id = db.execute("INSERT INTO silences (site, room, devices, starts_at, ends_at, reason, created_by,"
-                                " created_at) VALUES (?,?,?,?,?,?,?,?)",
+                                " created_at) VALUES (?,?,?,?,?,?,?,?) RETURNING id",
                                 (site, room, json.dumps(sorted(devices)), starts_at, ends_at, reason, actor,
-                                 self.store.clock())).lastrowid
+                                 self.store.clock())).fetchone()[0]
         return Window(f"api-{new_id}", site, room, frozenset(devices), starts_at, ends_at, reason, actor)
 
     def end(self, window_id: str, actor: str) -> Window:

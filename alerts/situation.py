@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import time as dtime
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from stationwatch.core.config import Camera, Room, Site, StationConfig
 from stationwatch.core.contract import Message, MessageClass
@@ -53,6 +53,16 @@ class Memory:
     def space(self, ns: str) -> dict[str, Any]:
         """The namespace's entries (read-only use: write with put/pop)."""
         return self._data.get(ns, {})
+
+    def adopt(self, stored: dict[str, dict[str, Any]], belongs: Callable[[str, str], bool]) -> None:
+        """Take the entries for which ``belongs(ns, key)`` from ``stored`` (the store's), forgetting
+        what was known of them here: an engine taking over a site goes on from its last owner's memory."""
+        for ns in {*stored, *self._data}:
+            space = self._data.setdefault(ns, {})
+            for key in [k for k in space if belongs(ns, k)]:
+                del space[key]
+            space.update({k: v for k, v in stored.get(ns, {}).items() if belongs(ns, k)})
+        self._dirty = {k: v for k, v in self._dirty.items() if not belongs(*k)}
 
     def dirty(self) -> dict[tuple[str, str], Any]:
         return dict(self._dirty)

@@ -1,4 +1,5 @@
-"""The alert store: one SQLite file (WAL) holding every alert with its lifecycle (:mod:`.lifecycle`)
+"""The alert store: one SQLite file (WAL) — or one PostgreSQL database that several engines and
+the API share (:mod:`.database`) — holding every alert with its lifecycle (:mod:`.lifecycle`)
 and audit trail, and — in the tables of :mod:`.schema` — escalations, the outbox, deliveries and
 the rules' memory.
 
@@ -17,7 +18,6 @@ open alert per ``(rule, subject)``; a repeat updates ``last_at`` and ``count``.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterator
 
 from stationwatch.core.alert_types import ACTIVE_STATES, SEVERITIES
 
+from .database import ERRORS, connect, shown
 from .lifecycle import _OPEN, Lifecycle
 from .records import Alert, AlertError, Conflict, Escalation, NotFound, Raised
 from .schema import migrate
@@ -36,26 +37,36 @@ ENGINE = "alerts"  # the service name the engine writes its heartbeat under
 DISPATCHER = "dispatcher"  # … and its dispatcher (the watcher reads both: alerts/watcher.py)
 
 
+def in_sites(sites: frozenset[str] | set[str] | None, column: str = "site") -> tuple[str, tuple]:
+    """`` AND {column} IN (…)`` for an engine that owns ``sites`` (None: every site, no filter)."""
+    if sites is None:
+        return "", ()
+    return (f" AND {column} IN ({','.join('?' * len(sites))})" if sites else " AND 1=0"), tuple(sorted(sites))
+
+
 class Store(Lifecycle):
-    """Thread-safe access to the alert database. Open one per process (engine, API)."""
+    """Thread-safe access to the alert database. Open one per process (engine, API). ``path`` is a
+    SQLite file (or ``:memory:``) or a ``postgresql://`` URL."""
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.time):
         self.path = str(path)
         self.clock = clock
         self._lock = threading.RLock()
         self._depth = 0
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # an alert reported is an alert kept
-        self._db.execute("PRAGMA foreign_keys=ON")
+        self.guard: Callable[[Any], None] | None = None  # checked before each write commits (leases.py: fencing)
+        self._db = connect(self.path)
+        self.dialect = self._db.dialect
         with self._lock:
             migrate(self._db)
 
+    def __repr__(self) -> str:
+        return f"Store({shown(self.path)!r})"
+
     # ---- plumbing
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        """One transaction; nested calls join the outer one (a whole batch commits at once)."""
+    def tx(self, fenced: bool = True) -> Iterator[Any]:
+        """One transaction; nested calls join the outer one (a whole batch commits at once). Before
+        it commits, :attr:`guard` (when set, and ``fenced``) may refuse it by raising."""
         with self._lock:
             if self._depth:
                 self._depth += 1
@@ -64,7 +75,8 @@ class Store(Lifecycle):
                 finally:
                     self._depth -= 1
                 return
-            self._db.execute("BEGIN IMMEDIATE")
+            for statement in self.dialect.begin:
+                self._db.execute(statement)
             self._depth = 1
             try:
                 yield self._db
@@ -72,12 +84,20 @@ class Store(Lifecycle):
                 self._depth = 0
                 self._db.execute("ROLLBACK")
                 raise
+            try:
+                if fenced and self.guard is not None:
+                    self.guard(self._db)
+            except BaseException:
+                self._depth = 0
+                self._db.execute("ROLLBACK")
+                raise
             self._depth = 0
             self._db.execute("COMMIT")
 
-    def query(self, sql: str, args: tuple = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, args: tuple = ()) -> list[Any]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            cursor = self._db.execute(sql, args)
+            return cursor.fetchall() if cursor.description is not None else []  # a statement without rows
 
     def script(self, sql: str) -> None:
         """Run DDL outside any transaction (the tables of a part of the service that keeps its own)."""
@@ -93,16 +113,16 @@ class Store(Lifecycle):
         try:
             self.query("SELECT 1 FROM alerts LIMIT 1")
             return True
-        except sqlite3.Error:
+        except ERRORS:
             return False
 
-    def _row(self, db: sqlite3.Connection, alert_id: int) -> Alert:
+    def _row(self, db, alert_id: int) -> Alert:
         row = db.execute("SELECT * FROM alerts WHERE id=?", (alert_id,)).fetchone()
         if row is None:
             raise NotFound(f"告警 #{alert_id} 不存在 / no alert #{alert_id}")
         return Alert.from_row(row)
 
-    def audit(self, db: sqlite3.Connection, alert_id: int, actor: str, action: str, note: str = "",
+    def audit(self, db, alert_id: int, actor: str, action: str, note: str = "",
               at: float | None = None) -> None:
         db.execute("INSERT INTO audit (alert_id, at, actor, action, note) VALUES (?,?,?,?,?)",
                    (alert_id, self.clock() if at is None else at, actor, action, note))
@@ -193,7 +213,7 @@ class Store(Lifecycle):
             where.append("first_at<?")
             args.append(until)
         if sites is not None:
-            where.append(f"site IN ({','.join('?' * len(sites))})" if sites else "0")
+            where.append(f"site IN ({','.join('?' * len(sites))})" if sites else "1=0")
             args.extend(sorted(sites))
         if state is None and not include_resolved:
             where.append(_OPEN)
@@ -204,16 +224,16 @@ class Store(Lifecycle):
         """Open alerts per severity (drills apart), plus ``active``, ``drills``, ``total``,
         ``breaches`` and ``failed_deliveries``."""
         scope, args = ("", ()) if sites is None else (
-            f" AND site IN ({','.join('?' * len(sites))})" if sites else " AND 0", tuple(sorted(sites)))
+            f" AND site IN ({','.join('?' * len(sites))})" if sites else " AND 1=0", tuple(sorted(sites)))
         out = {name: 0 for name in SEVERITIES}
         for row in self.query(f"SELECT severity, COUNT(*) n FROM alerts WHERE {_OPEN} AND drill=0{scope}"
                               " GROUP BY severity", args):
             out[row["severity"]] = row["n"]
         out["active"] = sum(out[name] for name in SEVERITIES)
         out["drills"] = self.query(f"SELECT COUNT(*) n FROM alerts WHERE {_OPEN} AND drill=1{scope}", args)[0]["n"]
-        out["total"] = self.query(f"SELECT COUNT(*) n FROM alerts WHERE 1{scope}", args)[0]["n"]
+        out["total"] = self.query(f"SELECT COUNT(*) n FROM alerts WHERE 1=1{scope}", args)[0]["n"]
         out["drills_total"] = self.query(f"SELECT COUNT(*) n FROM alerts WHERE drill=1{scope}", args)[0]["n"]
-        out["breaches"] = self.query(f"SELECT COUNT(*) n FROM breaches WHERE 1{scope}", args)[0]["n"]
+        out["breaches"] = self.query(f"SELECT COUNT(*) n FROM breaches WHERE 1=1{scope}", args)[0]["n"]
         out["failed_deliveries"] = self.query(
             "SELECT COUNT(*) n FROM deliveries d JOIN alerts a ON a.id=d.alert_id WHERE d.state='failed'"
             + scope.replace("site", "a.site"), args)[0]["n"]
@@ -232,18 +252,22 @@ class Store(Lifecycle):
 
     def save_escalation(self, esc: Escalation) -> None:
         with self.tx() as db:
-            db.execute("INSERT OR REPLACE INTO escalations (alert_id, policy, severity, level, started_at, level_at,"
-                       " due_at, remind_at, notified) VALUES (?,?,?,?,?,?,?,?,?)",
+            db.execute("INSERT INTO escalations (alert_id, policy, severity, level, started_at, level_at,"
+                       " due_at, remind_at, notified) VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(alert_id) DO UPDATE SET"
+                       " policy=excluded.policy, severity=excluded.severity, level=excluded.level,"
+                       " started_at=excluded.started_at, level_at=excluded.level_at, due_at=excluded.due_at,"
+                       " remind_at=excluded.remind_at, notified=excluded.notified",
                        (esc.alert_id, esc.policy, esc.severity, esc.level, esc.started_at, esc.level_at, esc.due_at,
                         esc.remind_at, json.dumps(list(esc.notified))))
 
-    def escalations_due(self, now: float) -> list[Escalation]:
+    def escalations_due(self, now: float, sites: frozenset[str] | None = None) -> list[Escalation]:
         """Chains of firing, unsilenced alerts with something to do: a deadline or reminder passed,
-        or the alert's severity changed since the chain was chosen."""
+        or the alert's severity changed since the chain was chosen (of ``sites`` only, if given)."""
+        scope, args = in_sites(sites, "a.site")
         return [Escalation.from_row(r) for r in self.query(
             "SELECT e.* FROM escalations e JOIN alerts a ON a.id=e.alert_id WHERE a.state='firing' AND"
-            " a.silenced_by IS NULL AND (a.severity!=e.severity OR e.due_at<=? OR e.remind_at<=?) ORDER BY e.alert_id",
-            (now, now))]
+            " a.silenced_by IS NULL AND (a.severity!=e.severity OR e.due_at<=? OR e.remind_at<=?)"
+            f"{scope} ORDER BY e.alert_id", (now, now, *args))]
 
     def add_breach(self, alert: Alert, esc: Escalation, level_name: str, due_at: float, at: float,
                    reason: str) -> None:

@@ -16,6 +16,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 
 ConfigArg = Annotated[Path, typer.Option("--config", "-c", help="organisation config (YAML) / 组织配置文件")]
 BrokerOpt = Annotated[str, typer.Option("--broker", help="MQTT broker host:port")]
+StoreOpt = Annotated[Optional[str], typer.Option("--store", help="alert store: a SQLite file, or postgresql://user@host/db shared by engines partitioned by site (docs/alerts.md); overrides --db")]
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -214,6 +215,7 @@ def ingest(config: ConfigArg,
 def alerts(config: ConfigArg,
            broker: BrokerOpt = "127.0.0.1:1883",
            db: Annotated[Path, typer.Option(help="SQLite alert store")] = Path("alerts.db"),
+           store: StoreOpt = None,
            client_id: Annotated[str, typer.Option(help="MQTT client id: names the persistent session kept while the engine is down")] = "stationwatch-alerts",
            ca_file: Annotated[Optional[Path], typer.Option(help="CA certificate: connect to the broker with TLS")] = None,
            metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus /metrics on this port (0: free)")] = None,
@@ -230,7 +232,7 @@ def alerts(config: ConfigArg,
     from stationwatch.core.mqtt import BrokerAddress
     cfg = _load(config)
     try:
-        run_engine(cfg, BrokerAddress.parse(broker, str(ca_file) if ca_file else None), db, stop=_stop_event(),
+        run_engine(cfg, BrokerAddress.parse(broker, str(ca_file) if ca_file else None), store or db, stop=_stop_event(),
                    client_id=client_id, config_version=config_version(config), metrics_port=metrics_port,
                    history=InfluxSink(influx, database) if influx else None)
     except EngineTaken as exc:  # one engine per store and per client id (alerts/claim.py)
@@ -258,6 +260,7 @@ def watch(config: ConfigArg,
 @app.command()
 def serve(config: ConfigArg,
           db: Annotated[Path, typer.Option(help="SQLite alert store")] = Path("alerts.db"),
+          store: StoreOpt = None,
           host: str = "127.0.0.1",
           port: int = 8080,
           influx: Annotated[Optional[str], typer.Option(help="InfluxDB URL: lets inspectors make reports on demand")] = None,
@@ -268,7 +271,7 @@ def serve(config: ConfigArg,
     from stationwatch.alerts.api import create_app, reload
     from stationwatch.core.config import ConfigError, load_config
     cfg = _load(config)
-    api = create_app(cfg, db)
+    api = create_app(cfg, store or db)
     api.state.influx_url, api.state.influx_database = influx, database  # POST /api/reports
 
     def reload_config() -> None:

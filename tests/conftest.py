@@ -18,6 +18,7 @@ pytest.register_assert_rewrite("support")  # its helpers' asserts explain themse
 
 from support import EXAMPLES, Receiver  # noqa: E402
 from support.alerts import GW, SITE, Clock, Wire  # noqa: E402
+from support.postgres import fresh_database, unavailable  # noqa: E402
 from support.simulator import Recorder  # noqa: E402
 
 
@@ -31,6 +32,27 @@ def mosquitto(tmp_path_factory):
 def influxdb(tmp_path_factory):
     with LocalInfluxDB(tmp_path_factory.mktemp("influxdb")) as db:
         yield db
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL database of this test's own on the machine's server (dropped afterwards)."""
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    with fresh_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_path(request, tmp_path, monkeypatch):
+    """The alert store a test runs on, once per backend: a SQLite file in the test's directory, or a
+    PostgreSQL database of its own (the engine's quarantine file then goes to the working directory,
+    which is the test's directory)."""
+    if request.param == "sqlite":
+        return tmp_path / "alerts.db"
+    monkeypatch.chdir(tmp_path)
+    return request.getfixturevalue("postgres_url")
 
 
 @pytest.fixture

@@ -56,11 +56,11 @@ def duty_with(channels, **routing):
 
 
 @pytest.fixture
-def engines(tmp_path):
+def engines(store_path):
     made = []
 
     def make(cfg, **notifier):
-        engine = AlertEngine(cfg, tmp_path / "alerts.db", notifier=Notifier(cfg, **notifier), clock=lambda: T0)
+        engine = AlertEngine(cfg, store_path, notifier=Notifier(cfg, **notifier), clock=lambda: T0)
         engine.watching = False
         made.append(engine)
         return engine
@@ -70,7 +70,7 @@ def engines(tmp_path):
 
 
 def test_500s_and_timeouts_are_retried_then_the_next_channel_delivers_and_the_api_shows_it(engines, receiver,
-                                                                                           tmp_path):
+                                                                                           store_path):
     flaky = Flaky([500, "hang", 500])
     try:
         cfg = duty_with([f"json://127.0.0.1:{flaky.port}/wecom?rto=0.5", f"json://127.0.0.1:{receiver.port}/sms"],
@@ -79,7 +79,7 @@ def test_500s_and_timeouts_are_retried_then_the_next_channel_delivers_and_the_ap
         [boiler] = engine.handle(*Wire().event("boiler-fault", "alarm"))
         wait_for(receiver.received, 15, what="the notice through the second channel")
         assert flaky.seen == [500, "hang", 500]  # three tries on the broken channel first
-        with TestClient(create_app(cfg, tmp_path / "alerts.db")) as api:
+        with TestClient(create_app(cfg, store_path)) as api:
             deliveries = wait_for(lambda: (d := api.get(f"/api/alerts/{boiler.id}").json()["deliveries"])[1:] and d,
                                   10, what="both channels in the alert's deliveries")
             failed, sent = deliveries
@@ -121,13 +121,13 @@ def test_a_burst_over_the_rate_limit_goes_as_a_digest(engines, receiver):
     assert len(receiver.received()) == 3
 
 
-def test_queued_notices_survive_a_restart_and_are_sent_by_the_next_engine(city_config, receiver, tmp_path):
+def test_queued_notices_survive_a_restart_and_are_sent_by_the_next_engine(city_config, receiver, store_path):
     cfg = duty_with([f"json://127.0.0.1:{receiver.port}/duty"])
-    first = AlertEngine(cfg, tmp_path / "alerts.db", clock=lambda: T0)  # dies before it could send anything
+    first = AlertEngine(cfg, store_path, clock=lambda: T0)  # dies before it could send anything
     first.handle(*Wire().event("boiler-fault", "alarm"))
     first.store.query("UPDATE outbox SET state='sending'")  # cut off in the middle of a send
     first.close()
-    second = AlertEngine(cfg, tmp_path / "alerts.db", notifier=Notifier(cfg), clock=lambda: T0)
+    second = AlertEngine(cfg, store_path, notifier=Notifier(cfg), clock=lambda: T0)
     try:
         [post] = wait_for(receiver.received, 10, what="the notice queued before the restart")
         assert "锅炉故障" in post["json"]["message"]

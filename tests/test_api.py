@@ -26,9 +26,10 @@ def cfg():
 
 
 @pytest.fixture
-def filled(cfg, tmp_path):
-    """A store with a confirmed fire, a boiler fault, and a camera alert that has resolved."""
-    db, wire = tmp_path / "alerts.db", Wire()
+def filled(cfg, store_path):
+    """A store with a confirmed fire, a boiler fault, and a camera alert that has resolved (SQLite, then
+    PostgreSQL: the API reads the store the engines write)."""
+    db, wire = store_path, Wire()
     engine = AlertEngine(cfg, db, clock=lambda: T0)
     engine.watching = False
     engine.handle(*wire.event("smk-dorm-f1a", "alarm"))

@@ -44,11 +44,11 @@ def chain_config(**extra):
 
 
 @pytest.fixture
-def make(tmp_path, clock):
+def make(store_path, clock):
     engines = []
 
     def _make(cfg=None, **kwargs):
-        engine = AlertEngine(cfg or chain_config(), tmp_path / "alerts.db", clock=clock, **kwargs)
+        engine = AlertEngine(cfg or chain_config(), store_path, clock=clock, **kwargs)
         engine.watching = False  # the example's other devices are silent in these tests
         engines.append(engine)
         return engine

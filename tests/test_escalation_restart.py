@@ -11,16 +11,15 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from stationwatch.alerts.store import Store
 from stationwatch.core.contract import MessageClass
 
-from support import EXAMPLES, wait_for
-from support.alerts import SITE, Wire, send
+from support import wait_for
+from support.alerts import Wire, send
+from support.escalation import ACK_S, chain_yaml
 
 CLI = [sys.executable, "-m", "stationwatch.cli"]
-ACK_S = 3.0  # every level's deadline, compressed
 
 
 class Service:
@@ -47,25 +46,6 @@ class Service:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(20)
         return self.proc.returncode
-
-
-def chain_yaml(tmp_path: Path, port: int) -> Path:
-    data = yaml.safe_load((EXAMPLES / "city-station.yaml").read_text(encoding="utf-8"))
-    url = lambda path: [f"json://127.0.0.1:{port}/{path}"]  # noqa: E731
-    data["contacts"] = [
-        {"id": "duty-staff", "name": "值班员", "role": "staff", "sites": [SITE], "channels": url("staff")},
-        {"id": "leader", "name": "带班领导", "role": "leader", "sites": [SITE], "channels": url("leader")},
-        {"id": "bureau", "name": "市民政局", "role": "bureau", "bureau": "sl-mz", "channels": url("bureau")},
-        {"id": "province", "name": "省民政厅", "role": "bureau", "bureau": "gd-mz", "channels": url("province")}]
-    level = lambda name, targets, at_once=False: {"name": name, "targets": targets, "ack_s": ACK_S,  # noqa: E731
-                                                  "at_once": at_once}
-    data["routing"] = {"notify": [], "backoff_s": [0.2], "policies": [{"id": "emergency", "severities": ["critical"],
-        "levels": [level("值班人员", ["staff"]), level("带班领导", ["leader"]), level("民政局", ["bureau"], True),
-                   level("省厅", ["bureau_up"])]}, {"id": "default", "levels": [
-                       {**level("值班人员", ["staff"]), "ack_s": 5 * ACK_S}, level("带班领导", ["leader"])]}]}
-    path = tmp_path / "chain.yaml"
-    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-    return path
 
 
 def test_sigkill_mid_escalation_loses_nothing_and_skips_no_level(tmp_path, mosquitto, receiver, publisher):

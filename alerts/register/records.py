@@ -10,7 +10,6 @@ and sent up the reporting chain (``hazard_overdue``) until it is submitted or it
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,7 +71,7 @@ class Hazard:
     trail: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Hazard":
+    def from_row(cls, row: Any) -> "Hazard":
         data = dict(row)
         data["evidence"] = json.loads(data["evidence"] or "{}")
         data["major"] = bool(data["major"])

@@ -64,6 +64,11 @@ def ddl(dialect: str = "sqlite") -> str:
 
 
 def ensure(store) -> None:
-    """Create the register's tables if missing (idempotent; a store of an earlier version gains them)."""
+    """Create the register's tables if missing (idempotent; a store of an earlier version gains them).
+    On PostgreSQL under the writers' lock, as several engines and the API may start at once."""
+    if store.dialect.name == "postgresql":
+        with store.tx() as db:
+            db.executescript(ddl("postgresql"))
+        return
     if not store.query("SELECT 1 FROM sqlite_master WHERE name='hazard_trail_no_delete'"):
         store.script(ddl("sqlite"))

@@ -14,7 +14,6 @@ checked by the caller (:mod:`.access`); this module checks only that the move fi
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +82,7 @@ class Register:
                 where.append(f"{column}=?")
                 args.append(value)
         if sites is not None:
-            where.append(f"site IN ({','.join('?' * len(sites))})" if sites else "0")
+            where.append(f"site IN ({','.join('?' * len(sites))})" if sites else "1=0")
             args.extend(sorted(sites))
         if since is not None:
             where.append("created_at>=?")
@@ -122,11 +121,11 @@ class Register:
             hazard_id = db.execute(
                 "INSERT INTO hazards (site, room, category, description, source, evidence, evidence_key,"
                 " evidence_subject, major, deadline_at, path, standard, responsible, status, created_at, created_by,"
-                " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'open',?,?,?)",
+                " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'open',?,?,?) RETURNING id",
                 (draft.site, draft.room, draft.category, draft.description, draft.source,
                  json.dumps(draft.evidence or {}, ensure_ascii=False), draft.evidence_key, draft.evidence_subject,
                  int(draft.major), draft.deadline_at, draft.path, draft.standard, draft.responsible, now, actor,
-                 now)).lastrowid
+                 now)).fetchone()[0]
             self._sign(db, hazard_id, actor, role, "create", note or draft.description, "open", now)
             return self._row(db, hazard_id)
 
@@ -169,14 +168,14 @@ class Register:
             self._sign(db, hazard_id, actor, role, action, note, status, now)
             return self._row(db, hazard_id)
 
-    def mark_overdue(self, db: sqlite3.Connection, hazard: Hazard, now: float) -> None:
+    def mark_overdue(self, db, hazard: Hazard, now: float) -> None:
         """The engine found the deadline passed: recorded once, in the entry and its trail."""
         db.execute("UPDATE hazards SET overdue_at=? WHERE id=?", (now, hazard.id))
         self._sign(db, hazard.id, "engine", "system", "overdue", "整改时限已过 / the rectification deadline has passed",
                    hazard.status, now)
 
     # ---- plumbing
-    def _row(self, db: sqlite3.Connection, hazard_id: int) -> Hazard:
+    def _row(self, db, hazard_id: int) -> Hazard:
         row = db.execute("SELECT * FROM hazards WHERE id=?", (hazard_id,)).fetchone()
         if row is None:
             raise NotFound(f"隐患 #{hazard_id} 不存在 / no hazard #{hazard_id}")
@@ -191,7 +190,7 @@ class Register:
                            f"{state.en}; cannot {action} it")
 
     @staticmethod
-    def _sign(db: sqlite3.Connection, hazard_id: int, actor: str, role: str, action: str, note: str, status: str,
+    def _sign(db, hazard_id: int, actor: str, role: str, action: str, note: str, status: str,
               at: float) -> None:
         db.execute("INSERT INTO hazard_trail (hazard_id, at, actor, role, action, note, status) VALUES (?,?,?,?,?,?,?)",
                    (hazard_id, at, actor, role, action, note, status))
