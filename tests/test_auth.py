@@ -209,14 +209,18 @@ def test_a_new_token_is_random_and_only_its_hash_goes_in_the_config():
     assert one != two and len(one) > 40 and digest == token_hash(one) and one not in digest
 
 
-CHINA_NOW = datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)  # an expiry without a zone is China time
+def _china_now() -> datetime:
+    return datetime.now(ZoneInfo("Asia/Shanghai")).replace(tzinfo=None)  # an expiry without a zone is China time
 
 
+# each expiry is computed when its test runs (computed at import, a slow run made "+5 min" the past)
 @pytest.mark.parametrize("expires, works", [
-    (CHINA_NOW.date(), True), (CHINA_NOW.date() - timedelta(days=1), False),  # a date: through that day
-    (CHINA_NOW + timedelta(hours=1), True), (CHINA_NOW - timedelta(minutes=5), False),
-    (datetime.now(timezone.utc) + timedelta(minutes=5), True)])
+    (lambda: _china_now().date(), True), (lambda: _china_now().date() - timedelta(days=1), False),  # a date: through that day
+    (lambda: _china_now() + timedelta(hours=1), True), (lambda: _china_now() - timedelta(minutes=5), False),
+    (lambda: datetime.now(timezone.utc) + timedelta(minutes=5), True)],
+    ids=["today", "yesterday", "in an hour", "five minutes ago", "in five minutes, UTC"])
 def test_a_token_past_its_expiry_is_refused_and_says_so(tmp_path, expires, works):
+    expires = expires()
     data = yaml.safe_load((EXAMPLES / "city-station.yaml").read_text(encoding="utf-8"))
     data["users"] = [{"id": "linshi", "name": "临时值班员", "role": "staff", "sites": ["sl-station"],
                       "token_sha256": token_hash(TOKENS["zhangsan"]), "expires": expires}]
