@@ -8,6 +8,7 @@ Topics::
 
     sw/v1/{site}/{gateway}/status                 birth / death (retained, QoS 1)
     sw/v1/{site}/{gateway}/reading/{sensor}       periodic values (QoS 1)
+    sw/v1/{site}/{gateway}/readings               a poll cycle's readings in one message (QoS 1)
     sw/v1/{site}/{gateway}/event/{device}         state changes: alarm, door open, fault (QoS 1)
     sw/v1/{site}/{gateway}/heartbeat/{camera}     camera liveness (QoS 0)
     sw/v1/{site}/{gateway}/cmd/{name}             commands to a gateway (QoS 1)
@@ -15,7 +16,9 @@ Topics::
 """
 from __future__ import annotations
 
+import json
 import math
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -30,6 +33,8 @@ from .wire import (  # noqa: F401
     DRILL,
     LOCAL_ALARM,
     LOCAL_ALARM_STATES,
+    BATCH_ITEM_FIELDS,
+    BATCH_MAX_ITEMS,
     ROOT,
     SPOOL,
     TS_RANGE,
@@ -43,6 +48,8 @@ from .wire import (  # noqa: F401
     subscription,
     topic,
 )
+
+DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # fullmatch: the organisation config's ids
 
 # what may follow health/: the health driver's metrics and the local alarm's state
 HEALTH_METRICS = frozenset(HEALTH_DRIVER_METRICS) | {LOCAL_ALARM, SPOOL, DRILL}
@@ -128,6 +135,13 @@ class LocalAlarmState(Sequenced):
                          Field(max_length=64)] = []  # in alarm at that moment
 
 
+class ReadingBatch(_Payload):
+    """``readings``: one poll cycle's readings. The envelope is checked here; each item on its own
+    (:func:`fan_out`), so one malformed item is refused alone and the others stand."""
+    historical: bool = False  # replayed from the spool: every item of the batch
+    items: Annotated[list[Any], Field(min_length=1, max_length=BATCH_MAX_ITEMS)]
+
+
 class Command(_Payload):
     name: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")]
     args: dict[str, Any] = {}
@@ -136,7 +150,7 @@ class Command(_Payload):
 SCHEMAS: dict[MessageClass, type[_Payload]] = {
     MessageClass.STATUS: Status, MessageClass.READING: Reading, MessageClass.EVENT: Event,
     MessageClass.HEARTBEAT: Heartbeat, MessageClass.CMD: Command, MessageClass.HEALTH: HealthSample,
-    MessageClass.PATROL: Patrol, MessageClass.REPLY: Reply,
+    MessageClass.PATROL: Patrol, MessageClass.REPLY: Reply, MessageClass.READINGS: ReadingBatch,
 }
 
 
@@ -172,6 +186,62 @@ def parse(topic_name: str, payload: bytes) -> Message:
     return Message(site, gateway, kind, device, body, topic_name)
 
 
+@dataclass(frozen=True)
+class Refused:
+    """An item of a batch that breaks the contract: the others go on. ``item`` is the item as it came
+    (JSON), kept in the quarantine with the batch's topic; the detail names the item."""
+    topic: str
+    item: bytes
+    reason: str
+    detail: str
+
+    @property
+    def payload(self) -> bytes:
+        return self.item
+
+
+def item_bytes(item: Any) -> bytes:
+    """A batch item as JSON, for the quarantine (whatever it is: it may be why it was refused)."""
+    try:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError):
+        return repr(item).encode()
+
+
+def _batch_item(batch: Message, i: int, item: Any) -> Message | Refused:
+    """Item ``i`` of a ``readings`` batch → the same :class:`Message` a single reading of that sensor
+    makes (topic ``reading/{sensor}``), or :class:`Refused` naming the item."""
+    where = f"items[{i}]"
+
+    def refused(reason: str, detail: str) -> Refused:
+        return Refused(batch.topic, item_bytes(item), reason, f"{where}{detail}")
+    if not isinstance(item, dict):
+        return refused("bad_schema", ": must be an object")
+    extra = sorted(set(item) - set(BATCH_ITEM_FIELDS), key=str)
+    if extra:
+        return refused("bad_schema", f".{str(extra[0])[:64]}: Extra inputs are not permitted")
+    sensor = item.get("sensor")
+    if not isinstance(sensor, str) or not DEVICE_ID.fullmatch(sensor):
+        return refused("bad_schema", ".sensor: must be a device id ([a-z0-9][a-z0-9_-]*, at most 64)")
+    data = {k: v for k, v in item.items() if k != "sensor"}
+    try:
+        body = Reading.model_validate({"v": 1, **data, "historical": batch.body.historical})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return refused("bad_schema", "." + ".".join(str(p) for p in first["loc"]) + f": {first['msg']}")
+    return Message(batch.site, batch.gateway, MessageClass.READING, sensor, body,
+                   topic(batch.site, batch.gateway, MessageClass.READING, sensor))
+
+
+def fan_out(msg: Message) -> list[Message | Refused]:
+    """The observations a message carries: a ``readings`` batch gives one single-reading
+    :class:`Message` per item (or :class:`Refused` for an item that breaks the contract); any other
+    message is itself."""
+    if msg.kind is not MessageClass.READINGS:
+        return [msg]
+    return [_batch_item(msg, i, item) for i, item in enumerate(msg.body.items)]
+
+
 class Inventory:
     """What the organisation config says exists; refuses messages from devices it does not know."""
 
@@ -189,7 +259,8 @@ class Inventory:
             raise ContractError("unknown_gateway", f"gateway '{msg.gateway[:64]}' is not in the config")
         if site != msg.site:
             raise ContractError("wrong_site", f"gateway '{msg.gateway}' belongs to site '{site}', not '{msg.site[:64]}'")
-        if msg.kind in (MessageClass.STATUS, MessageClass.CMD, MessageClass.PATROL, MessageClass.REPLY):
+        if msg.kind in (MessageClass.STATUS, MessageClass.CMD, MessageClass.PATROL, MessageClass.REPLY,
+                        MessageClass.READINGS):  # a batch's items are checked one by one (fan_out)
             return None
         if msg.kind is MessageClass.HEALTH:
             if msg.device not in HEALTH_METRICS:
