@@ -31,7 +31,7 @@ from stationwatch.core.contract import (
 )
 
 from .influx import Point, to_point
-from .sequences import SequenceLedger, digest
+from .sequences import SequenceLedger, content_of
 
 INFLUX_MAX_MS = 9_223_372_036_854  # InfluxDB's last representable time (int64 ns), 2262-04-11
 ROUTINE = {MessageClass.READING.value, MessageClass.HEARTBEAT.value, MessageClass.HEALTH.value}
@@ -120,7 +120,7 @@ class Admission:
 
     def _check_sequence(self, msg: Message) -> None:
         body = msg.body
-        content = digest(msg.topic, body.model_dump(mode="json"))
+        content = content_of(msg.topic, body.__dict__)  # the model's fields, in their declared order
         if self.sequences.check(msg.gateway, body.seq, body.ts, content, body.historical) == "conflict":
             raise ContractError("seq_conflict", f"seq {body.seq} of gateway '{msg.gateway}' arrived before with other "
                                                 "content; the first one stands")
