@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from stationwatch.sensors.health import METRICS as HEALTH_DRIVER_METRICS
 
@@ -33,7 +32,6 @@ from .wire import (  # noqa: F401
     DRILL,
     LOCAL_ALARM,
     LOCAL_ALARM_STATES,
-    BATCH_ITEM_FIELDS,
     BATCH_MAX_ITEMS,
     ROOT,
     SPOOL,
@@ -48,8 +46,6 @@ from .wire import (  # noqa: F401
     subscription,
     topic,
 )
-
-DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # fullmatch: the organisation config's ids
 
 # what may follow health/: the health driver's metrics and the local alarm's state
 HEALTH_METRICS = frozenset(HEALTH_DRIVER_METRICS) | {LOCAL_ALARM, SPOOL, DRILL}
@@ -136,10 +132,27 @@ class LocalAlarmState(Sequenced):
 
 
 class ReadingBatch(_Payload):
-    """``readings``: one poll cycle's readings. The envelope is checked here; each item on its own
-    (:func:`fan_out`), so one malformed item is refused alone and the others stand."""
+    """``readings``: one poll cycle's readings. The envelope is checked here, and the items with it
+    when all are well; when one is not, each on its own (:func:`fan_out`), so a malformed item is
+    refused alone and the others stand."""
     historical: bool = False  # replayed from the spool: every item of the batch
     items: Annotated[list[Any], Field(min_length=1, max_length=BATCH_MAX_ITEMS)]
+
+
+class BatchedReading(Reading):
+    """An item of a ``readings`` batch as the :class:`Reading` it is, with the sensor it is of (the
+    item's ``sensor``; ``v`` and ``historical`` come from the envelope). Checked for the whole batch
+    in one pass of pydantic's core: non-finite numbers by ``allow_inf_nan``, not by a Python hook."""
+    model_config = ConfigDict(extra="forbid", strict=False, allow_inf_nan=False)
+    sensor: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+    @classmethod
+    def _no_nan(cls, value: Any) -> Any:  # replaces the inherited validator: allow_inf_nan does its work
+        return value
+
+
+_ITEMS = TypeAdapter(list[BatchedReading])
+_ENVELOPE_ONLY = ("v", "historical")  # an item carrying these would override the envelope's
 
 
 class Command(_Payload):
@@ -209,28 +222,22 @@ def item_bytes(item: Any) -> bytes:
 
 
 def _batch_item(batch: Message, i: int, item: Any) -> Message | Refused:
-    """Item ``i`` of a ``readings`` batch → the same :class:`Message` a single reading of that sensor
-    makes (topic ``reading/{sensor}``), or :class:`Refused` naming the item."""
-    where = f"items[{i}]"
-
-    def refused(reason: str, detail: str) -> Refused:
-        return Refused(batch.topic, item_bytes(item), reason, f"{where}{detail}")
+    """Item ``i`` of a ``readings`` batch on its own → the same :class:`Message` a single reading of
+    that sensor makes (topic ``reading/{sensor}``), or :class:`Refused` naming the item."""
+    def refused(detail: str) -> Refused:
+        return Refused(batch.topic, item_bytes(item), "bad_schema", f"items[{i}]{detail}")
     if not isinstance(item, dict):
-        return refused("bad_schema", ": must be an object")
-    extra = sorted(set(item) - set(BATCH_ITEM_FIELDS), key=str)
-    if extra:
-        return refused("bad_schema", f".{str(extra[0])[:64]}: Extra inputs are not permitted")
-    sensor = item.get("sensor")
-    if not isinstance(sensor, str) or not DEVICE_ID.fullmatch(sensor):
-        return refused("bad_schema", ".sensor: must be a device id ([a-z0-9][a-z0-9_-]*, at most 64)")
-    data = {k: v for k, v in item.items() if k != "sensor"}
+        return refused(": must be an object")
+    own = [k for k in _ENVELOPE_ONLY if k in item]
+    if own:
+        return refused(f".{own[0]}: Extra inputs are not permitted (the batch's, not an item's)")
     try:
-        body = Reading.model_validate({"v": 1, **data, "historical": batch.body.historical})
+        body = BatchedReading.model_validate({**item, "v": 1, "historical": batch.body.historical})
     except ValidationError as exc:
         first = exc.errors()[0]
-        return refused("bad_schema", "." + ".".join(str(p) for p in first["loc"]) + f": {first['msg']}")
-    return Message(batch.site, batch.gateway, MessageClass.READING, sensor, body,
-                   topic(batch.site, batch.gateway, MessageClass.READING, sensor))
+        return refused("." + ".".join(str(p) for p in first["loc"]) + f": {first['msg']}")
+    return Message(batch.site, batch.gateway, MessageClass.READING, body.sensor, body,
+                   topic(batch.site, batch.gateway, MessageClass.READING, body.sensor))
 
 
 def fan_out(msg: Message) -> list[Message | Refused]:
@@ -239,7 +246,15 @@ def fan_out(msg: Message) -> list[Message | Refused]:
     message is itself."""
     if msg.kind is not MessageClass.READINGS:
         return [msg]
-    return [_batch_item(msg, i, item) for i, item in enumerate(msg.body.items)]
+    raw, historical = msg.body.items, msg.body.historical
+    try:
+        if any(type(it) is not dict or "v" in it or "historical" in it for it in raw):
+            raise ValueError("an item to look at on its own")
+        items = _ITEMS.validate_python([{**it, "v": 1, "historical": historical} for it in raw])
+    except ValueError:  # (ValidationError too) some item is wrong: each on its own, to name it and keep the others
+        return [_batch_item(msg, i, item) for i, item in enumerate(raw)]
+    prefix = topic(msg.site, msg.gateway, MessageClass.READING, "")
+    return [Message(msg.site, msg.gateway, MessageClass.READING, it.sensor, it, prefix + it.sensor) for it in items]
 
 
 class Inventory:

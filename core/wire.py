@@ -24,7 +24,6 @@ SCHEMA_VERSION = 1
 MAX_PAYLOAD = 16 * 1024  # no legitimate message is larger; bigger ones are refused before parsing
 TS_RANGE = (1_000_000_000, 10_000_000_000)  # gateway clock, Unix seconds (2001 … 2286)
 BATCH_MAX_ITEMS = 256  # readings in one ``readings`` message (and the payload stays within MAX_PAYLOAD)
-BATCH_ITEM_FIELDS = ("sensor", "ts", "seq", "value", "unit", "quality")  # what an item carries, no more
 COMMAND_NAME = re.compile(r"[a-z0-9_-]{1,32}")  # fullmatch: "$" would let a final newline through
 
 
