@@ -17,7 +17,7 @@ from stationwatch.gateway.agent import Agent
 from stationwatch.gateway.spool import Outgoing, Spool
 
 from support import wait_for
-from test_agent import Collector, Thermometer, station, temperature_sensors
+from support.agent import Collector, Thermometer, station, temperature_sensors
 
 SITE, GW = "spool-test", "gw-spool-test"
 BATCH = topic(SITE, GW, MessageClass.READINGS)

@@ -340,6 +340,15 @@ after the drains (the lower one is the ceiling). Load average (1 min, 2 cores, s
 | `stationwatch ingest --workers 2` | {drained[2][0]:,.0f} points/s ({drained[2][2]:.2f} CPU s per 1,000 points; stored {drained[2][1]:,}) |
 | **ratio best ingest / bare `/write` ceiling** | **{best_ratio:.2f}** (goal ≥ 0.5 with zero loss: {batch_verdict}) |
 
+Where the time went (cProfile, before the change; broker/ingest.py, docs/broker.md "Writing at the database's
+pace"): of `InfluxV1Writer.write` on 100,000 points, 90 % was the influxdb client's `make_lines` (every tag of
+every point escaped through several generic calls), the HTTP round trips 8 %; on the receiving side the seq
+ledger's digest (a JSON dump of the message hashed with blake2b) was about 45 % of `Ingest.receive`, and
+`setdefault` built a gateway's 64 KiB seq record for every message only to throw it away. Now: line protocol
+built here with each series' escaped prefix kept, a tuple hash for the ledger, a batch's items validated in
+one pass of pydantic's core. What is left per point is Python: the contract and the checks on paho's
+network thread, line building on the writer thread, one interpreter for both (hence `--workers`).
+
 Memory during a QoS 0 flood with InfluxDB down (`--flood {args.flood}`): `stationwatch ingest` as its own
 process on a fresh Mosquitto and InfluxDB; InfluxDB stopped; {args.flood:,} QoS 0 camera heartbeats from
 one publisher; RSS (VmRSS of the ingest process) sampled every 0.1 s until ingest had received them all.
