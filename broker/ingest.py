@@ -80,15 +80,16 @@ class _Pending:
 @dataclass
 class _Entry:
     """One point of a message (a single message has one; a ``readings`` batch one per item); None
-    once refused into the quarantine. ``item`` is its place in the batch (-1: the message itself)."""
+    once refused into the quarantine. ``item`` is its place in the batch (-1: the message itself).
+    It holds the message's topic and payload, not its :class:`_Pending` (no reference cycle)."""
     point: Point | None
-    pending: _Pending | None = None
+    topic: str
+    payload: bytes
     item: int = -1
 
     def evidence(self) -> bytes:
         """What the quarantine keeps when InfluxDB refuses this point: the message, or the batch's item."""
-        body = self.pending.payload
-        return body if self.item < 0 else item_bytes(json.loads(body)["items"][self.item])
+        return self.payload if self.item < 0 else item_bytes(json.loads(self.payload)["items"][self.item])
 
 
 class Ingest:
@@ -151,8 +152,7 @@ class Ingest:
         # a refused one is in the quarantine already; a QoS 1 one keeps its payload for the receipt (the
         # gateway must not send again what the centre will always refuse)
         kept = payload if points or qos > 0 else b""
-        pending = _Pending([], mid, qos, topic, kept)
-        pending.entries = [_Entry(point, pending, item) for point, item in points]
+        pending = _Pending([_Entry(point, topic, kept, item) for point, item in points], mid, qos, topic, kept)
         cost = len(kept) + len(topic) + ENTRY_BYTES * max(1, len(points))
         if not self.queue.put(pending, cost, qos, is_routine) and not self.queue.closed:
             self._log_dropped()  # not when stopping: then nothing is taken and the broker keeps it
@@ -205,7 +205,7 @@ class Ingest:
         for e in entries:
             limit = RETENTION_S.get(e.point.policy) if e.point is not None else None
             if limit is not None and now_ms - e.point.time_ms > (limit - RETENTION_MARGIN_S) * 1000:
-                e.point = self._refuse(e.pending.topic, e.evidence(), "beyond_retention",
+                e.point = self._refuse(e.topic, e.evidence(), "beyond_retention",
                                        f"timestamp older than the '{e.point.policy}' retention of {limit // 86400} days")
         return entries
 
@@ -221,7 +221,7 @@ class Ingest:
         except PointsRejected as exc:
             if len(entries) == 1:
                 e = entries[0]
-                e.point = self._refuse(e.pending.topic, e.evidence(), "rejected_by_database", str(exc)[:500])
+                e.point = self._refuse(e.topic, e.evidence(), "rejected_by_database", str(exc)[:500])
                 return
             self.stats.write_errors += 1
             log.warning("InfluxDB refused points of a batch of %d (%s); finding them", len(entries), str(exc)[:300])

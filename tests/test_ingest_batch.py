@@ -68,7 +68,7 @@ def test_a_batch_is_stored_as_its_readings_and_a_bad_item_is_quarantined_alone(i
     gateway.publish(topic(SITE, GW, MessageClass.READING, sensors[0]), encode(single), MessageClass.READING)
 
     stored = wait_for(lambda: (r := _rows(writer, 'SELECT * FROM "reading"')) and len(r) >= len(items) + 1 and r,
-                      what="every good item and the single reading")
+                      timeout=30, what="every good item and the single reading")
     by_seq = {r["seq"]: r for r in stored}
     assert sorted(by_seq) == [*range(100, 100 + len(items)), 200]  # the two bad items are not stored
     for i, s in enumerate(sensors):
@@ -79,7 +79,8 @@ def test_a_batch_is_stored_as_its_readings_and_a_bad_item_is_quarantined_alone(i
 
     with sqlite3.connect(qpath) as db:
         refused = wait_for(lambda: (r := db.execute("SELECT reason, detail, payload, topic FROM quarantine ORDER BY id")
-                                    .fetchall()) and len(r) >= 2 and r, what="the two bad items quarantined")
+                                    .fetchall()) and len(r) >= 2 and r, timeout=30,
+                         what="the two bad items quarantined")
     assert [(r[0], r[1].split(":")[0]) for r in refused] == [("bad_schema", "items[1].value"),
                                                              ("unknown_device", "items[3]")]
     assert json.loads(refused[0][2])["value"] == "warm" and json.loads(refused[1][2])["sensor"] == "t-nowhere"
@@ -89,7 +90,7 @@ def test_a_batch_is_stored_as_its_readings_and_a_bad_item_is_quarantined_alone(i
     def named():
         seqs = {n for cmd in receipts if cmd.name == "stored" for lo, hi in cmd.args["seqs"] for n in range(lo, hi + 1)}
         return seqs >= set(range(100, 102 + len(items))) | {200}
-    wait_for(named, what="a receipt naming every item")
+    wait_for(named, timeout=30, what="a receipt naming every item")
     gateway.stop()
 
 
@@ -105,7 +106,28 @@ def test_a_replayed_batch_overwrites_its_points(ingest, city_config):
         link.publish(topic(SITE, GW, MessageClass.READINGS), body, MessageClass.READINGS).wait_for_publish(5)
     marker = Reading(v=1, ts=time.time(), seq=9, value=1.0, unit="°C")
     link.publish(topic(SITE, GW, MessageClass.READING, "t-hall"), encode(marker), MessageClass.READING)
-    wait_for(lambda: _rows(writer, 'SELECT * FROM "reading" WHERE seq = 9'), what="the marker after the replay")
+    wait_for(lambda: _rows(writer, 'SELECT * FROM "reading" WHERE seq = 9'), timeout=30, what="the marker after the replay")
     rows = _rows(writer, 'SELECT * FROM "reading" WHERE seq < 9')
     assert sorted((r["sensor"], r["historical"]) for r in rows) == [("t-dorm-m1", True), ("t-hall", True)]
+    link.stop()
+
+
+def test_an_item_older_than_its_retention_is_quarantined_alone_with_the_item(ingest):
+    """A spool replayed after 40 days: the raw policy keeps readings 30 days, so that item goes to
+    the quarantine (InfluxDB would drop it) and the fresh items of the same batch are stored."""
+    address, writer, qpath = ingest
+    link = MqttLink(address, f"pub-{uuid.uuid4().hex[:6]}").start()
+    now, old = time.time(), time.time() - 40 * 86400
+    items = [{"sensor": "t-hall", "ts": now - 60, "value": 18.5, "unit": "°C", "quality": "ok"},
+             {"sensor": "t-dorm-m1", "ts": old, "value": 3.5, "unit": "°C", "quality": "ok"},
+             {"sensor": "t-dorm-m2", "ts": now - 60, "value": 19.5, "unit": "°C", "quality": "ok"}]
+    body = batch_payload(now, 50, items).replace(b'"historical":false', b'"historical":true', 1)
+    link.publish(topic(SITE, GW, MessageClass.READINGS), body, MessageClass.READINGS).wait_for_publish(5)
+    rows = wait_for(lambda: (r := _rows(writer, 'SELECT * FROM "reading"')) and len(r) >= 2 and r, timeout=30,
+                    what="the fresh items")
+    assert sorted(r["seq"] for r in rows) == [50, 52]
+    with sqlite3.connect(qpath) as db:
+        [(reason, payload)] = wait_for(lambda: db.execute("SELECT reason, payload FROM quarantine").fetchall(),
+                                       timeout=30, what="the old item quarantined")
+    assert reason == "beyond_retention" and json.loads(payload) == {**items[1], "seq": 51}
     link.stop()
