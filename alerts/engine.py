@@ -36,7 +36,18 @@ from typing import Callable, Iterable
 
 from stationwatch.core.alert_types import ALERT_TYPES
 from stationwatch.core.config import CENTRE, StationConfig
-from stationwatch.core.contract import LOCAL_ALARM, ContractError, Inventory, MessageClass, parse, parse_service
+from stationwatch.core.contract import (
+    LOCAL_ALARM,
+    ContractError,
+    Inventory,
+    Message,
+    MessageClass,
+    Refused,
+    fan_out,
+    item_bytes,
+    parse,
+    parse_service,
+)
 from stationwatch.core.quarantine import Quarantine
 from stationwatch.core.wire import SERVICE_ROOT
 
@@ -257,6 +268,26 @@ class AlertEngine:
         except ContractError as exc:
             self._refuse(topic, payload, exc.reason, exc.detail)
             return []
+        if msg.kind is MessageClass.READINGS:  # a batch: the same observations its readings make one by one
+            return self._batch(msg, now)
+        return self._observe(msg, device, topic, lambda: payload, now)
+
+    def _batch(self, batch: Message, now: float) -> list[Verdict]:
+        verdicts: list[Verdict] = []
+        for i, item in enumerate(fan_out(batch)):
+            if isinstance(item, Refused):  # that item alone goes to the quarantine
+                self._refuse(item.topic, item.item, item.reason, item.detail)
+                continue
+            try:
+                device = self.inventory.check(item)
+            except ContractError as exc:
+                self._refuse(batch.topic, item_bytes(batch.body.items[i]), exc.reason, f"items[{i}]: {exc.detail}")
+                continue
+            verdicts += self._observe(item, device, batch.topic, lambda i=i: item_bytes(batch.body.items[i]), now)
+        return verdicts
+
+    def _observe(self, msg: Message, device, topic: str, evidence: Callable[[], bytes], now: float) -> list[Verdict]:
+        """One observation (a message, or an item of a batch); ``evidence`` is what the quarantine keeps."""
         if msg.kind in (MessageClass.CMD, MessageClass.REPLY):  # commands to gateways are not the engine's business
             return []
         self.stats.accepted += 1
@@ -277,7 +308,7 @@ class AlertEngine:
                 obs = self.situation.observe(msg, device, now)
         except Exception as exc:  # a bug must cost one message, not the engine
             log.exception("could not observe a message on %r", topic[:200])
-            self._refuse(topic, payload, "internal_error", repr(exc))
+            self._refuse(topic, evidence(), "internal_error", repr(exc))
             return []
         if obs.kind == "gateway" and obs.news:
             self.situation.heard(msg.gateway, now)

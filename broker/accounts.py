@@ -80,7 +80,7 @@ def gateway_topics(site: str, gateway: str, sensors: tuple[str, ...] = (), camer
         return tuple(f"{base}/{kind.value}/{d}" for d in devices)
     base = f"{ROOT}/{site}/{gateway}"
     writes = ((f"{base}/{MessageClass.STATUS.value}", f"{base}/{MessageClass.PATROL.value}",
-               f"{base}/{MessageClass.REPLY.value}")
+               f"{base}/{MessageClass.REPLY.value}", f"{base}/{MessageClass.READINGS.value}")
               + under(MessageClass.READING, sensors) + under(MessageClass.EVENT, (*sensors, *cameras))
               + under(MessageClass.HEARTBEAT, cameras) + under(MessageClass.HEALTH, sorted(HEALTH_METRICS)))
     reads = (f"{base}/{MessageClass.CMD.value}/+",)

@@ -23,21 +23,27 @@ from stationwatch.core.contract import (
     Inventory,
     Message,
     MessageClass,
+    Refused,
     Sequenced,
+    fan_out,
+    item_bytes,
     parse,
 )
 
 from .influx import Point, to_point
-from .sequences import SequenceLedger, digest
+from .sequences import SequenceLedger, content_of
 
 INFLUX_MAX_MS = 9_223_372_036_854  # InfluxDB's last representable time (int64 ns), 2262-04-11
 ROUTINE = {MessageClass.READING.value, MessageClass.HEARTBEAT.value, MessageClass.HEALTH.value}
 
 
 def routine(topic: str) -> bool:
-    """Readings, camera heartbeats and health samples — what may give way in a flood — judged by the
-    topic alone, before the message is parsed. Events, status and the local alarm are never routine."""
+    """Readings (single or batched), camera heartbeats and health samples — what may give way in a
+    flood — judged by the topic alone, before the message is parsed. Events, status and the local
+    alarm are never routine."""
     parts = topic.split("/", 6)
+    if len(parts) == 5:
+        return parts[4] == MessageClass.READINGS.value
     return len(parts) == 6 and parts[4] in ROUTINE and parts[5] != LOCAL_ALARM
 
 
@@ -53,16 +59,43 @@ class Admission:
         self.clock_flagged = 0  # stored with skew_s: the gateway's time was off its arrival
 
     def point(self, topic: str, payload: bytes, retained: bool = False, arrival: float | None = None) -> Point | None:
-        """The point to store for a message, None when its class is not stored, or ContractError."""
+        """The point to store for a single message, None when its class is not stored, or ContractError."""
+        found = self.points(topic, payload, retained, arrival)
+        if found and isinstance(found[0], Refused):
+            raise ContractError(found[0].reason, found[0].detail)
+        return found[0] if found else None
+
+    def points(self, topic: str, payload: bytes, retained: bool = False,
+               arrival: float | None = None) -> list[Point | Refused]:
+        """The points to store for a message — one, or one per item of a ``readings`` batch — with
+        :class:`Refused` in the place of a batch item that breaks the contract or the checks; [] when
+        its class is not stored. A single message (or a batch's envelope) refused raises ContractError."""
         msg = parse(topic, payload)
         if retained and not DELIVERY[msg.kind].retain:
             raise ContractError("retained", f"a retained {msg.kind.value} message: the contract retains only status "
                                             "(junk left on the topic, or a gateway that sets the flag)")
+        arrival = time.time() if arrival is None else arrival
+        if msg.kind is not MessageClass.READINGS:
+            point = self._admit(msg, arrival)
+            return [] if point is None else [point]
+        self.inventory.check(msg)  # the batch's gateway and site
+        out: list[Point | Refused] = []
+        for i, item in enumerate(fan_out(msg)):
+            if isinstance(item, Refused):
+                out.append(item)
+                continue
+            try:
+                out.append(self._admit(item, arrival))
+            except ContractError as exc:
+                out.append(Refused(topic, item_bytes(msg.body.items[i]), exc.reason, f"items[{i}]: {exc.detail}"))
+        return out
+
+    def _admit(self, msg: Message, arrival: float) -> Point | None:
         device = self.inventory.check(msg)
         point = to_point(msg, device)
         if point is None:
             return None
-        self._judge_clock(msg, point, time.time() if arrival is None else arrival)
+        self._judge_clock(msg, point, arrival)
         if isinstance(msg.body, Sequenced):
             self._check_sequence(msg)
         if not 0 <= point.time_ms <= INFLUX_MAX_MS:
@@ -87,7 +120,7 @@ class Admission:
 
     def _check_sequence(self, msg: Message) -> None:
         body = msg.body
-        content = digest(msg.topic, body.model_dump(mode="json"))
+        content = content_of(msg.topic, body.__dict__)  # the model's fields, in their declared order
         if self.sequences.check(msg.gateway, body.seq, body.ts, content, body.historical) == "conflict":
             raise ContractError("seq_conflict", f"seq {body.seq} of gateway '{msg.gateway}' arrived before with other "
                                                 "content; the first one stands")

@@ -145,21 +145,38 @@ def _ms(ts: float) -> int:
     return int(round(ts * 1000))
 
 
+class DatabaseUnavailable(ConnectionError):
+    """InfluxDB answered, but not with a verdict on the points (5xx: overloaded, shutting down): retry."""
+
+
 @dataclass
 class InfluxV1Writer:
-    """InfluxDB 1.x through its HTTP v1 API (``/write``, InfluxQL ``/query``) via the ``influxdb`` client."""
+    """InfluxDB 1.x through its HTTP v1 API: points as line protocol built here
+    (:mod:`.line_protocol`) posted to ``/write`` on one kept-alive connection; queries and the schema
+    through the ``influxdb`` client. ``gzip`` compresses the body (worth it over a slow link, not on
+    the same machine: docs/BENCHMARKS.md)."""
     url: str
     database: str
     timeout: float = 10.0
+    gzip: bool = False
+    chunk: int = 10_000  # lines per request
     _client: object = field(default=None, repr=False)
 
     def __post_init__(self):
+        import requests
         from influxdb import InfluxDBClient
+
+        from .line_protocol import LineBuilder
         u = urlsplit(self.url)
         self._client = InfluxDBClient(host=u.hostname or "127.0.0.1", port=u.port or 8086,
                                       username=u.username, password=u.password,
                                       database=self.database, ssl=u.scheme == "https",
                                       timeout=self.timeout, retries=1)
+        self._write_url = f"{u.scheme or 'http'}://{u.hostname or '127.0.0.1'}:{u.port or 8086}/write"
+        self._session = requests.Session()
+        if u.username:
+            self._session.auth = (u.username, u.password or "")
+        self._lines = LineBuilder()
 
     def ensure_schema(self) -> None:
         c = self._client
@@ -188,20 +205,36 @@ class InfluxV1Writer:
                            method="POST")
 
     def write(self, points: list[Point]) -> None:
-        from influxdb.exceptions import InfluxDBClientError
-        by_policy: dict[str, list[dict]] = {}
+        """All points, one request per retention policy (and per ``chunk`` lines). A point line protocol
+        cannot carry, or InfluxDB refusing points (4xx), raise :class:`PointsRejected`; InfluxDB away
+        or answering 5xx raise something else (ingest keeps the batch and tries again)."""
+        import gzip
+
+        from .line_protocol import Unwritable
+        by_policy: dict[str, list[Point]] = {}
         for p in points:
-            by_policy.setdefault(p.policy, []).append(p.as_v1())
+            by_policy.setdefault(p.policy, []).append(p)
+        try:  # every body first: an unwritable point refuses the batch before anything is sent
+            bodies = [(policy, self._lines.lines(batch[i:i + self.chunk]))
+                      for policy, batch in by_policy.items() for i in range(0, len(batch), self.chunk)]
+        except Unwritable as exc:
+            raise PointsRejected(str(exc), partial=False) from None
         partial: list[str] = []
-        for policy, batch in by_policy.items():
-            try:
-                self._client.write_points(batch, time_precision="ms", retention_policy=policy, batch_size=5000)
-            except InfluxDBClientError as exc:
-                if exc.code is None or not 400 <= exc.code < 500:
-                    raise
-                if "partial write" not in str(exc):
-                    raise PointsRejected(str(exc), partial=False) from None
-                partial.append(str(exc))  # InfluxDB wrote the rest of this batch
+        for policy, body in bodies:
+            headers = {"Content-Type": "text/plain; charset=utf-8"}
+            if self.gzip:
+                body = gzip.compress(body, compresslevel=1)
+                headers["Content-Encoding"] = "gzip"
+            r = self._session.post(self._write_url, params={"db": self.database, "rp": policy, "precision": "ms"},
+                                   data=body, headers=headers, timeout=self.timeout)
+            if r.status_code == 204:
+                continue
+            text = _error_text(r)
+            if not 400 <= r.status_code < 500:
+                raise DatabaseUnavailable(f"InfluxDB /write answered {r.status_code}: {text[:300]}")
+            if "partial write" not in text:
+                raise PointsRejected(f"{r.status_code}: {text}", partial=False)
+            partial.append(text)  # InfluxDB wrote the rest of this batch
         if partial:
             raise PointsRejected("; ".join(partial), partial=True)
 
@@ -215,27 +248,21 @@ class InfluxV1Writer:
         return bool(rows) and rows[0].get("last") == n
 
     def close(self) -> None:
+        self._session.close()
         self._client.close()
 
 
+def _error_text(response) -> str:
+    try:
+        return str(response.json().get("error", response.text))
+    except ValueError:
+        return response.text
+
+
 def line_protocol(point: Point) -> str:
-    """One point as InfluxDB line protocol (millisecond precision)."""
-    def esc_key(text: str) -> str:
-        return text.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
-
-    def field_value(value: object) -> str:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, int):
-            return f"{value}i"
-        if isinstance(value, float):
-            return repr(value)
-        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-    tags = "".join(f",{esc_key(k)}={esc_key(v)}" for k, v in sorted(point.tags.items()) if v != "")
-    fields = ",".join(f"{esc_key(k)}={field_value(v)}" for k, v in point.fields.items())
-    measurement = point.measurement.replace(",", "\\,").replace(" ", "\\ ")
-    return f"{measurement}{tags} {fields} {point.time_ms}"
+    """One point as InfluxDB line protocol (millisecond precision); see :mod:`.line_protocol`."""
+    from .line_protocol import SHARED
+    return SHARED.line(point)
 
 
 @dataclass

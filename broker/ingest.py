@@ -12,13 +12,14 @@ and drops routine QoS 0 with a counter; the quarantine gives up its oldest rows 
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stationwatch.core.contract import ContractError, MessageClass, subscription
+from stationwatch.core.contract import ContractError, MessageClass, Refused, item_bytes, subscription
 from stationwatch.core.heartbeat import Beacon
 from stationwatch.core.metrics import MetricsServer, prometheus_text
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
@@ -68,18 +69,34 @@ class IngestStats:
 
 @dataclass
 class _Pending:
-    point: Point | None
+    """One MQTT message waiting for its points to be stored: acknowledged once all of them are."""
+    entries: list["_Entry"]
     mid: int
     qos: int
     topic: str = ""
     payload: bytes = b""
 
 
+@dataclass
+class _Entry:
+    """One point of a message (a single message has one; a ``readings`` batch one per item); None
+    once refused into the quarantine. ``item`` is its place in the batch (-1: the message itself).
+    It holds the message's topic and payload, not its :class:`_Pending` (no reference cycle)."""
+    point: Point | None
+    topic: str
+    payload: bytes
+    item: int = -1
+
+    def evidence(self) -> bytes:
+        """What the quarantine keeps when InfluxDB refuses this point: the message, or the batch's item."""
+        return self.payload if self.item < 0 else item_bytes(json.loads(self.payload)["items"][self.item])
+
+
 class Ingest:
     """Turns raw MQTT messages into points and writes them in batches; acks after the write."""
 
     def __init__(self, cfg, writer: PointWriter, quarantine: Quarantine, ack=None,
-                 batch_size: int = 2000, flush_s: float = 0.2):
+                 batch_size: int = 5000, flush_s: float = 0.2):  # points a write (InfluxDB's best size here)
         limits = cfg.limits.ingest
         self.admission = Admission(cfg)
         self.writer = writer
@@ -115,20 +132,29 @@ class Ingest:
             self.queue.dropped += 1  # a QoS 0 flood while the writer cannot keep up: costs no parsing
             self._log_dropped()
             return
+        points: list = []
         try:
-            point = self.admission.point(topic, payload, retained)
+            found = self.admission.points(topic, payload, retained)
             self.seen[topic.split("/", 4)[3]] = time.time()  # sw/v1/{site}/{gateway}/…: its topic was valid
         except ContractError as exc:
-            point = self._refuse(topic, payload, exc.reason, exc.detail)
+            found = [self._refuse(topic, payload, exc.reason, exc.detail)]
         except Exception as exc:  # a bug in validation must cost one message, not the service
             log.exception("unexpected error validating a message on %r", topic[:200])
-            point = self._refuse(topic, payload, "internal_error", repr(exc))
-        if point is None and qos == 0:
+            found = [self._refuse(topic, payload, "internal_error", repr(exc))]
+        batched = topic.split("/")[4:] == [MessageClass.READINGS.value]
+        for i, one in enumerate(found):
+            if isinstance(one, Refused):  # one item of a batch: it alone goes to the quarantine
+                self._refuse(one.topic, one.item, one.reason, one.detail)
+            elif one is not None:
+                points.append((one, i if batched else -1))
+        if not points and qos == 0:
             return  # refused or not stored, and nothing to acknowledge
         # a refused one is in the quarantine already; a QoS 1 one keeps its payload for the receipt (the
         # gateway must not send again what the centre will always refuse)
-        kept = payload if point is not None or qos > 0 else b""
-        if not self.queue.put(_Pending(point, mid, qos, topic, kept), len(kept) + len(topic) + ENTRY_BYTES, qos, is_routine) and not self.queue.closed:
+        kept = payload if points or qos > 0 else b""
+        pending = _Pending([_Entry(point, topic, kept, item) for point, item in points], mid, qos, topic, kept)
+        cost = len(kept) + len(topic) + ENTRY_BYTES * max(1, len(points))
+        if not self.queue.put(pending, cost, qos, is_routine) and not self.queue.closed:
             self._log_dropped()  # not when stopping: then nothing is taken and the broker keeps it
 
     def _log_dropped(self) -> None:
@@ -159,8 +185,9 @@ class Ingest:
         if first is None:
             return []
         batch = [first]
+        points = len(first.entries)
         deadline = time.monotonic() + self.flush_s
-        while len(batch) < self.batch_size:
+        while points < self.batch_size:  # counted in points: a batched message brings many
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -168,56 +195,55 @@ class Ingest:
             if item is None:
                 break
             batch.append(item)
+            points += len(item.entries)
         return batch
 
-    def _outside_retention(self, batch: list[_Pending]) -> list[_Pending]:
+    def _outside_retention(self, entries: list[_Entry]) -> list[_Entry]:
         """Points the database would drop as older than their retention policy (a gateway with a
         wrong clock, a spool replayed after a month) go to the quarantine instead."""
         now_ms = time.time() * 1000
-        keep = []
-        for p in batch:
-            limit = RETENTION_S.get(p.point.policy) if p.point is not None else None
-            if limit is not None and now_ms - p.point.time_ms > (limit - RETENTION_MARGIN_S) * 1000:
-                p.point = self._refuse(p.topic, p.payload, "beyond_retention",
-                                       f"timestamp older than the '{p.point.policy}' retention of {limit // 86400} days")
-            keep.append(p)
-        return keep
+        for e in entries:
+            limit = RETENTION_S.get(e.point.policy) if e.point is not None else None
+            if limit is not None and now_ms - e.point.time_ms > (limit - RETENTION_MARGIN_S) * 1000:
+                e.point = self._refuse(e.topic, e.evidence(), "beyond_retention",
+                                       f"timestamp older than the '{e.point.policy}' retention of {limit // 86400} days")
+        return entries
 
-    def _store(self, items: list[_Pending]) -> None:
-        """Write the points of ``items``. The ones InfluxDB refuses — a whole batch refused, or a
+    def _store(self, entries: list[_Entry]) -> None:
+        """Write the points of ``entries``. The ones InfluxDB refuses — a whole batch refused, or a
         "partial write" that does not say which points it dropped (and may count them wrong) — are
         found by halving: the half without them is written whole (again: writes are idempotent),
         and each refused point goes to the quarantine with InfluxDB's reason."""
-        if not items:
+        if not entries:
             return
         try:
-            self.writer.write([p.point for p in items])
+            self.writer.write([e.point for e in entries])
         except PointsRejected as exc:
-            if len(items) == 1:
-                p = items[0]
-                p.point = self._refuse(p.topic, p.payload, "rejected_by_database", str(exc)[:500])
+            if len(entries) == 1:
+                e = entries[0]
+                e.point = self._refuse(e.topic, e.evidence(), "rejected_by_database", str(exc)[:500])
                 return
             self.stats.write_errors += 1
-            log.warning("InfluxDB refused points of a batch of %d (%s); finding them", len(items), str(exc)[:300])
-            half = len(items) // 2
-            self._store(items[:half])
-            self._store(items[half:])
+            log.warning("InfluxDB refused points of a batch of %d (%s); finding them", len(entries), str(exc)[:300])
+            half = len(entries) // 2
+            self._store(entries[:half])
+            self._store(entries[half:])
 
     def _write(self, batch: list[_Pending], stop: threading.Event) -> None:
-        batch = self._outside_retention(batch)
+        entries = self._outside_retention([e for p in batch for e in p.entries])
         delay = 0.2
         while True:
             try:  # InfluxDB down halfway through: the points it refused stay refused, the rest is retried
-                self._store([p for p in batch if p.point is not None])
+                self._store([e for e in entries if e.point is not None])
                 break
             except Exception as exc:  # InfluxDB down or refusing: keep the batch, back off, retry
                 self.stats.write_errors += 1
                 log.warning("InfluxDB write of %d point(s) failed (%s); retrying in %.1f s",
-                            len(batch), str(exc)[:200], delay)
+                            len(entries), str(exc)[:200], delay)
                 if stop.wait(delay):
                     return  # not acked: the broker redelivers them to the next ingest
                 delay = min(delay * 2, 5.0)
-        points = [p.point for p in batch if p.point is not None]
+        points = [e.point for e in entries if e.point is not None]
         self.stats.written += len(points)
         self.stats.batches += 1
         self.stats.last_batch = len(points)

@@ -3,6 +3,9 @@ gateway's spool can let them go (end-to-end acknowledgement, gateway/spool.py). 
 as stored once InfluxDB has taken the batch holding it — or once it was refused into the quarantine,
 where it is kept for inspection and sending it again would change nothing.
 
+A ``readings`` batch counts as stored once all its items are (each was written or quarantined);
+its receipt names every item's seq, so the gateway's spool lets the whole batch go.
+
 Every ``every_s`` each gateway heard from gets one ``sw/v1/{site}/{gateway}/cmd/stored`` (QoS 1):
 ``{"name": "stored", "args": {"seqs": [[first, last], …]}}``, its seqs as inclusive ranges.
 
@@ -17,7 +20,7 @@ import time
 from collections import defaultdict
 from typing import Callable
 
-from stationwatch.core.wire import MessageClass, payload, topic
+from stationwatch.core.wire import MessageClass, batch_seqs, payload, topic
 
 MAX_RANGES = 5_000  # per message (the gateway accepts up to 10,000)
 
@@ -54,10 +57,14 @@ class Receipts:
         parts = topic_name.split("/")
         if len(parts) < 5 or parts[4] == MessageClass.CMD.value or self.gateway_site.get(parts[3]) != parts[2]:
             return  # not a known gateway's message, or a command (these receipts themselves)
-        seq = _seq_of(body)
-        if seq is not None:
+        if parts[4] == MessageClass.READINGS.value:  # a batch: every item's seq, the refused ones' too
+            seqs = batch_seqs(body)
+        else:
+            seq = _seq_of(body)
+            seqs = [] if seq is None else [seq]
+        if seqs:
             with self._lock:
-                self._seqs[(parts[2], parts[3])].append(seq)
+                self._seqs[(parts[2], parts[3])].extend(seqs)
 
     def flush(self, force: bool = False) -> None:
         if not force and time.monotonic() < self._next:

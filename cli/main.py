@@ -193,12 +193,22 @@ def ingest(config: ConfigArg,
            instance: Annotated[str, typer.Option(help="name of this process within the group")] = "",
            metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus /metrics on this port (0: free)")] = None,
            ca_file: Annotated[Optional[Path], typer.Option(help="CA certificate: connect to the broker with TLS")] = None,
+           workers: Annotated[int, typer.Option(min=1, max=64, help="ingest processes sharing the stream "
+                                                "(an MQTT v5 shared subscription, --shared or 'ingest')")] = 1,
            verbose: bool = False) -> None:
     """Store readings, events and heartbeats from MQTT in InfluxDB. / 数据入库。"""
     _setup_logging(verbose)
     from stationwatch.broker.ingest import IngestOptions, run_ingest
     from stationwatch.core.mqtt import BrokerAddress
     cfg = _load(config)
+    if workers > 1:  # this process only keeps the workers running (broker/workers.py)
+        from stationwatch.broker.workers import WorkerPool
+        args = [sys.executable, "-m", "stationwatch.cli", "ingest", "-c", str(config), "--broker", broker,
+                "--influx", influx, "--database", database, "--quarantine", str(quarantine), "--influx-api", influx_api,
+                "--org", org, "--shared", shared or "ingest", *(["--ca-file", str(ca_file)] if ca_file else []),
+                *(["--verbose"] if verbose else [])]
+        WorkerPool(args, workers, instance or "w", metrics_port).run(_stop_event())
+        return
     address = BrokerAddress.parse(broker, str(ca_file) if ca_file else None)
     options = IngestOptions(shared_group=shared, instance=instance or (str(os.getpid()) if shared else ""),
                             metrics_port=metrics_port)

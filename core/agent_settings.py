@@ -51,6 +51,10 @@ class AgentSettings(Model):
     # confirmed, was lost by the broker and is sent again. Longer than ingest takes to drain a backlog
     # after an outage (else the backlog goes twice), short beside how long a spool keeps readings.
     store_timeout_s: Annotated[float, Field(ge=5, le=86400)] = 600.0
+    # one ``readings`` message per poll cycle instead of one message per reading (docs/mqtt-contract.md):
+    # a fraction of the broker's and ingest's work per reading. Events and alarms are never batched.
+    batch_readings: bool = False
+    batch_max_items: Annotated[int, Field(ge=2, le=64)] = 64  # readings per batch (64 keep well within 16 KiB)
 
 
 def _taken_pins(cfg, gateway_id: str) -> dict[int, str]:

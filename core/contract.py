@@ -8,6 +8,7 @@ Topics::
 
     sw/v1/{site}/{gateway}/status                 birth / death (retained, QoS 1)
     sw/v1/{site}/{gateway}/reading/{sensor}       periodic values (QoS 1)
+    sw/v1/{site}/{gateway}/readings               a poll cycle's readings in one message (QoS 1)
     sw/v1/{site}/{gateway}/event/{device}         state changes: alarm, door open, fault (QoS 1)
     sw/v1/{site}/{gateway}/heartbeat/{camera}     camera liveness (QoS 0)
     sw/v1/{site}/{gateway}/cmd/{name}             commands to a gateway (QoS 1)
@@ -15,11 +16,12 @@ Topics::
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from stationwatch.sensors.health import METRICS as HEALTH_DRIVER_METRICS
 
@@ -30,6 +32,7 @@ from .wire import (  # noqa: F401
     DRILL,
     LOCAL_ALARM,
     LOCAL_ALARM_STATES,
+    BATCH_MAX_ITEMS,
     ROOT,
     SPOOL,
     TS_RANGE,
@@ -128,6 +131,30 @@ class LocalAlarmState(Sequenced):
                          Field(max_length=64)] = []  # in alarm at that moment
 
 
+class ReadingBatch(_Payload):
+    """``readings``: one poll cycle's readings. The envelope is checked here, and the items with it
+    when all are well; when one is not, each on its own (:func:`fan_out`), so a malformed item is
+    refused alone and the others stand."""
+    historical: bool = False  # replayed from the spool: every item of the batch
+    items: Annotated[list[Any], Field(min_length=1, max_length=BATCH_MAX_ITEMS)]
+
+
+class BatchedReading(Reading):
+    """An item of a ``readings`` batch as the :class:`Reading` it is, with the sensor it is of (the
+    item's ``sensor``; ``v`` and ``historical`` come from the envelope). Checked for the whole batch
+    in one pass of pydantic's core: non-finite numbers by ``allow_inf_nan``, not by a Python hook."""
+    model_config = ConfigDict(extra="forbid", strict=False, allow_inf_nan=False)
+    sensor: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+
+    @classmethod
+    def _no_nan(cls, value: Any) -> Any:  # replaces the inherited validator: allow_inf_nan does its work
+        return value
+
+
+_ITEMS = TypeAdapter(list[BatchedReading])
+_ENVELOPE_ONLY = ("v", "historical")  # an item carrying these would override the envelope's
+
+
 class Command(_Payload):
     name: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")]
     args: dict[str, Any] = {}
@@ -136,7 +163,7 @@ class Command(_Payload):
 SCHEMAS: dict[MessageClass, type[_Payload]] = {
     MessageClass.STATUS: Status, MessageClass.READING: Reading, MessageClass.EVENT: Event,
     MessageClass.HEARTBEAT: Heartbeat, MessageClass.CMD: Command, MessageClass.HEALTH: HealthSample,
-    MessageClass.PATROL: Patrol, MessageClass.REPLY: Reply,
+    MessageClass.PATROL: Patrol, MessageClass.REPLY: Reply, MessageClass.READINGS: ReadingBatch,
 }
 
 
@@ -172,6 +199,64 @@ def parse(topic_name: str, payload: bytes) -> Message:
     return Message(site, gateway, kind, device, body, topic_name)
 
 
+@dataclass(frozen=True)
+class Refused:
+    """An item of a batch that breaks the contract: the others go on. ``item`` is the item as it came
+    (JSON), kept in the quarantine with the batch's topic; the detail names the item."""
+    topic: str
+    item: bytes
+    reason: str
+    detail: str
+
+    @property
+    def payload(self) -> bytes:
+        return self.item
+
+
+def item_bytes(item: Any) -> bytes:
+    """A batch item as JSON, for the quarantine (whatever it is: it may be why it was refused)."""
+    try:
+        return json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError):
+        return repr(item).encode()
+
+
+def _batch_item(batch: Message, i: int, item: Any) -> Message | Refused:
+    """Item ``i`` of a ``readings`` batch on its own → the same :class:`Message` a single reading of
+    that sensor makes (topic ``reading/{sensor}``), or :class:`Refused` naming the item."""
+    def refused(detail: str) -> Refused:
+        return Refused(batch.topic, item_bytes(item), "bad_schema", f"items[{i}]{detail}")
+    if not isinstance(item, dict):
+        return refused(": must be an object")
+    own = [k for k in _ENVELOPE_ONLY if k in item]
+    if own:
+        return refused(f".{own[0]}: Extra inputs are not permitted (the batch's, not an item's)")
+    try:
+        body = BatchedReading.model_validate({**item, "v": 1, "historical": batch.body.historical})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return refused("." + ".".join(str(p) for p in first["loc"]) + f": {first['msg']}")
+    return Message(batch.site, batch.gateway, MessageClass.READING, body.sensor, body,
+                   topic(batch.site, batch.gateway, MessageClass.READING, body.sensor))
+
+
+def fan_out(msg: Message) -> list[Message | Refused]:
+    """The observations a message carries: a ``readings`` batch gives one single-reading
+    :class:`Message` per item (or :class:`Refused` for an item that breaks the contract); any other
+    message is itself."""
+    if msg.kind is not MessageClass.READINGS:
+        return [msg]
+    raw, historical = msg.body.items, msg.body.historical
+    try:
+        if any(type(it) is not dict or "v" in it or "historical" in it for it in raw):
+            raise ValueError("an item to look at on its own")
+        items = _ITEMS.validate_python([{**it, "v": 1, "historical": historical} for it in raw])
+    except ValueError:  # (ValidationError too) some item is wrong: each on its own, to name it and keep the others
+        return [_batch_item(msg, i, item) for i, item in enumerate(raw)]
+    prefix = topic(msg.site, msg.gateway, MessageClass.READING, "")
+    return [Message(msg.site, msg.gateway, MessageClass.READING, it.sensor, it, prefix + it.sensor) for it in items]
+
+
 class Inventory:
     """What the organisation config says exists; refuses messages from devices it does not know."""
 
@@ -189,7 +274,8 @@ class Inventory:
             raise ContractError("unknown_gateway", f"gateway '{msg.gateway[:64]}' is not in the config")
         if site != msg.site:
             raise ContractError("wrong_site", f"gateway '{msg.gateway}' belongs to site '{site}', not '{msg.site[:64]}'")
-        if msg.kind in (MessageClass.STATUS, MessageClass.CMD, MessageClass.PATROL, MessageClass.REPLY):
+        if msg.kind in (MessageClass.STATUS, MessageClass.CMD, MessageClass.PATROL, MessageClass.REPLY,
+                        MessageClass.READINGS):  # a batch's items are checked one by one (fan_out)
             return None
         if msg.kind is MessageClass.HEALTH:
             if msg.device not in HEALTH_METRICS:

@@ -33,6 +33,7 @@ class Quarantine:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")  # ingest workers (--workers) share one file
         self._db.execute("""CREATE TABLE IF NOT EXISTS quarantine (
             id INTEGER PRIMARY KEY, at REAL NOT NULL, service TEXT NOT NULL, topic TEXT NOT NULL,
             reason TEXT NOT NULL, detail TEXT NOT NULL, payload BLOB NOT NULL)""")

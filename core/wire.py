@@ -23,6 +23,7 @@ ROOT = "sw/v1"
 SCHEMA_VERSION = 1
 MAX_PAYLOAD = 16 * 1024  # no legitimate message is larger; bigger ones are refused before parsing
 TS_RANGE = (1_000_000_000, 10_000_000_000)  # gateway clock, Unix seconds (2001 … 2286)
+BATCH_MAX_ITEMS = 256  # readings in one ``readings`` message (and the payload stays within MAX_PAYLOAD)
 COMMAND_NAME = re.compile(r"[a-z0-9_-]{1,32}")  # fullmatch: "$" would let a final newline through
 
 
@@ -35,6 +36,7 @@ class MessageClass(StrEnum):
     HEALTH = "health"  # the gateway's own health and its local alarm: health/{metric}
     PATROL = "patrol"  # the gateway's answer to the centre's patrol (巡检): its clock, config version, drivers
     REPLY = "reply"  # the gateway's answer to a command that carried an ``args.id``: done, or refused and why
+    READINGS = "readings"  # a poll cycle's readings in one message, each item with its own sensor, ts and seq
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Delivery:
 DELIVERY: dict[MessageClass, Delivery] = {
     MessageClass.STATUS: Delivery(1, True),      # the last word of a gateway stays on the broker
     MessageClass.READING: Delivery(1, False),    # lossless ingest needs PUBACK
+    MessageClass.READINGS: Delivery(1, False),   # a batch of readings: the same as each of them
     MessageClass.EVENT: Delivery(1, False),      # alarms and events: at least once
     MessageClass.HEARTBEAT: Delivery(0, False),  # the next heartbeat replaces a lost one
     MessageClass.CMD: Delivery(1, False),
@@ -60,7 +63,7 @@ DELIVERY: dict[MessageClass, Delivery] = {
     MessageClass.REPLY: Delivery(1, False),
 }
 
-LEAFLESS = (MessageClass.STATUS, MessageClass.PATROL, MessageClass.REPLY)  # topics without a device level
+LEAFLESS = (MessageClass.STATUS, MessageClass.PATROL, MessageClass.REPLY, MessageClass.READINGS)  # topics without a device level
 
 # The services' own heartbeats, beside the gateways' tree so that no gateway consumer sees them:
 # sw/svc/v1/{service}/{instance}/beat (retained, with a will) and …/probe (the broker round trip).
@@ -162,6 +165,29 @@ def payload(ts: float, seq: int | None = None, **fields: Any) -> bytes:
     if seq is not None:
         head |= {"seq": seq, "historical": False}
     return json.dumps(head | fields, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def batch_payload(ts: float, first_seq: int, items: list[dict[str, Any]]) -> bytes:
+    """A ``readings`` message (one poll cycle's readings): ``v``, ``ts`` (when the cycle was sent),
+    ``historical: false`` (flipped by the spool on replay, for every item at once) and ``items``, each
+    a reading with its own ``sensor``, ``ts``, ``value``, ``unit``, ``quality`` and the seq
+    ``first_seq + i`` — a batch takes as many seqs as it has items (docs/mqtt-contract.md)."""
+    body = [{"sensor": it["sensor"], "ts": it["ts"], "seq": first_seq + i, "value": it.get("value"),
+             "unit": it.get("unit", ""), "quality": it.get("quality", "ok")} for i, it in enumerate(items)]
+    return payload(ts, None, historical=False, items=body)
+
+
+def batch_seqs(body: bytes) -> list[int]:
+    """The seqs of a ``readings`` message, read leniently (an item refused for its schema still has
+    one); [] when the body is not a batch at all."""
+    try:
+        items = json.loads(body).get("items")
+    except (ValueError, AttributeError, RecursionError):
+        return []
+    if not isinstance(items, list):
+        return []
+    return [seq for it in items if isinstance(it, dict) and isinstance(seq := it.get("seq"), int)
+            and not isinstance(seq, bool) and seq >= 0]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,10 @@
 """The gateway agent on the Pi: polls the sensor drivers, sounds the local alarm, and publishes
 readings, events and heartbeats through the disk spool (gateway/spool.py).
 
+- **Batched readings** (``agent.batch_readings``): the readings one poll cycle produced go out as
+  ``readings`` messages (up to ``batch_max_items`` each) instead of one message per reading; events,
+  alarms, heartbeats and health stay one message each and go first, never waiting for a batch.
+
 - **Polling**: each driver is read at the shortest ``interval_s`` of its sensors, in a small thread
   pool (a camera probe waiting for its timeout delays nobody else); a reading goes out every
   ``interval_s``, a camera heartbeat every ``heartbeat_s``.
@@ -43,6 +47,7 @@ from stationwatch.core.wire import (
     SPOOL,
     GatewayCommand,
     MessageClass,
+    batch_payload,
     command_handler,
     payload,
     topic,
@@ -241,9 +246,23 @@ class Agent:
             time.time(), seq, value=1.0 if until else 0.0, unit="", quality="ok", state=state, detail=detail),
             urgent=True)])
 
+    def _batched(self, items: list[Outgoing]) -> list[Outgoing]:
+        """With ``agent.batch_readings``: the readings of a poll cycle as ``readings`` messages of up to
+        ``batch_max_items``; everything else (events, alarms, heartbeats, health) as it is."""
+        readings = [o for o in items if o.reading is not None]
+        if not self.settings.batch_readings or len(readings) < 2:
+            return items
+        size = self.settings.batch_max_items
+        chunks = [[o.reading for o in readings[i:i + size]] for i in range(0, len(readings), size)]
+        batches = [Outgoing(MessageClass.READINGS, self.topic(MessageClass.READINGS),
+                            lambda seq, chunk=chunk: batch_payload(time.time(), seq, chunk), seqs=len(chunk))
+                   for chunk in chunks]
+        return [o for o in items if o.reading is None] + batches
+
     def _spool(self, items: list[Outgoing]) -> list[Outgoing]:
         if not items:
             return []
+        items = self._batched(items)
         try:
             self.spool.append(items, offline=not self.link.connected.is_set())
         except Exception:  # noqa: BLE001 — the disk may be full or failing; keep the alarm path alive
@@ -324,8 +343,10 @@ class Agent:
             if poll and self._due(sensor.id, sensor.interval_s):
                 self.stats["readings"] += 1
                 unit = KINDS[sensor.kind].unit
+                item = {"sensor": sensor.id, "ts": sample.ts, "value": None if quality == "fault" else value,
+                        "unit": unit, "quality": quality}
                 out.append(Outgoing(MessageClass.READING, self.topic(MessageClass.READING, sensor.id), lambda seq: payload(
-                    sample.ts, seq, value=None if quality == "fault" else value, unit=unit, quality=quality)))
+                    item["ts"], seq, value=item["value"], unit=unit, quality=quality), reading=item))
         return out
 
     def _event(self, device: str, state: str, value: float | None, ts: float) -> Outgoing:

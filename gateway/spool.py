@@ -66,7 +66,8 @@ log = logging.getLogger(__name__)
 
 ROUTINE, URGENT = 0, 1
 PRIORITY: dict[MessageClass, int] = {MessageClass.EVENT: URGENT, MessageClass.READING: ROUTINE,
-                                     MessageClass.HEARTBEAT: ROUTINE, MessageClass.HEALTH: ROUTINE}
+                                     MessageClass.READINGS: ROUTINE, MessageClass.HEARTBEAT: ROUTINE,
+                                     MessageClass.HEALTH: ROUTINE}
 # (health samples are routine; a local-alarm change or the spool's own trouble is spooled urgent)
 LIVE_FLAG, HISTORICAL_FLAG = b'"historical":false', b'"historical":true'
 DELETE_CHUNK = 500  # ids per DELETE … IN (…) statement
@@ -75,11 +76,16 @@ HELD_LIMIT = 100_000  # urgent messages kept in memory at most while no disk can
 @dataclass(frozen=True)
 class Outgoing:
     """A message to spool; ``body`` encodes it once the spool has given it its ``seq``
-    (:func:`stationwatch.core.wire.payload`, which writes the ``historical`` flag)."""
+    (:func:`stationwatch.core.wire.payload`, which writes the ``historical`` flag). A ``readings``
+    batch takes ``seqs`` numbers, one per item, from the seq it is given
+    (:func:`stationwatch.core.wire.batch_payload`)."""
     kind: MessageClass
     topic: str
     body: Callable[[int], bytes]
     urgent: bool = False  # True: sent first and never dropped whatever its class (a local-alarm change)
+    seqs: int = 1  # seqs the message takes: its items' for a batch
+    # a reading as a batch item (sensor, ts, value, unit, quality), so the agent may batch it
+    reading: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -161,16 +167,15 @@ class Spool(SpoolFile):
 
     # ---- writing
     def append(self, items: Sequence[Outgoing], offline: bool) -> list[int]:
-        """Give each item the next seq and store them in one transaction; returns the seqs. When
-        this returns, the messages are on disk (with ``sync="full"``) — or, the disk failing, the
+        """Give each item the next seq and store them in one transaction; returns the seqs (a batch's:
+        its first). When this returns, the messages are on disk (with ``sync="full"``) — or, the disk failing, the
         urgent ones are held in memory and the routine ones are dropped."""
         if not items:
             return []
         with self._lock:
-            first = self._next_seq
-            rows = []
+            first = seq = self._next_seq
+            rows, seqs = [], []
             for item in items:
-                seq = first + len(rows)
                 try:
                     payload = item.body(seq)
                 except ValueError as exc:  # e.g. a NaN from a driver: drop that message, keep the batch
@@ -179,9 +184,11 @@ class Spool(SpoolFile):
                 priority = URGENT if item.urgent else PRIORITY[item.kind]
                 rows.append((item.topic, payload, item.kind.value, seq, priority, int(offline),
                              len(item.topic) + len(payload) + ROW_OVERHEAD))
+                seqs.append(seq)
+                seq += max(1, item.seqs)  # a batch's row is its first seq + 1; the others are its items'
             if not rows:
                 return []
-            self._next_seq = first + len(rows)
+            self._next_seq = seq
             written = self._guarded("write", lambda _db: self._insert(rows), False)
             if written is False and self.trouble is None and self._db is not None:  # a damaged file was replaced
                 written = self._guarded("write", lambda _db: self._insert(rows), False)
@@ -189,7 +196,7 @@ class Spool(SpoolFile):
                 self._hold(rows)
             self.stats.spooled.update(r[2] for r in rows)
             self._warn_if_over()
-        return list(range(first, first + len(rows)))
+        return seqs
 
     def _insert(self, rows: list[tuple]) -> bool:
         added = sum(r[-1] for r in rows)
@@ -308,7 +315,9 @@ class Spool(SpoolFile):
 
     def stored(self, seqs: Sequence[tuple[int, int]]) -> int:
         """The centre stored the messages with these seqs (inclusive ranges): they leave the spool.
-        The first such word switches the spool to end-to-end for good."""
+        A batch leaves with its first seq (the centre names all of its items' together: it stores a
+        batch whole, each item written or quarantined). The first such word switches the spool to
+        end-to-end for good."""
         with self._lock:
             self.last_receipt = time.time()
             if not self.e2e:

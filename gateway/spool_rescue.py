@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stationwatch.core.wire import batch_seqs
+
 log = logging.getLogger(__name__)
 
 SUFFIXES = ("", "-wal", "-shm")
@@ -126,7 +128,7 @@ def _read(db: sqlite3.Connection, low: int, high: int, out: Salvage) -> None:
 def _whole(row: tuple) -> bool:
     """A row read back intact: every field of its type (damage can leave a readable row of nulls)."""
     _id, topic, body, cls, seq, priority, size = row
-    return (isinstance(topic, str) and isinstance(body, bytes) and cls in ("reading", "event", "heartbeat", "health")
+    return (isinstance(topic, str) and isinstance(body, bytes) and cls in ("reading", "readings", "event", "heartbeat", "health")
             and isinstance(seq, int) and priority in (0, 1) and isinstance(size, int))
 
 
@@ -150,8 +152,9 @@ def salvage(aside: Path) -> Salvage:
     whole = [r for r in out.rows if _whole(r)]
     out.lost += len(out.rows) - len(whole)
     out.rows = whole
-    if out.rows:
-        out.next_seq = max(out.next_seq, max(r[4] for r in out.rows) + 1)
+    if out.rows:  # past the last seq in use: a batch's items take the seqs after its own
+        out.next_seq = max(out.next_seq, max(r[4] + max(1, len(batch_seqs(r[2])) if r[3] == "readings" else 1)
+                                             for r in out.rows))
     log.warning("损坏的缓存已抢救 / damaged spool %s: %d message(s) recovered, %d unreadable",
                 aside, len(out.rows), out.lost)
     return out

@@ -134,3 +134,35 @@ def test_a_contact_without_any_channel_shows_as_a_failed_delivery(city_config_pa
         assert "no channel" in by_contact["leader-on-shift"]["last_error"]
     finally:
         engine.close()
+
+
+def test_a_batched_cold_reading_raises_the_same_alert_as_a_single_one(city_config, tmp_path):
+    """The same cold spell in a sleeping room, once as single readings and once as ``readings``
+    batches (with a malformed item and a reading of the hall beside it): the same alert, severity,
+    titles and trail; the malformed item is quarantined alone."""
+    from support.alerts import Clock, active
+
+    def run(name: str, batched: bool):
+        clock, wire = Clock(), Wire()
+        engine = AlertEngine(city_config, tmp_path / f"{name}.db", clock=clock)
+        for dt, value in ((0, 16.0), (1800, 15.5), (1900, 4.0), (2200, 4.0)):
+            if batched:
+                t, body = wire.readings(("t-hall", 21.0), ("t-dorm-f1", value), ts=T0 + dt)
+                engine.handle(t, body.replace(b'"items":[', b'"items":[{"sensor":"t-hall","ts":"soon","seq":1},', 1),
+                              now=clock.at(T0 + dt))
+            else:
+                engine.handle(*wire.reading("t-hall", 21.0, ts=T0 + dt), now=clock.at(T0 + dt))
+                engine.handle(*wire.reading("t-dorm-f1", value, ts=T0 + dt), now=clock.at(T0 + dt))
+        [alert] = active(engine, "cold_room")
+        trail = [t["action"] for t in engine.store.trail(alert.id)]
+        refused = dict(engine.quarantine.counts)
+        rows = engine.quarantine.rows()
+        engine.close()
+        return (alert.rule, alert.subject, alert.severity, alert.state, alert.title_zh, alert.title_en), trail, refused, rows
+
+    single, single_trail, none, _ = run("single", batched=False)
+    batched, batched_trail, refused, rows = run("batched", batched=True)
+    assert batched == single and batched[2] == "critical"
+    assert batched_trail == single_trail
+    assert none == {} and refused == {"bad_schema": 4}  # one malformed item in each of the four batches
+    assert rows[0]["detail"].startswith("items[0].ts") and rows[0]["topic"] == topic(SITE, GW, MessageClass.READINGS)

@@ -91,3 +91,25 @@ def test_a_refused_command_says_which_field_is_wrong():
         wire.parse_command(CMD, json.dumps({"v": 1, "ts": TS, "name": "ACK!"}).encode())
     with pytest.raises(ContractError, match="too_large"):
         wire.parse_command(CMD, b" " * (wire.MAX_PAYLOAD + 1))
+
+
+def test_a_batch_the_gateway_writes_is_what_the_schemas_read():
+    items = [dict(sensor="t-dorm-m1", ts=TS - 1, value=21.5, unit="°C", quality="ok"),
+             dict(sensor="t-dorm-m2", ts=TS - 0.5, value=None, unit="°C", quality="fault")]
+    body = wire.batch_payload(TS, 41, items)
+    msgs = contract.fan_out(contract.parse(topic(SITE, GW, MessageClass.READINGS), body))
+    assert [(m.device, m.body.seq, m.body.ts, m.body.value, m.body.quality) for m in msgs] == \
+        [("t-dorm-m1", 41, TS - 1, 21.5, "ok"), ("t-dorm-m2", 42, TS - 0.5, None, "fault")]
+    assert wire.batch_seqs(body) == [41, 42]
+    # the spool flips one flag in place on replay, and it covers every item
+    assert body.count(b'"historical":false') == 1
+    replayed = contract.fan_out(contract.parse(topic(SITE, GW, MessageClass.READINGS),
+                                               body.replace(b'"historical":false', b'"historical":true', 1)))
+    assert all(m.body.historical for m in replayed)
+
+
+def test_a_full_batch_of_the_longest_ids_stays_within_the_payload_limit():
+    from stationwatch.core.agent_settings import AgentSettings
+    size = AgentSettings.model_fields["batch_max_items"].metadata[-1].le
+    items = [dict(sensor="s" * 64, ts=TS, value=-123456.789012, unit="mg/m³", quality="stale") for _ in range(size)]
+    assert len(wire.batch_payload(TS, 10**12, items)) < wire.MAX_PAYLOAD

@@ -16,6 +16,7 @@ from stationwatch.alerts.store import Store
 from stationwatch.core.config import parse_config
 from stationwatch.core.contract import Event, Heartbeat, MessageClass, Reading, Status, encode, topic
 from stationwatch.core.mqtt import MqttLink
+from stationwatch.core.wire import batch_payload
 
 from . import EXAMPLES, wait_for
 
@@ -45,6 +46,17 @@ class Wire:
     def reading(self, device: str, value: float | None, ts: float = T0, quality: str = "ok") -> tuple[str, bytes]:
         body = Reading(v=1, ts=ts, seq=self._next(), value=value, unit="°C", quality=quality, historical=self.historical)
         return topic(self.site, self.gateway, MessageClass.READING, device), encode(body)
+
+    def readings(self, *items: tuple[str, float | None], ts: float = T0, quality: str = "ok") -> tuple[str, bytes]:
+        """One ``readings`` batch of (sensor, value) items, as a gateway with ``agent.batch_readings``
+        sends a poll cycle; each item takes the next seq."""
+        first = self.seq + 1
+        self.seq += len(items)
+        body = batch_payload(ts, first, [{"sensor": s, "ts": ts, "value": v, "unit": "°C", "quality": quality}
+                                         for s, v in items])
+        if self.historical:
+            body = body.replace(b'"historical":false', b'"historical":true', 1)
+        return topic(self.site, self.gateway, MessageClass.READINGS), body
 
     def heartbeat(self, camera: str, online: bool, ts: float = T0) -> tuple[str, bytes]:
         body = Heartbeat(v=1, ts=ts, seq=self._next(), online=online, historical=self.historical)
