@@ -46,8 +46,10 @@ class EscalationOut(BaseModel):
     level: int
     level_name: str
     levels: int
-    due_at: float | None  # the current level's acknowledgement deadline (None: top reached, or stopped)
-    due_in_s: float | None
+    due_at: float | None  # the current level's acknowledgement deadline (None: top reached, or the climb stopped)
+    due_in_s: float | None  # seconds left, never below 0 (None: no deadline remains)
+    overdue_s: float = 0.0  # how long the deadline has been missed (the next level is being told)
+    stopped: bool = False  # acknowledged or closed: the climb stopped, no deadline remains
     notified: list[int]
 
 
@@ -159,12 +161,17 @@ class WindowOut(BaseModel):
     created_by: str
 
 
-def _escalation(cfg: StationConfig, esc: Escalation | None) -> EscalationOut | None:
+def _escalation(cfg: StationConfig, esc: Escalation | None, state: str) -> EscalationOut | None:
+    """Where the climb stands. Only a firing alert has a deadline left; an acknowledged or closed
+    one keeps its levels reached and no deadline (never a negative countdown)."""
     if esc is None:
         return None
     level_name, levels = where(cfg, esc)
-    return EscalationOut(policy=esc.policy, level=esc.level, level_name=level_name, levels=levels, due_at=esc.due_at,
-                         due_in_s=None if esc.due_at is None else round(esc.due_at - time.time(), 1),
+    due_at = esc.due_at if state == "firing" else None
+    left = None if due_at is None else due_at - time.time()
+    return EscalationOut(policy=esc.policy, level=esc.level, level_name=level_name, levels=levels, due_at=due_at,
+                         due_in_s=None if left is None else round(max(0.0, left), 1),
+                         overdue_s=0.0 if left is None else round(max(0.0, -left), 1), stopped=state != "firing",
                          notified=list(esc.notified))
 
 
@@ -181,7 +188,7 @@ def alert_out(cfg: StationConfig, alert: Alert, esc: Escalation | None = None, b
                 rule_zh=ALERT_TYPES[alert.rule].zh if alert.rule in ALERT_TYPES else alert.rule,
                 severity_rank=sev.rank, severity_zh=sev.zh, severity_en=sev.en, state_zh=state.zh,
                 state_en=state.en, first_at_local=local(alert.first_at), last_at_local=local(alert.last_at),
-                escalation=_escalation(cfg, esc) if alert.state == "firing" or trail else None, breaches=breaches)
+                escalation=_escalation(cfg, esc, alert.state) if alert.state == "firing" or trail else None, breaches=breaches)
     if trail:
         return AlertDetailOut(**data, audit=alert.audit, deliveries=alert.deliveries, breach_list=alert.breaches)
     return AlertOut(**data)
