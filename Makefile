@@ -31,10 +31,10 @@ layers: venv
 	@for d in $(PACKAGES); do ln -sfn "$(CURDIR)/$$d" "$(LAYERS)/stationwatch/$$d"; done
 	PYTHONPATH=$(LAYERS) $(BIN)/lint-imports --no-cache
 
-# the duty board's desk and phone views as docs/board-desk.png and docs/board-phone.png (CJK font
+# the duty board's desk, phone and site views as docs/board-{desk,phone,sites}.png (CJK font
 # from RUNTIME_PKGS); only here, so `make test` leaves the tree as it was
 screenshots: deps test-deps venv
-	STATIONWATCH_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_board_browser.py -k "fire or phone"
+	STATIONWATCH_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_board_browser.py -k "fire or phone or site_view"
 
 bench: deps venv
 	$(BIN)/python tests/benchmarks/bench_ingest.py

@@ -8,6 +8,7 @@
 ``GET /api/alerts/{id}/audit``        its audit trail (签字留痕)
 ``POST /api/alerts/{id}/acknowledge`` ``/resolve`` ``/dismiss`` ``/confirm`` — with a note (a reason to dismiss)
 ``POST /api/alerts/{id}/notes``       a note in the audit trail, the state unchanged: alerts/api_notes.py
+``GET /api/sites/{site}``             rooms with their devices' last values, gateways: alerts/api_sites.py
 ``GET /api/stats``                    open alerts by severity, drills apart, breaches, failed deliveries
 ``GET|POST /api/maintenance``, ``DELETE /api/maintenance/{id}`` — maintenance windows
 ``/api/hazards``                      the hazard register (问题清单): alerts/register/api.py
@@ -41,6 +42,7 @@ from stationwatch.core.metrics import prometheus_text
 from . import api_limits
 from .api_board import board_api, install_docs
 from .api_notes import notes
+from .api_sites import sites
 from .api_alerts import alerts, maintenance, me, stats
 from .auth import Auth, Principal
 from .register.api import hazards
@@ -207,11 +209,12 @@ def create_app(cfg: StationConfig, db_path: str | Path) -> FastAPI:
                               "Authenticate with `Authorization: Bearer <token>` (`stationwatch token`).")
     app.state.cfg = cfg
     app.state.store = store
+    app.state.config_version = None  # the centre's config version (`serve` sets it): gateways are compared to it
     app.state.auth = Auth(cfg)
     app.state.board_html = files("stationwatch.dashboards").joinpath("board.html").read_text(encoding="utf-8")
     api_limits.install(app)
     install_docs(app)  # Swagger UI from local files: /docs works without the internet
-    for router in (health, me, alerts, notes, stats, maintenance, hazards, reports, board_api, board):
+    for router in (health, me, alerts, notes, sites, stats, maintenance, hazards, reports, board_api, board):
         app.include_router(router)
     return app
 

@@ -17,7 +17,7 @@ from datetime import time as dtime
 from typing import Any, Iterator
 
 from stationwatch.core.config import Camera, Room, Site, StationConfig
-from stationwatch.core.contract import Message, MessageClass
+from stationwatch.core.contract import Heartbeat, Message, MessageClass, Reading
 from stationwatch.core.policy import RuleSettings, Season
 
 from .clock import rule_time
@@ -93,6 +93,16 @@ class Observation:
         return bool(getattr(self.msg.body, "historical", False))
 
 
+def latest(body: Any) -> dict[str, Any]:
+    """What a device last said, as the duty board's site view shows it (namespace ``last``): a
+    reading's value and quality, a detector's or door's state, a camera's heartbeat."""
+    if isinstance(body, Reading):
+        return {"value": body.value, "unit": body.unit, "quality": body.quality, "ts": body.ts}
+    if isinstance(body, Heartbeat):
+        return {"state": "online" if body.online else "offline", "ts": body.ts}
+    return {"state": getattr(body, "state", None), "value": getattr(body, "value", None), "ts": body.ts}
+
+
 class Situation:
     """The config look-ups and the memory the rules share."""
 
@@ -135,6 +145,7 @@ class Situation:
         site = self.cfg.site(msg.site)
         if device is not None:
             self.mem.put("seen", device.id, now)
+            self.mem.put("last", device.id, latest(msg.body))  # the site view of the duty board
             kind = "camera" if isinstance(device, Camera) else device.kind
             trusted = rule_time(self, msg, now)
             return Observation(msg, device, kind, site, site.room(device.room), msg.body.ts, now,
@@ -145,6 +156,8 @@ class Situation:
             return Observation(msg, None, "gateway", site, None, msg.body.ts, now, news=False)  # a late will
         if session is not None:
             self.mem.put("session", msg.gateway, session)
+        if msg.body.config_version is not None:
+            self.mem.put("gw_version", msg.gateway, msg.body.config_version)
         news = self.mem.get("gateway", msg.gateway) != status
         if news:
             self.mem.put("gateway", msg.gateway, status)

@@ -51,6 +51,7 @@ def test_board_says_no_active_alerts_and_that_the_engine_is_not_running(city_con
     with Served(city_config, tmp_path / "alerts.db") as served:
         dom = rendered(served.url, tmp_path / "chromium")
     assert EMPTY_SHOWN.search(dom) and "当前无告警" in dom
+    assert re.search(r'<div id="demo">演示环境：令牌为 demo-staff-token', dom)  # the demo says how to sign in
     assert 'class="hop down" data-hop="engine">告警引擎 中断' in dom
     assert re.search(r'<div id="pipeline" class="down"[^>]*title="告警引擎无心跳', dom)
 

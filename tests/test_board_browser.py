@@ -4,7 +4,7 @@ own (one test kills it), with the simulated station playing the fire scenario an
 to a real local HTTP receiver. What a duty officer does at 3 a.m.: sign in, see the fire come in
 on top with a chime and a notification, acknowledge it in a dialog, find it in the audit trail;
 on a phone, dismiss a false alarm with a reason; an inspector only reads. With
-STATIONWATCH_SCREENSHOTS=1 (`make screenshots`) the desk and phone views are written to docs/."""
+STATIONWATCH_SCREENSHOTS=1 (`make screenshots`) the desk, phone and site views are written to docs/."""
 from __future__ import annotations
 
 import time
@@ -14,12 +14,12 @@ import pytest
 
 from stationwatch.alerts.store import Store
 from stationwatch.broker.stack import LocalMosquitto
-from stationwatch.core.contract import MessageClass
+from stationwatch.core.contract import MessageClass, Status, encode, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.gateway.simulation import SimulatedStation
 
 from support import wait_for
-from support.alerts import RunningEngine, Wire, send
+from support.alerts import GW, SITE, RunningEngine, Wire, send
 from support.board import CHROMIUM, DOCS, INSPECTOR, LEADER, SCREENSHOTS, STAFF, Served, console_config
 
 playwright = pytest.importorskip("playwright.sync_api", reason="the `test` extra (pip install -e '.[test]') brings playwright")
@@ -144,12 +144,22 @@ def test_a_fire_comes_in_on_top_with_sound_and_notice_and_is_acknowledged_in_a_d
     assert page.evaluate("() => window.notReloaded") is True, "the alert came without a reload"
     wait_for(lambda: first_card_id(page) == f"alert-{fire['id']}", 10, what="the confirmed fire on top")
     page.wait_for_function(f"() => board.sounds > {sounds_before} && board.notices >= 1")
-    assert page.evaluate("() => document.getElementById('chime').played.length") > 0
+    page.wait_for_function("() => document.getElementById('chime').played.length > 0")  # the chime was heard
     assert "火" in page.evaluate("() => board.lastNotice")
     page.wait_for_function("() => board.flashing && document.title.startsWith('【新告警】')")
     assert "已通知：" in page.inner_text(f"#alert-{fire['id']} .chain")
     if SCREENSHOTS:
         page.screenshot(path=str(DOCS / "board-desk.png"))
+
+    # from the keyboard: the focused button keeps its focus across the 2 s refresh, Enter opens, Escape closes
+    page.focus(f"#alert-{fire['id']} .act-acknowledge")
+    refreshes = page.evaluate("() => board.refreshes")
+    page.wait_for_function(f"() => board.refreshes >= {refreshes + 2}")
+    assert page.evaluate(f"() => document.activeElement.matches('#alert-{fire['id']} .act-acknowledge')")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#act-dialog[open]")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#act-dialog", state="hidden")
 
     page.click(f"#alert-{fire['id']} .act-acknowledge")
     page.wait_for_selector("#act-dialog[open]")
@@ -215,6 +225,9 @@ def test_an_inspector_reads_without_any_button_and_switches_to_english(console):
     page.wait_for_selector(f"#alert-{alarm['id']}")
     assert page.locator("[class^='act-'], [class*=' act-']").count() == 0
     assert page.inner_text("#who .role") == "督查"
+    sounds = page.evaluate("() => board.sounds")
+    page.click("#sound-test")  # the shift change checks the speakers
+    page.wait_for_function(f"() => board.sounds > {sounds}")
     page.click("#lang")
     assert page.inner_text("h1") == "Duty board · active alerts"
     assert page.inner_text("#who .role") == "inspector"
@@ -262,3 +275,24 @@ def test_the_api_docs_render_with_the_network_off(console):
     paths = page.locator(".opblock-summary-path").all_inner_texts()
     assert "/api/alerts/{alert_id}/acknowledge" in [p.replace("\u200b", "") for p in paths]
     assert not outside, f"/docs reached outside the machine: {outside}"
+
+
+def test_the_site_view_shows_rooms_with_their_last_values_and_the_gateway(console):
+    console.served.app.state.config_version = "cfg-centre"
+    console.send((topic(SITE, GW, MessageClass.STATUS),
+                  encode(Status(v=1, ts=time.time(), state="online", config_version="cfg-old"))), MessageClass.STATUS)
+    console.send(console.wire.reading("t-dorm-f1", 19.5, ts=time.time()), MessageClass.READING)
+    console.send(console.wire.reading("t-hall", None, ts=time.time(), quality="fault"), MessageClass.READING)
+    wait_for(lambda: console.alerts("sensor_fault"), 15, what="the faulty reading's alert")
+    page = console.page()
+    sign_in(page, console.url, STAFF)
+    page.click("#view-btn")
+    page.wait_for_selector("#sites [data-device=t-dorm-f1]:has-text('19.5 °C')")
+    assert page.locator("#alerts").is_hidden()
+    assert "故障" in page.inner_text("#sites [data-device=t-hall].fault")
+    gateway = page.inner_text(f"#sites [data-gateway={GW}]")
+    assert "在线" in gateway and "cfg-old" in gateway and "与中心不一致" in gateway
+    if SCREENSHOTS:
+        page.screenshot(path=str(DOCS / "board-sites.png"), full_page=True)
+    page.click("#view-btn")  # back to the alerts
+    page.wait_for_selector("#alerts article.alert")

@@ -31,7 +31,8 @@ class Served:
 
     def __init__(self, cfg, db: Path):
         self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(cfg, db), host="127.0.0.1", port=self.port,
+        self.app = create_app(cfg, db)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port,
                                                     log_level="warning", lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
