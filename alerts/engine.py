@@ -339,6 +339,7 @@ class AlertEngine:
                 self.escalator.unsilenced(alert, now)
 
     def _persist(self) -> None:
+        self.situation.note_said(self.clock())
         changes = self.situation.mem.dirty()
         if changes:
             self.store.save_memory(changes)

@@ -296,3 +296,23 @@ def test_the_site_view_shows_rooms_with_their_last_values_and_the_gateway(consol
         page.screenshot(path=str(DOCS / "board-sites.png"), full_page=True)
     page.click("#view-btn")  # back to the alerts
     page.wait_for_selector("#alerts article.alert")
+
+
+def test_many_cards_of_one_cause_fold_into_one_line_and_a_drill_is_shown_as_a_drill(console):
+    many = ("cam-hall", "cam-canteen", "cam-yard", "cam-kitchen")  # FOLD_AT of one rule at one site
+    for cam in many:
+        console.camera_down(cam)
+    cameras = wait_for(lambda: (lambda found: found if len(found) == len(many) else None)(console.alerts("camera_offline")),
+                       15, what="four camera alerts")
+    console.send(console.wire.event("smk-kitchen", "alarm", ts=time.time(), drill=True))
+    drill = wait_for(lambda: [a for a in console.alerts("fire") if a["drill"]], 15, what="the drill")[0]
+    page = console.page()
+    sign_in(page, console.url, STAFF)
+    fold = page.wait_for_selector("[data-fold='rule:sl-station:camera_offline']")
+    assert fold.get_attribute("data-count") == "4" and "4 条「摄像机离线」" in fold.inner_text()
+    assert all(page.locator(f"#alert-{a['id']}").count() == 0 for a in cameras)
+    card = page.wait_for_selector(f"#alert-{drill['id']}.drill")
+    assert card.query_selector(".tag.drill").inner_text() == "演练"
+    page.click("[data-fold='rule:sl-station:camera_offline'] .fold-toggle")
+    for a in cameras:
+        page.wait_for_selector(f"#alert-{a['id']}")
