@@ -1,6 +1,7 @@
 """The site view of the duty board's API (``GET /api/sites/{site}``): each room with what its devices
 said last, stale and faulty ones marked, and the gateways with their config version against the
-centre's — from the memory the real engine keeps in the real SQLite store."""
+centre's — from the memory the real engine keeps in the real SQLite store; and what the alert list
+tells the board of a measured alert's value now and of a missed deadline."""
 from __future__ import annotations
 
 import time
@@ -86,3 +87,19 @@ def test_a_cold_room_alert_carries_the_rooms_temperature_now_not_when_it_began(t
     assert alert["rule"] == "cold_room" and "12.0 °C" in alert["title_zh"]  # the title: when it began
     assert alert["current"] == {"value": 10.5, "unit": "°C", "at": now}
     assert detail["current"]["value"] == 10.5
+
+
+def test_a_missed_deadline_is_reported_as_overdue_never_as_a_negative_countdown(tmp_path):
+    hour_ago = time.time() - 3600
+    cfg = config_with(users=USERS, api={"environment": "production"})
+    engine = AlertEngine(cfg, tmp_path / "alerts.db", clock=Clock(hour_ago))
+    engine.watching = False
+    try:
+        [alarm] = engine.handle(*Wire().event("smk-kitchen", "alarm", ts=hour_ago))
+        with TestClient(create_app(cfg, tmp_path / "alerts.db")) as client:
+            [shown] = client.get("/api/alerts", headers={"Authorization": f"Bearer {STAFF}"}).json()
+    finally:
+        engine.close()
+    esc = shown["escalation"]
+    assert shown["id"] == alarm.id and esc["due_at"] < time.time() - 2000  # its first level's deadline, long gone
+    assert esc["due_in_s"] == 0 and esc["overdue_s"] > 2000 and not esc["stopped"]
