@@ -12,7 +12,7 @@ TEST_PKGS    := chromium:chromium shellcheck:shellcheck /usr/share/fonts/truetyp
 PACKAGES := sensors core gateway broker alerts dashboards cli
 LAYERS   := $(VENV)/layers
 
-.PHONY: demo demo-fresh test bench deps test-deps postgres venv layers clean
+.PHONY: demo demo-fresh test bench screenshots deps test-deps postgres venv layers clean
 
 demo: deps venv
 	$(BIN)/stationwatch demo --config docs/examples/city-station.yaml
@@ -30,6 +30,11 @@ layers: venv
 	@mkdir -p $(LAYERS)/stationwatch
 	@for d in $(PACKAGES); do ln -sfn "$(CURDIR)/$$d" "$(LAYERS)/stationwatch/$$d"; done
 	PYTHONPATH=$(LAYERS) $(BIN)/lint-imports --no-cache
+
+# the duty board's desk, phone and site views as docs/board-{desk,phone,sites}.png (CJK font
+# from RUNTIME_PKGS); only here, so `make test` leaves the tree as it was
+screenshots: deps test-deps venv
+	STATIONWATCH_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_board_browser.py -k "fire or phone or site_view"
 
 bench: deps venv
 	$(BIN)/python tests/benchmarks/bench_ingest.py

@@ -7,15 +7,18 @@
 ``GET /api/alerts/{id}``              one alert with audit trail, deliveries, escalation and breaches
 ``GET /api/alerts/{id}/audit``        its audit trail (签字留痕)
 ``POST /api/alerts/{id}/acknowledge`` ``/resolve`` ``/dismiss`` ``/confirm`` — with a note (a reason to dismiss)
+``POST /api/alerts/{id}/notes``       a note in the audit trail, the state unchanged: alerts/api_notes.py
+``GET /api/sites/{site}``             rooms with their devices' last values, gateways: alerts/api_sites.py
 ``GET /api/stats``                    open alerts by severity, drills apart, breaches, failed deliveries
 ``GET|POST /api/maintenance``, ``DELETE /api/maintenance/{id}`` — maintenance windows
 ``/api/hazards``                      the hazard register (问题清单): alerts/register/api.py
 ``/api/reports``                      the monthly reports and their SHA-256: alerts/reports/api.py
+``GET /api/board``                    the board's settings: demo or not, how to get a token, false-alarm reasons
 ``GET /``                             the duty board page
 
 Bearer-token authentication with roles and site scopes: :mod:`.auth`. The API opens the same
 SQLite file as the engine (WAL lets both work at once), so it runs in its own process; what it
-queues (notices of an acknowledgement) the engine's dispatcher sends. OpenAPI docs at ``/docs``.
+queues (notices of an acknowledgement) the engine's dispatcher sends. OpenAPI docs at ``/docs`` (Swagger UI served locally: alerts/api_board.py).
 """
 from __future__ import annotations
 
@@ -37,6 +40,9 @@ from stationwatch.core.config import StationConfig
 from stationwatch.core.metrics import prometheus_text
 
 from . import api_limits
+from .api_board import board_api, install_docs
+from .api_notes import notes
+from .api_sites import sites
 from .api_alerts import alerts, maintenance, me, stats
 from .auth import Auth, Principal
 from .register.api import hazards
@@ -198,15 +204,17 @@ def create_app(cfg: StationConfig, db_path: str | Path) -> FastAPI:
         stop.set()
         store.close()
 
-    app = FastAPI(title="StationWatch 告警 / alerts", version="2", lifespan=lifespan,
+    app = FastAPI(title="StationWatch 告警 / alerts", version="2", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="救助管理站安全监测告警接口 — alerts of the relief-station safety monitoring. "
                               "Authenticate with `Authorization: Bearer <token>` (`stationwatch token`).")
     app.state.cfg = cfg
     app.state.store = store
+    app.state.config_version = None  # the centre's config version (`serve` sets it): gateways are compared to it
     app.state.auth = Auth(cfg)
     app.state.board_html = files("stationwatch.dashboards").joinpath("board.html").read_text(encoding="utf-8")
     api_limits.install(app)
-    for router in (health, me, alerts, stats, maintenance, hazards, reports, board):
+    install_docs(app)  # Swagger UI from local files: /docs works without the internet
+    for router in (health, me, alerts, notes, sites, stats, maintenance, hazards, reports, board_api, board):
         app.include_router(router)
     return app
 

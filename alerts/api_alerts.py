@@ -19,6 +19,7 @@ from . import outbox
 from .api_limits import IDENT, MAX_DEVICES, MAX_ID, Ident, UnixTime, errors, invalid, text
 from .auth import CurrentUser, Permission, Principal, forbid
 from .escalation import where
+from .latest import latest
 from .silences import Silences
 from .store import Alert, AlertError, Conflict, Escalation, NotFound, Store
 
@@ -46,9 +47,17 @@ class EscalationOut(BaseModel):
     level: int
     level_name: str
     levels: int
-    due_at: float | None  # the current level's acknowledgement deadline (None: top reached, or stopped)
-    due_in_s: float | None
+    due_at: float | None  # the current level's acknowledgement deadline (None: top reached, or the climb stopped)
+    due_in_s: float | None  # seconds left, never below 0 (None: no deadline remains)
+    overdue_s: float = 0.0  # how long the deadline has been missed (the next level is being told)
+    stopped: bool = False  # acknowledged or closed: the climb stopped, no deadline remains
     notified: list[int]
+
+
+class CurrentOut(BaseModel):
+    value: float
+    unit: str | None
+    at: float  # the time of that reading
 
 
 class AlertOut(BaseModel):
@@ -87,6 +96,7 @@ class AlertOut(BaseModel):
     resolution: str | None
     escalation: EscalationOut | None = None
     breaches: int = 0
+    current: CurrentOut | None = None  # a measured alert (a cold room …): its device's value now, not when it began
 
 
 class AuditOut(BaseModel):
@@ -159,17 +169,29 @@ class WindowOut(BaseModel):
     created_by: str
 
 
-def _escalation(cfg: StationConfig, esc: Escalation | None) -> EscalationOut | None:
+def _escalation(cfg: StationConfig, esc: Escalation | None, state: str) -> EscalationOut | None:
+    """Where the climb stands. Only a firing alert has a deadline left; an acknowledged or closed
+    one keeps its levels reached and no deadline (never a negative countdown)."""
     if esc is None:
         return None
     level_name, levels = where(cfg, esc)
-    return EscalationOut(policy=esc.policy, level=esc.level, level_name=level_name, levels=levels, due_at=esc.due_at,
-                         due_in_s=None if esc.due_at is None else round(esc.due_at - time.time(), 1),
+    due_at = esc.due_at if state == "firing" else None
+    left = None if due_at is None else due_at - time.time()
+    return EscalationOut(policy=esc.policy, level=esc.level, level_name=level_name, levels=levels, due_at=due_at,
+                         due_in_s=None if left is None else round(max(0.0, left), 1),
+                         overdue_s=0.0 if left is None else round(max(0.0, -left), 1), stopped=state != "firing",
                          notified=list(esc.notified))
 
 
+def _current(alert: Alert, last: dict[str, dict[str, Any]]) -> CurrentOut | None:
+    now = last.get(alert.detail.get("device") or "") if "value" in alert.detail else None
+    if not now or now.get("value") is None:
+        return None
+    return CurrentOut(value=now["value"], unit=now.get("unit"), at=now["ts"])
+
+
 def alert_out(cfg: StationConfig, alert: Alert, esc: Escalation | None = None, breaches: int = 0,
-              trail: bool = False) -> AlertOut:
+              trail: bool = False, last: dict[str, dict[str, Any]] | None = None) -> AlertOut:
     site = cfg.site(alert.site)
     room = site.room(alert.room) if site is not None and alert.room else None
     tz = site.tz if site is not None else None
@@ -181,7 +203,8 @@ def alert_out(cfg: StationConfig, alert: Alert, esc: Escalation | None = None, b
                 rule_zh=ALERT_TYPES[alert.rule].zh if alert.rule in ALERT_TYPES else alert.rule,
                 severity_rank=sev.rank, severity_zh=sev.zh, severity_en=sev.en, state_zh=state.zh,
                 state_en=state.en, first_at_local=local(alert.first_at), last_at_local=local(alert.last_at),
-                escalation=_escalation(cfg, esc) if alert.state == "firing" or trail else None, breaches=breaches)
+                escalation=_escalation(cfg, esc, alert.state) if alert.state == "firing" or trail else None, breaches=breaches,
+                current=_current(alert, last or {}))
     if trail:
         return AlertDetailOut(**data, audit=alert.audit, deliveries=alert.deliveries, breach_list=alert.breaches)
     return AlertOut(**data)
@@ -240,7 +263,8 @@ def list_alerts(store: StoreDep, cfg: ConfigDep, principal: CurrentUser,
                          rule=rule.value if rule else None, drill=drill, since=since, until=until, limit=limit)
     ids = [a.id for a in found]
     escs, breaches = store.escalations(ids), store.breach_counts(ids)
-    return [alert_out(cfg, a, escs.get(a.id), breaches.get(a.id, 0)) for a in found]
+    last = latest(store, (a.detail.get("device") for a in found if "value" in a.detail))
+    return [alert_out(cfg, a, escs.get(a.id), breaches.get(a.id, 0), last=last) for a in found]
 
 
 @alerts.get("/{alert_id}", response_model=AlertDetailOut, responses=errors(404))
@@ -248,7 +272,8 @@ def get_alert(alert_id: AlertId, store: StoreDep, cfg: ConfigDep, principal: Cur
     """One alert with its audit trail, deliveries (failures included), escalation and breaches."""
     _get(store, principal, alert_id)
     alert = store.get(alert_id, with_trail=True)
-    return alert_out(cfg, alert, store.escalation(alert_id), len(alert.breaches), trail=True)
+    return alert_out(cfg, alert, store.escalation(alert_id), len(alert.breaches), trail=True,
+                     last=latest(store, [alert.detail.get("device")]))
 
 
 @alerts.get("/{alert_id}/audit", response_model=list[AuditOut], responses=errors(404))

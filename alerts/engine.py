@@ -437,6 +437,7 @@ class AlertEngine:
                 self.escalator.unsilenced(alert, now)
 
     def _persist(self) -> None:
+        self.situation.note_said(self.clock())
         changes = self.situation.mem.dirty()
         if self.scope is not None:  # what the rules noted about other engines' sites is not ours to write
             changes = {k: v for k, v in changes.items() if self.partitions.of_memory(*k) in self.scope}

@@ -17,7 +17,7 @@ from datetime import time as dtime
 from typing import Any, Callable, Iterator
 
 from stationwatch.core.config import Camera, Room, Site, StationConfig
-from stationwatch.core.contract import Message, MessageClass
+from stationwatch.core.contract import Heartbeat, Message, MessageClass, Reading
 from stationwatch.core.policy import RuleSettings, Season
 
 from .clock import rule_time
@@ -103,6 +103,19 @@ class Observation:
         return bool(getattr(self.msg.body, "historical", False))
 
 
+LAST_EVERY_S = 5.0  # a device's last value is written to the store at most this often (its state at once)
+
+
+def latest(body: Any) -> dict[str, Any]:
+    """What a device last said, as the duty board's site view shows it (namespace ``last``): a
+    reading's value and quality, a detector's or door's state, a camera's heartbeat."""
+    if isinstance(body, Reading):
+        return {"value": body.value, "unit": body.unit, "quality": body.quality, "ts": body.ts}
+    if isinstance(body, Heartbeat):
+        return {"state": "online" if body.online else "offline", "ts": body.ts}
+    return {"state": getattr(body, "state", None), "value": getattr(body, "value", None), "ts": body.ts}
+
+
 class Situation:
     """The config look-ups and the memory the rules share."""
 
@@ -116,6 +129,8 @@ class Situation:
         self._bureaus = {b.id: b for b in cfg.bureaus}
         self.pipeline: Any = None  # alerts/supervision.py Pipeline, set by the engine
         self.clock_corrected = 0  # live messages whose rule time was corrected for a gateway clock that is off
+        self._last_put: dict[str, float] = {}  # device → when its last value was last written to memory
+        self._said: dict[str, Any] = {}  # device → its last message body since the last note_said
 
     @property
     def settings(self) -> RuleSettings:
@@ -128,6 +143,19 @@ class Situation:
     def start(self, now: float) -> None:
         if self.started is None:
             self.mem.put("engine", "started", now)
+
+    def note_said(self, now: float) -> None:
+        """Before the memory is saved (once a batch): keep what each device said last for the duty
+        board's site view — a new state or quality at once, a new value at most every
+        :data:`LAST_EVERY_S`. Done per batch, not per message: the engine's hot path only notes the
+        message (a store write per reading slows the engine under a flood of readings)."""
+        for device_id, body in self._said.items():
+            said, before = latest(body), self.mem.get("last", device_id)
+            same_kind = before is not None and all(before.get(k) == said.get(k) for k in ("state", "quality", "unit"))
+            if not same_kind or now - self._last_put.get(device_id, float("-inf")) >= LAST_EVERY_S:
+                self.mem.put("last", device_id, said)
+                self._last_put[device_id] = now
+        self._said.clear()
 
     def resume(self, now: float) -> None:
         """After a restart. Camera heartbeats are QoS 0, so the broker kept none while the engine
@@ -145,6 +173,7 @@ class Situation:
         site = self.cfg.site(msg.site)
         if device is not None:
             self.mem.put("seen", device.id, now)
+            self._said[device.id] = msg.body  # for the site view: note_said
             kind = "camera" if isinstance(device, Camera) else device.kind
             trusted = rule_time(self, msg, now)
             return Observation(msg, device, kind, site, site.room(device.room), msg.body.ts, now,
@@ -155,6 +184,8 @@ class Situation:
             return Observation(msg, None, "gateway", site, None, msg.body.ts, now, news=False)  # a late will
         if session is not None:
             self.mem.put("session", msg.gateway, session)
+        if msg.body.config_version is not None:
+            self.mem.put("gw_version", msg.gateway, msg.body.config_version)
         news = self.mem.get("gateway", msg.gateway) != status
         if news:
             self.mem.put("gateway", msg.gateway, status)

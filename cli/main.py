@@ -279,10 +279,11 @@ def serve(config: ConfigArg,
     import uvicorn
 
     from stationwatch.alerts.api import create_app, reload
-    from stationwatch.core.config import ConfigError, load_config
+    from stationwatch.core.config import ConfigError, config_version, load_config
     cfg = _load(config)
     api = create_app(cfg, store or db)
     api.state.influx_url, api.state.influx_database = influx, database  # POST /api/reports
+    api.state.config_version = config_version(config)  # the site view compares each gateway's to it
 
     def reload_config() -> None:
         try:

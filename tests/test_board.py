@@ -4,47 +4,19 @@ from __future__ import annotations
 
 import re
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
-import uvicorn
 
-from stationwatch.alerts.api import create_app
 from stationwatch.alerts.auth import token_hash
 from stationwatch.alerts.engine import AlertEngine
-from stationwatch.broker.stack import free_port
 
-from support import wait_for
 from support.alerts import T0, Wire, config_with
+from support.board import CHROMIUM, Served
 
-CHROMIUM = Path("/usr/bin/chromium")
 EMPTY_SHOWN = re.compile(r'<div id="empty"[^>]*class="show"')  # the "当前无告警" state is visible
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed "
                                                                 "(Debian package 'chromium'; `make test-deps`)")
-
-
-class Served:
-    """create_app(cfg, db) under uvicorn in a thread."""
-
-    def __init__(self, cfg, db: Path):
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(create_app(cfg, db), host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def __enter__(self):
-        self.thread.start()
-        wait_for(lambda: self.server.started, 10, what="uvicorn started")
-        return self
-
-    def __exit__(self, *exc):
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 def rendered(url: str, profile: Path) -> str:
@@ -71,7 +43,7 @@ def test_board_shows_the_active_alert_in_chinese_with_its_severity_and_place(cit
     assert fire.title_zh in dom
     assert f'id="alert-{fire.id}"' in dom and "alert pre_alarm" in dom
     assert "医疗观察室" in dom and "示例市救助管理站" in dom and "开始于 2025-01-15 14:00:00" in dom
-    assert "告警引擎运行中" in dom  # the health corner saw the engine's heartbeat
+    assert 'data-hop="engine">告警引擎 正常' in dom  # the pipeline banner saw the engine's heartbeat
     assert not EMPTY_SHOWN.search(dom)
 
 
@@ -79,7 +51,9 @@ def test_board_says_no_active_alerts_and_that_the_engine_is_not_running(city_con
     with Served(city_config, tmp_path / "alerts.db") as served:
         dom = rendered(served.url, tmp_path / "chromium")
     assert EMPTY_SHOWN.search(dom) and "当前无告警" in dom
-    assert "告警引擎未运行" in dom and 'id="health" title="告警引擎无心跳' in dom
+    assert re.search(r'<div id="demo">演示环境：令牌为 demo-staff-token', dom)  # the demo says how to sign in
+    assert 'class="hop down" data-hop="engine">告警引擎 中断' in dom
+    assert re.search(r'<div id="pipeline" class="down"[^>]*title="告警引擎无心跳', dom)
 
 
 STAFF, INSPECTOR = "board-staff-token-0001", "board-inspector-token-0001"
@@ -105,9 +79,9 @@ def test_signed_in_staff_see_the_level_reached_the_deadline_and_their_buttons(si
     cfg, db, fire = signed_in_world
     with Served(cfg, db) as served:
         dom = rendered(f"{served.url}#token={STAFF}", tmp_path / "chromium")
-    assert f'id="alert-{fire.id}"' in dom and "值班员张三（staff）" in dom
+    assert f'id="alert-{fire.id}"' in dom and '值班员张三<span class="role">值班员</span>' in dom
     assert "已通知：值班人员" in dom and "确认时限 0" in dom  # L1 of 4, counting down from 05:00
-    assert 'class="act-acknowledge"' in dom
+    assert 'class="act-acknowledge' in dom
     assert 'class="act-dismiss"' not in dom and 'class="act-resolve"' not in dom  # a confirmed fire: a leader closes it
     assert STAFF not in dom  # the token went to sessionStorage, not into the page or the address
 
