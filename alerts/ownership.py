@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from . import outbox
+
+if TYPE_CHECKING:
+    from .records import Alert
 
 log = logging.getLogger("stationwatch.alerts.engine")
 

@@ -173,7 +173,7 @@ class Spool(SpoolFile):
         if not items:
             return []
         with self._lock:
-            first = seq = self._next_seq
+            seq = self._next_seq
             rows, seqs = [], []
             for item in items:
                 try:
