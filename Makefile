@@ -7,12 +7,15 @@ BIN    := $(VENV)/bin
 # Debian packages the running system needs, as "command:package" pairs.
 RUNTIME_PKGS := mosquitto:mosquitto influxd:influxdb /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc:fonts-noto-cjk
 TEST_PKGS    := chromium:chromium shellcheck:shellcheck /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc:fonts-wqy-zenhei pdftotext:poppler-utils
+# `make bench` only: npm installs the peer measured beside us (Node-RED, tests/benchmarks/bench_peer.py);
+# mosquitto_sub is the broker's drain ceiling there
+BENCH_PKGS   := npm:npm mosquitto_sub:mosquitto-clients
 
 # the installed sub-packages of `stationwatch`, one per top-level folder (docs/architecture.md)
 PACKAGES := sensors core gateway broker alerts dashboards cli
 LAYERS   := $(VENV)/layers
 
-.PHONY: demo demo-fresh test bench deps test-deps venv layers clean
+.PHONY: demo demo-fresh test bench deps test-deps bench-deps venv layers clean
 
 demo: deps venv
 	$(BIN)/stationwatch demo --config docs/examples/city-station.yaml
@@ -31,17 +34,21 @@ layers: venv
 	@for d in $(PACKAGES); do ln -sfn "$(CURDIR)/$$d" "$(LAYERS)/stationwatch/$$d"; done
 	PYTHONPATH=$(LAYERS) $(BIN)/lint-imports --no-cache
 
-bench: deps venv
+bench: deps bench-deps venv
 	$(BIN)/python tests/benchmarks/bench_ingest.py
 	$(BIN)/python tests/benchmarks/bench_alerts.py
 	$(BIN)/python tests/benchmarks/bench_gateway.py
 	$(BIN)/python tests/benchmarks/bench_reports.py
+	$(BIN)/python tests/benchmarks/bench_peer.py
 
 deps:
 	@PKGS="$(RUNTIME_PKGS)" sh apt-install.sh
 
 test-deps:
 	@PKGS="$(TEST_PKGS)" sh apt-install.sh
+
+bench-deps:
+	@PKGS="$(BENCH_PKGS)" sh apt-install.sh
 
 venv: $(VENV)/.installed
 
