@@ -86,9 +86,16 @@ def publish(address: BrokerAddress, msgs: list[tuple[str, bytes]], rate: float |
     return elapsed
 
 
+def wipe(address: BrokerAddress, client_id: str) -> None:
+    """End the persistent session of ``client_id`` (a clean connect): it stops collecting messages."""
+    MqttLink(address, client_id, clean_start=True).start().stop()
+
+
 def prime(address: BrokerAddress, client_id: str, topic_filter: str) -> None:
-    """Create the consumer's persistent session (its client id, its filter, QoS 1) before it runs, so a
-    backlog published now waits in the broker for it."""
+    """Create the consumer's persistent session (its client id, its filter, QoS 1) afresh before it
+    runs, so a backlog published now waits in the broker for it, and only that backlog (every session
+    of this bench is wiped after its run: a wide filter would collect the other consumers' backlogs)."""
+    wipe(address, client_id)
     link = MqttLink(address, client_id, clean_start=False).start()
     link.subscribe_wait(topic_filter, 1)
     link.stop()
@@ -272,9 +279,75 @@ def drain(c: Consumer, address: BrokerAddress, influx_url: str, database: str, m
             time.sleep(0.05)
     finally:
         c.stop()
+        wipe(address, c.client_id)
     if count < n:
         raise SystemExit(f"{c.name} stored {count} of {n} in 300 s")
     return {"rate": n / (now - t0), "cpu_us": (cpu - cpu0) / n * 1e6, "rss": peak, "stored": count}
+
+
+# what a sample was doing: walking its stack from the leaf, the first frame matching a rule names it
+WORK = (("waiting (select, Condition.wait)", ("Condition.wait (", "Client._loop (paho")),
+        ("handing to the writer (Backlog.put, notify)", ("Backlog.put (",)),
+        ("contract parse: pydantic", ("pydantic/",)),
+        ("contract parse: JSON", ("json/",)),
+        ("contract parse: other", ("core/contract.py", "core/wire.py")),
+        ("admission: inventory, clock, sequence", ("broker/admission.py", "broker/sequences.py")),
+        ("InfluxDB client: points and line protocol", ("influxdb/", "broker/influx.py")),
+        ("HTTP to InfluxDB (requests, urllib3, http.client)", ("requests/", "urllib3/", "http/client.py")),
+        ("paho: MQTT packets and socket", ("paho/",)),
+        ("ingest itself", ("broker/",)))
+WAITING = WORK[0][0]
+
+
+def _label(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for label, patterns in WORK:
+            if any(p in frame for p in patterns):
+                return label
+    return "other"
+
+
+def profile(c: "StationWatchIngest", address: BrokerAddress, influx_url: str, database: str, msgs,
+            out: Path) -> dict:
+    """py-spy (sampling, --nonblocking, every thread) on the ingest while it drains ``msgs``; returns the
+    busy share of each thread (its samples / the samples a fully busy thread would have) and where the
+    samples of the busiest threads go."""
+    prime(address, c.client_id, c.topic_filter)
+    publish(address, msgs)
+    c.start(database)
+    rate = 200
+    try:
+        while not connected(c.proc.pid, address.port):
+            time.sleep(0.005)
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(c.proc.pid), "--format",
+                                "raw", "--output", str(out), "--rate", str(rate), "--threads", "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t0 = time.perf_counter()
+        while stored(influx_url, database) < len(msgs) and time.perf_counter() - t0 < 300:
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - t0
+        spy.send_signal(2)  # SIGINT: py-spy writes what it has
+        spy.wait(30)
+    finally:
+        c.stop()
+        wipe(address, c.client_id)
+    threads: dict[str, int] = {}
+    work: dict[str, dict[str, int]] = {}
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        name = frames[0].split(":", 1)[-1].strip() or frames[0]
+        name = "MQTT network thread (paho)" if name.startswith("paho") else name
+        n = int(count)
+        threads[name] = threads.get(name, 0) + n
+        label = _label(frames[1:])
+        work.setdefault(name, {}).setdefault(label, 0)
+        work[name][label] += n
+    expected = rate * elapsed  # samples of a thread on the CPU (or waiting) the whole time
+    busy = {k: (v - work[k].get(WAITING, 0)) / expected for k, v in threads.items()}
+    return {"elapsed": elapsed, "rate": len(msgs) / elapsed, "threads": busy,
+            "work": {k: {lbl: v / (threads[k] - w.get(WAITING, 0)) for lbl, v in w.items() if lbl != WAITING}
+                     for k, w in work.items() if threads[k] > w.get(WAITING, 0)}}
 
 
 def ceiling_mosquitto_sub(address: BrokerAddress, msgs) -> float:
@@ -285,7 +358,9 @@ def ceiling_mosquitto_sub(address: BrokerAddress, msgs) -> float:
     t0 = time.perf_counter()
     subprocess.run(["mosquitto_sub", "-h", address.host, "-p", str(address.port), "-i", client_id, "-c", "-q", "1",
                     "-t", subscription(), "-C", str(len(msgs))], check=True, stdout=subprocess.DEVNULL, timeout=300)
-    return len(msgs) / (time.perf_counter() - t0)
+    rate = len(msgs) / (time.perf_counter() - t0)
+    wipe(address, client_id)
+    return rate
 
 
 def outage(c: Consumer, address: BrokerAddress, influx: LocalInfluxDB, database: str, feed: Feed) -> dict[str, float]:
@@ -324,6 +399,7 @@ def outage(c: Consumer, address: BrokerAddress, influx: LocalInfluxDB, database:
         time.sleep(0.5)
     caught_up = time.monotonic() - t0
     c.stop()
+    wipe(address, c.client_id)
     count = stored(influx.url, database)
     return {"published": total, "stored": count, "lost": total - count, "outage_s": up - down, "until_s": caught_up}
 
@@ -334,6 +410,7 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--node-red-dir", type=Path, help="install Node-RED here and keep it (default: a temporary directory)")
     ap.add_argument("--skip-outage", action="store_true")
+    ap.add_argument("--no-profile", action="store_true", help="skip the py-spy profile of the ingest")
     args = ap.parse_args()
     host_info = machine()
     with tempfile.TemporaryDirectory() as tmp:
@@ -360,6 +437,9 @@ def main() -> None:
                 c.name: outage(c, address, influx, f"outage_{'sw' if c is sw else 'nr'}", feed) for c in (sw, nr)}
             for name, o in outages.items():
                 print(f"{name} outage: {o}", flush=True)
+            prof = None if args.no_profile else profile(sw, address, influx.url, "profile_sw",
+                                                         feed.bodies(args.messages, time.time()), tmp / "ingest.pyspy")
+            print(f"profile: {prof}", flush=True)
     med = {name: {k: statistics.median(r[k] for r in rs) for k in ("rate", "cpu_us", "rss")} for name, rs in drains.items()}
     s, n = med[sw.name], med[nr.name]
     drain_ratio, cpu_ratio = s["rate"] / n["rate"], s["cpu_us"] / n["cpu_us"]
@@ -397,6 +477,20 @@ Ceiling: `mosquitto_sub -c -q 1` draining the same backlog: {', '.join(f'{x:,.0f
 Ratios in this run: drain StationWatch / Node-RED **{drain_ratio:.2f}** (goal ≥ 1.5), CPU per message
 **{cpu_ratio:.2f}** (goal ≤ 0.7), StationWatch lost {sw_lost if sw_lost is not None else 'not measured'} through the outage (goal 0): **{verdict}**.
 """
+    if prof:
+        busy = sorted(prof["threads"].items(), key=lambda kv: -kv[1])
+        lines = []
+        for name, share in busy[:3]:
+            parts = ", ".join(f"{lbl} {v:.0%}" for lbl, v in sorted(prof["work"][name].items(), key=lambda kv: -kv[1]) if v >= 0.02)
+            lines.append(f"| {name} | {share:.0%} | {parts} |")
+        text += f"""
+Where the ingest spends its time: py-spy 0.4 (`record --nonblocking --threads --rate 200`) attached to
+`stationwatch ingest` while it drained a further backlog of {args.messages:,} ({prof['rate']:,.0f} msg/s under the profiler,
+{prof['elapsed']:.1f} s). Busy = the thread's samples, less those waiting in select or on a condition, / the samples of a thread\nbusy all the time (py-spy counts some waits as active, hence the subtraction).
+
+| thread | busy | its samples by what they were doing (≥ 2 %) |
+|---|---|---|
+""" + "\n".join(lines) + "\n"
     write_section("peer", text)
     print(text)
 
