@@ -336,10 +336,13 @@ class Fleet:
     def later(self, delay_s: float, step) -> None:
         self._later.append((time.monotonic() + delay_s, step))
 
-    def run(self, seconds: float, stop: threading.Event | None = None, tick_s: float = 0.05) -> dict[str, float]:
-        """Publish in real time for ``seconds``; returns what went out and how far behind schedule it fell."""
+    def run(self, seconds: float, stop: threading.Event | None = None, tick_s: float = 0.05,
+            births: bool = True) -> dict[str, float]:
+        """Publish in real time for ``seconds`` (first every gateway's birth, unless ``births`` is false:
+        sent already); returns what went out and how far behind schedule it fell."""
         stop = stop or threading.Event()
-        self.pub.send(self.births(), len(self.sites))
+        if births:
+            self.pub.send(self.births(), len(self.sites))
         n = len(self.sites)
         t0 = time.monotonic()
         next_site, next_beat, next_scenario = 0, 0, t0 + (self.scenario_every_s or 0)
