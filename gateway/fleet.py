@@ -107,7 +107,7 @@ def national_config(sites: int, notify: list[str] | None = None) -> dict[str, An
 
 def write_config(sites: int, path: Path, notify: list[str] | None = None) -> StationConfig:
     raw = national_config(sites, notify)
-    path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.dump(raw, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), allow_unicode=True, sort_keys=False), encoding="utf-8")
     return parse_config(raw)
 
 
