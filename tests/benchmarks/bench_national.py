@@ -49,7 +49,7 @@ def broker_dropped(host: str, port: int) -> str:
     """Mosquitto's count of messages it dropped for queue limits ($SYS, refreshed every 10 s)."""
     r = subprocess.run(["mosquitto_sub", "-h", host, "-p", str(port), "-t", "$SYS/broker/publish/messages/dropped",
                         "-C", "1", "-W", "15"], capture_output=True, text=True)
-    return r.stdout.strip() or "not read"
+    return r.stdout.strip() or "none published on $SYS in 15 s"
 
 
 def pct(values: list[float], q: float) -> float:
