@@ -167,7 +167,7 @@ Fire alerts notify a local HTTP receiver through apprise `json://`. Every proces
 | RSS at the end | ingest {rss['ingest']:.0f} MB, engine {rss['engine']:.0f} MB |
 | fire: first smoke event sent → duty notice received (after one warm-up fire, answered in {warm_ms:,.0f} ms, not counted) | {len(latencies)} of {len(fires)} answered; p50 {p50:,.0f} ms, p99 **{p99:,.0f} ms**, max {max(latencies, default=float('nan')):,.0f} ms |
 
-Goals: {'; '.join(f'{name}: **{"met" if ok else "NOT met"}**' for name, ok in goals)}.
+Goals{'' if args.sites == 2000 else ' (set for 2,000 sites; here at ' + format(args.sites, ',') + ')'}: {'; '.join(f'{name}: **{"met" if ok else "NOT met"}**' for name, ok in goals)}.
 """
     write_section("national" if args.sites == 2000 else f"national-{args.sites}", text)  # a smaller run keeps its own
     print(text)
