@@ -139,7 +139,7 @@ class RawPublisher:
         if connack[0] != 0x20 or connack[3] != 0:
             raise ConnectionError(f"broker refused the fleet's connection: CONNACK {connack.hex()}")
         self.sock.settimeout(None)
-        self.window, self.sent, self.acked = window, 0, 0
+        self.window, self.sent, self.acked, self.closed = window, 0, 0, False
         self._mid = 0
         self._cv = threading.Condition()
         self._reader = threading.Thread(target=self._read_acks, name="fleet-acks", daemon=True)
@@ -160,7 +160,7 @@ class RawPublisher:
             while True:
                 chunk = self.sock.recv(65536)
                 if not chunk:
-                    return
+                    break
                 pending += chunk
                 n = 0
                 while len(pending) >= 4 and pending[0] == 0x40:  # PUBACK: 0x40 0x02 id id
@@ -173,7 +173,10 @@ class RawPublisher:
                         self.acked += n
                         self._cv.notify_all()
         except OSError:
-            return
+            pass
+        with self._cv:
+            self.closed = True
+            self._cv.notify_all()
 
     def packet(self, topic_name: str, body: bytes, qos: int = 1, retain: bool = False) -> bytes:
         t = _string(topic_name.encode())
@@ -182,18 +185,24 @@ class RawPublisher:
             t += struct.pack("!H", self._mid)
         return bytes([0x30 | (qos << 1) | int(retain)]) + _varint(len(t) + len(body)) + t + body
 
-    def send(self, packets: list[bytes], qos1: int) -> None:
-        """Send pre-built packets (``qos1`` of them QoS 1), waiting for room in the window first."""
-        with self._cv:
-            while self.sent - self.acked + qos1 > self.window:
-                self._cv.wait(5)
-        self.sock.sendall(b"".join(packets))
-        self.sent += qos1
+    def send(self, packets: list[bytes]) -> None:
+        """Send pre-built QoS 1 packets, in slices of half the window, each once there is room for it
+        (a slice never waits for more room than the window has). ConnectionError if the broker closed."""
+        step = max(1, self.window // 2)
+        for i in range(0, len(packets), step):
+            part = packets[i:i + step]
+            with self._cv:
+                while self.sent - self.acked + len(part) > self.window and not self.closed:
+                    self._cv.wait(5)
+                if self.closed:
+                    raise ConnectionError(f"broker closed the fleet's connection ({self.acked} of {self.sent} acknowledged)")
+            self.sock.sendall(b"".join(part))
+            self.sent += len(part)
 
     def wait_acked(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cv:
-            while self.acked < self.sent:
+            while self.acked < self.sent and not self.closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -342,7 +351,7 @@ class Fleet:
         sent already); returns what went out and how far behind schedule it fell."""
         stop = stop or threading.Event()
         if births:
-            self.pub.send(self.births(), len(self.sites))
+            self.pub.send(self.births())
         n = len(self.sites)
         t0 = time.monotonic()
         next_site, next_beat, next_scenario = 0, 0, t0 + (self.scenario_every_s or 0)
@@ -368,7 +377,7 @@ class Fleet:
                 self._later.remove(item)
                 packets += item[1]()
             if packets:
-                self.pub.send(packets, len(packets))
+                self.pub.send(packets)
             worst_lag = max(worst_lag, time.monotonic() - now_m)
             time.sleep(max(0.0, tick_s - (time.monotonic() - now_m)))
         return {"seconds": time.monotonic() - t0, "worst_tick_s": worst_lag, **self.counts}
@@ -381,7 +390,7 @@ class Fleet:
         for _ in range(cycles):
             for site in self.sites:
                 batch = self.readings(site, time.time())
-                self.pub.send(batch, len(batch))
+                self.pub.send(batch)
                 total += len(batch)
         self.pub.wait_acked(120)
         return total / (time.perf_counter() - t0)

@@ -87,3 +87,13 @@ def test_the_fleets_bodies_are_byte_for_byte_what_a_gateway_sends(fields):
     assert body == payload(ts, seq, **fields)
     kind = "reading" if "value" in fields else "heartbeat"
     assert parse(f"sw/v1/n0000/gw-n0000/{kind}/d", body).body.seq == seq
+
+
+def test_a_burst_larger_than_the_window_goes_out_whole(mosquitto):
+    """After a stalled tick the fleet hands over more due readings than its unacknowledged window;
+    they go out in slices instead of waiting for room the window can never have."""
+    pub = RawPublisher(mosquitto.host, mosquitto.port, "fleet-burst", window=100)
+    pub.send([pub.packet(f"sw/v1/n0000/gw-n0000/reading/d{i % 7}", b"{}") for i in range(1000)])
+    assert pub.wait_acked(30), f"broker acknowledged {pub.acked} of {pub.sent}"
+    assert pub.acked == 1000
+    pub.close()

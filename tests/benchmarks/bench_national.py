@@ -95,9 +95,9 @@ def main() -> None:
                 # fires weighted three to one against each other scenario: enough of them for a p99
                 fleet = Fleet(args.sites, pub, scenario_every_s=args.scenario_every,
                               scenarios=("fire", "fire", "fire", "cold-room", "camera-offline", "night-exit"))
-                pub.send(fleet.births(), args.sites)
+                pub.send(fleet.births())
                 warm = fleet.fire("fire", fleet.sites[-1])  # warm-up: the first notice loads apprise's plugins
-                pub.send([p for _, step in fleet._later for p in step()], 1)
+                pub.send([p for _, step in fleet._later for p in step()])
                 fleet._later.clear()
                 warm_deadline = time.monotonic() + 60
                 while not any(warm.site.encode() in r["body"] for r in receiver.received()):

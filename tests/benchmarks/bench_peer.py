@@ -76,7 +76,7 @@ def publish(address: BrokerAddress, msgs: list[tuple[str, bytes]], rate: float |
     chunk = 5000 if rate is None else max(1, int(rate / 10))
     for i in range(0, len(msgs), chunk):
         part = msgs[i:i + chunk]
-        pub.send([pub.packet(t, b) for t, b in part], len(part))
+        pub.send([pub.packet(t, b) for t, b in part])
         if rate is not None:
             time.sleep(max(0.0, t0 + (i + chunk) / rate - time.perf_counter()))
     if not pub.wait_acked(120):
