@@ -7,12 +7,15 @@ BIN    := $(VENV)/bin
 # Debian packages the running system needs, as "command:package" pairs.
 RUNTIME_PKGS := mosquitto:mosquitto influxd:influxdb /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc:fonts-noto-cjk
 TEST_PKGS    := chromium:chromium shellcheck:shellcheck /usr/share/fonts/truetype/wqy/wqy-zenhei.ttc:fonts-wqy-zenhei pdftotext:poppler-utils
+# `make bench` only: npm installs the peer measured beside us (Node-RED, tests/benchmarks/bench_peer.py);
+# mosquitto_sub is the broker's drain ceiling there
+BENCH_PKGS   := npm:npm mosquitto_sub:mosquitto-clients
 
 # the installed sub-packages of `stationwatch`, one per top-level folder (docs/architecture.md)
 PACKAGES := sensors core gateway broker alerts dashboards cli
 LAYERS   := $(VENV)/layers
 
-.PHONY: demo demo-fresh test bench screenshots deps test-deps postgres venv layers clean
+.PHONY: demo demo-fresh test bench screenshots deps test-deps bench-deps postgres venv layers clean
 
 demo: deps venv
 	$(BIN)/stationwatch demo --config docs/examples/city-station.yaml
@@ -36,11 +39,13 @@ layers: venv
 screenshots: deps test-deps venv
 	STATIONWATCH_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/test_board_browser.py -k "fire or phone or site_view"
 
-bench: deps venv
+bench: deps bench-deps venv
 	$(BIN)/python tests/benchmarks/bench_ingest.py
 	$(BIN)/python tests/benchmarks/bench_alerts.py
 	$(BIN)/python tests/benchmarks/bench_gateway.py
 	$(BIN)/python tests/benchmarks/bench_reports.py
+	$(BIN)/python tests/benchmarks/bench_peer.py
+	$(BIN)/python tests/benchmarks/bench_national.py
 
 deps:
 	@PKGS="$(RUNTIME_PKGS)" sh apt-install.sh
@@ -51,6 +56,9 @@ test-deps:
 # the PostgreSQL server the shared-store tests use (127.0.0.1:5432): started, or installed and started
 postgres:
 	@sh postgres-up.sh
+
+bench-deps:
+	@PKGS="$(BENCH_PKGS)" sh apt-install.sh
 
 venv: $(VENV)/.installed
 
