@@ -108,8 +108,9 @@ def room_temperature(sit: Situation, obs: Observation) -> Iterator[Verdict]:
 
 def _room_in_band(sit: Situation, obs: Observation, rule: str) -> bool:
     """Another temperature sensor of the same room still in one of the rule's bands."""
-    others = {d.id for d in sit.devices.values() if d.room == obs.room.id and d.id != obs.device.id
-              and getattr(d, "kind", "") == "temperature" and sit.cfg.site_of(d).id == obs.site.id}
+    others = sit.thermometers(obs.site.id, obs.room.id) - {obs.device.id}
+    if not others:
+        return False
     return any(key.split("|")[0] == rule and key.split("|")[2] in others for key in sit.mem.space("since"))
 
 

@@ -124,8 +124,11 @@ class Situation:
         self.mem = memory or Memory()
         self.devices = {d.id: d for d in [*cfg.sensors, *cfg.cameras]}
         self._by_gateway: dict[str, list[Any]] = {}
+        self._thermometers: dict[tuple[str, str], set[str]] = {}  # (site, room) → its temperature sensors
         for d in self.devices.values():
             self._by_gateway.setdefault(d.gateway, []).append(d)
+            if getattr(d, "kind", "") == "temperature" and (gw := cfg.gateway(d.gateway)) is not None:
+                self._thermometers.setdefault((gw.site, d.room), set()).add(d.id)
         self._bureaus = {b.id: b for b in cfg.bureaus}
         self.pipeline: Any = None  # alerts/supervision.py Pipeline, set by the engine
         self.clock_corrected = 0  # live messages whose rule time was corrected for a gateway clock that is off
@@ -203,6 +206,10 @@ class Situation:
 
     def last_seen(self, device_id: str) -> float | None:
         return self.mem.get("seen", device_id, self.started)
+
+    def thermometers(self, site: str, room: str) -> set[str]:
+        """The temperature sensors of one room (an index: a national config has 128,000 devices)."""
+        return self._thermometers.get((site, room), set())
 
     def devices_of(self, gateway: str) -> Iterator[Any]:
         yield from self._by_gateway.get(gateway, ())

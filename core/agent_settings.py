@@ -57,12 +57,12 @@ class AgentSettings(Model):
     batch_max_items: Annotated[int, Field(ge=2, le=64)] = 64  # readings per batch (64 keep well within 16 KiB)
 
 
-def _taken_pins(cfg, gateway_id: str) -> dict[int, str]:
-    """GPIOs the sensor wiring of this gateway takes (core/wiring.py), pin → what takes it."""
+def _taken_pins(sensors) -> dict[int, str]:
+    """GPIOs the sensor wiring of one gateway (its ``sensors``) takes (core/wiring.py), pin → what takes it."""
     taken: dict[int, str] = {}
-    for s in cfg.sensors:
+    for s in sensors:
         src = getattr(s, "source", None)
-        if s.gateway != gateway_id or src is None:
+        if src is None:
             continue
         for attr in ("pin", "supervision_pin"):
             if isinstance(pin := getattr(src, attr, None), int):
@@ -76,6 +76,9 @@ def _taken_pins(cfg, gateway_id: str) -> dict[int, str]:
 
 def agent_problems(cfg) -> Iterator[tuple[str, str]]:
     """(path, message) for agent settings that cannot work: a GPIO used twice, an unknown alarm kind."""
+    on: dict[str, list] = {}
+    for s in cfg.sensors:  # each gateway's sensors, in one pass (not a pass per gateway)
+        on.setdefault(s.gateway, []).append(s)
     for i, gw in enumerate(cfg.gateways):
         base = f"gateways[{i}].agent"
         a = gw.agent
@@ -83,7 +86,7 @@ def agent_problems(cfg) -> Iterator[tuple[str, str]]:
         if a.silence_button is not None:
             used.append((f"{base}.silence_button", a.silence_button))
         twice = {pin for pin, n in Counter(pin for _, pin in used).items() if n > 1}
-        taken = _taken_pins(cfg, gw.id)
+        taken = _taken_pins(on.get(gw.id, []))
         for path, pin in used:
             if pin in twice:
                 yield path, f"GPIO {pin} is used twice in the agent settings / 引脚重复使用"
