@@ -4,7 +4,8 @@ sign-off trail, a trail the database will not let anyone alter, bad input named 
 overdue entry climbing the reporting chain as a breach (engine on an injected clock)."""
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -162,7 +163,10 @@ def test_bad_input_is_refused_naming_the_field(world, changes, field):
 def test_an_overdue_entry_goes_up_the_reporting_chain_as_a_breach(world):
     client, cfg, db_path = world
     register = Register(Store(db_path))
-    hazard = create(client, deadline=(date.today() + timedelta(days=1)).isoformat()).json()
+    day = date.today() + timedelta(days=1)
+    hazard = create(client, deadline=day.isoformat()).json()
+    end_of_day = datetime.combine(day + timedelta(days=1), datetime.min.time(), ZoneInfo("Asia/Shanghai")).timestamp()
+    assert hazard["deadline_at"] == end_of_day, "a date is the end of that day at the site, not its midnight start"
     late = hazard["deadline_at"] + 60
     engine = AlertEngine(cfg, db_path, clock=lambda: late)
     try:
@@ -220,8 +224,6 @@ def test_hazard_settings_in_the_config_are_checked_naming_the_field():
 
 
 # ---- entries the system raises from its own evidence (engine on an injected clock, wire messages)
-from datetime import datetime  # noqa: E402
-
 from support.alerts import SHANGHAI, Wire, config_with  # noqa: E402
 
 

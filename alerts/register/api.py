@@ -18,7 +18,7 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from stationwatch.core.config import StationConfig
 from stationwatch.core.hazards import CATEGORIES
@@ -33,7 +33,13 @@ from .store import Register
 Text = text(2000, 1, blank=False)
 Note = text(2000)
 Person = text(200, 1, blank=False)
-When = Annotated[datetime | date, Field(description="ISO date (the end of that day, site time) or date-time; "
+def _date_or_time(value: Any) -> Any:
+    """'2026-12-10' is a date (the end of that day), never midnight at its start: left to the union,
+    pydantic reads such a string as a date-time at 00:00 and a deadline would fall a day early."""
+    return date.fromisoformat(value) if isinstance(value, str) and len(value) == 10 else value
+
+
+When = Annotated[datetime | date, BeforeValidator(_date_or_time), Field(description="ISO date (the end of that day, site time) or date-time; "
                                                      "without a zone: site time")]
 HazardId = Annotated[int, Path(ge=1, le=MAX_ID, description="entry number (问题编号)", examples=[1])]
 
