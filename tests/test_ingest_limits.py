@@ -14,37 +14,18 @@ import pytest
 import yaml
 
 from stationwatch.broker.influx import InfluxV1Writer, Point
-from stationwatch.broker.stack import LocalInfluxDB, LocalMosquitto
+from stationwatch.broker.stack import LocalMosquitto
 from stationwatch.core.contract import Event, HealthSample, Heartbeat, MessageClass, Reading, encode, topic
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.quarantine import Quarantine
 
+from support.own_stack import mosquitto, own_influx, publisher  # noqa: F401  (fixtures)
 from support import EXAMPLES, wait_for
 from support.broker import IngestProcess
 
 pytestmark = pytest.mark.e2e
 SITE, GW = "sl-station", "gw-sl-main"
 YEAR = 365.25 * 86400
-
-
-@pytest.fixture
-def mosquitto(tmp_path):
-    """A broker of this test's own: these tests count every message ingest receives."""
-    with LocalMosquitto(tmp_path / "mosquitto") as broker:
-        yield broker
-
-
-@pytest.fixture
-def own_influx(tmp_path):
-    with LocalInfluxDB(tmp_path / "influx") as db:
-        yield db
-
-
-@pytest.fixture
-def publisher(mosquitto):
-    link = MqttLink(BrokerAddress(mosquitto.host, mosquitto.port), f"pub-{uuid.uuid4().hex[:6]}").start()
-    yield link
-    link.stop()
 
 
 def _config(tmp_path, **limits) -> str:

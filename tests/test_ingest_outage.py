@@ -12,10 +12,9 @@ import uuid
 import pytest
 
 from stationwatch.broker.influx import InfluxV1Writer
-from stationwatch.broker.stack import LocalInfluxDB
 from stationwatch.core.contract import MessageClass, Reading, encode, topic
-from stationwatch.core.mqtt import MqttLink
 
+from support.own_stack import mosquitto, own_influx, publisher  # noqa: F401  (fixtures)
 from support import wait_for
 from support.broker import IngestProcess
 
@@ -49,28 +48,6 @@ def _exactly_once(writer, n):
     seqs = [r["seq"] for r in writer.query('SELECT "seq" FROM "reading"').get_points()]
     return sorted(seqs) == list(range(n))
 
-
-
-@pytest.fixture
-def mosquitto(tmp_path):
-    """A broker of this test's own: the suite's shared one carries other tests' retained status
-    and sessions, and these tests count every message the ingest receives."""
-    from stationwatch.broker.stack import LocalMosquitto
-    with LocalMosquitto(tmp_path / "mosquitto") as broker:
-        yield broker
-
-@pytest.fixture
-def own_influx(tmp_path):
-    with LocalInfluxDB(tmp_path / "influx") as db:
-        yield db
-
-
-@pytest.fixture
-def publisher(mosquitto):
-    from stationwatch.core.mqtt import BrokerAddress
-    link = MqttLink(BrokerAddress(mosquitto.host, mosquitto.port), f"pub-{uuid.uuid4().hex[:6]}").start()
-    yield link
-    link.stop()
 
 
 def test_influxdb_down_for_60_s_while_10000_readings_stream(mosquitto, own_influx, publisher, tmp_path):
