@@ -23,10 +23,14 @@ Seconds = Annotated[float, Field(gt=0)]
 
 
 @dataclass(frozen=True)
-class Category:
+class Term:
+    """A word of the register with its Chinese and English: a category here, a status in alerts/register."""
     name: str
     zh: str
     en: str
+
+
+Category = Term
 
 
 # 安全隐患排查: the kinds of problem a station lists (fire safety, heating, pipes and wiring …)

@@ -13,13 +13,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from stationwatch.core.hazards import Term
 
-@dataclass(frozen=True)
-class Status:
-    name: str
-    zh: str
-    en: str
-
+Status = Term  # an entry's status, said in both languages
 
 STATUSES: dict[str, Status] = {s.name: s for s in (
     Status("open", "待整改", "open"),
