@@ -30,10 +30,10 @@ from stationwatch.core.contract import (
     parse,
 )
 
-from .influx import Point, to_point
+from .express import ExpressLane
+from .influx import INFLUX_MAX_MS, Point, to_point
 from .sequences import SequenceLedger, content_of
 
-INFLUX_MAX_MS = 9_223_372_036_854  # InfluxDB's last representable time (int64 ns), 2262-04-11
 ROUTINE = {MessageClass.READING.value, MessageClass.HEARTBEAT.value, MessageClass.HEALTH.value}
 
 
@@ -56,7 +56,12 @@ class Admission:
         self.inventory = Inventory(cfg)
         self.clock = cfg.limits.clock
         self.sequences = SequenceLedger()
-        self.clock_flagged = 0  # stored with skew_s: the gateway's time was off its arrival
+        self.express = ExpressLane(self.inventory, self.clock, self.sequences)
+        self._flagged = 0  # stored with skew_s: the gateway's time was off its arrival (the full way's)
+
+    @property
+    def clock_flagged(self) -> int:
+        return self._flagged + self.express.clock_flagged
 
     def point(self, topic: str, payload: bytes, retained: bool = False, arrival: float | None = None) -> Point | None:
         """The point to store for a single message, None when its class is not stored, or ContractError."""
@@ -69,12 +74,17 @@ class Admission:
                arrival: float | None = None) -> list[Point | Refused]:
         """The points to store for a message — one, or one per item of a ``readings`` batch — with
         :class:`Refused` in the place of a batch item that breaks the contract or the checks; [] when
-        its class is not stored. A single message (or a batch's envelope) refused raises ContractError."""
+        its class is not stored. A single message (or a batch's envelope) refused raises ContractError.
+        Readings go the express lane (:mod:`.express`) when it takes them."""
+        arrival = time.time() if arrival is None else arrival
+        if not retained:
+            taken = self.express.points(topic, payload, arrival)
+            if taken is not None:
+                return taken
         msg = parse(topic, payload)
         if retained and not DELIVERY[msg.kind].retain:
             raise ContractError("retained", f"a retained {msg.kind.value} message: the contract retains only status "
                                             "(junk left on the topic, or a gateway that sets the flag)")
-        arrival = time.time() if arrival is None else arrival
         if msg.kind is not MessageClass.READINGS:
             point = self._admit(msg, arrival)
             return [] if point is None else [point]
@@ -115,7 +125,7 @@ class Admission:
                                                 f"{_when(arrival)} (limits.clock.behind_max_s {self.clock.behind_max_s:g}): "
                                                 "the gateway's clock is wrong")
         if verdict == "flag":
-            self.clock_flagged += 1
+            self._flagged += 1
             point.fields["skew_s"] = round(skew, 3)
 
     def _check_sequence(self, msg: Message) -> None:

@@ -51,6 +51,7 @@ class Point:
     fields: dict[str, object]
     time_ms: int
     policy: str = RAW_POLICY
+    line: str | None = None  # its line protocol, when whoever made it wrote that too (broker/express.py)
 
     def as_v1(self) -> dict:
         return {"measurement": self.measurement, "tags": self.tags, "fields": self.fields, "time": self.time_ms}
@@ -66,6 +67,7 @@ class PointWriter(Protocol):
     def close(self) -> None: ...
 
 
+INFLUX_MAX_MS = 9_223_372_036_854  # InfluxDB's last representable time (int64 ns), 2262-04-11
 CANARY = "canary"  # measurement of ingest's liveness check of the database (raw policy, one point per check)
 
 

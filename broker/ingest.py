@@ -18,11 +18,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from stationwatch.core.contract import ContractError, MessageClass, Refused, item_bytes, subscription
 from stationwatch.core.heartbeat import Beacon
 from stationwatch.core.metrics import MetricsServer, prometheus_text
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.mqtt_stream import StreamLink
 from stationwatch.core.quarantine import Quarantine
 
 from .directory import REFRESH_S, layout_points
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 CLIENT_ID = "stationwatch-ingest"
 ENTRY_BYTES = 1024  # what a queued message costs besides its payload and topic (its point, measured ~940)
 MB = 1024 * 1024
+LINGER_S = 0.02  # no message for this long: write the batch gathered so far
 
 
 @dataclass
@@ -69,27 +72,21 @@ class IngestStats:
 
 @dataclass
 class _Pending:
-    """One MQTT message waiting for its points to be stored: acknowledged once all of them are."""
-    entries: list["_Entry"]
+    """One MQTT message waiting for its points to be stored: acknowledged once all of them are.
+    ``points[k]`` becomes None once refused into the quarantine; ``items[k]`` is its place in a
+    ``readings`` batch (None: each point is the message itself). ``seqs``: what the receipt reports,
+    when admission knew it (else read from the payload)."""
+    points: list[Point | None]
+    items: Sequence[int] | None
     mid: int
     qos: int
     topic: str = ""
     payload: bytes = b""
+    seqs: list[int] | None = None
 
-
-@dataclass
-class _Entry:
-    """One point of a message (a single message has one; a ``readings`` batch one per item); None
-    once refused into the quarantine. ``item`` is its place in the batch (-1: the message itself).
-    It holds the message's topic and payload, not its :class:`_Pending` (no reference cycle)."""
-    point: Point | None
-    topic: str
-    payload: bytes
-    item: int = -1
-
-    def evidence(self) -> bytes:
-        """What the quarantine keeps when InfluxDB refuses this point: the message, or the batch's item."""
-        return self.payload if self.item < 0 else item_bytes(json.loads(self.payload)["items"][self.item])
+    def evidence(self, k: int) -> bytes:
+        """What the quarantine keeps when InfluxDB refuses point ``k``: the message, or the batch's item."""
+        return self.payload if self.items is None else item_bytes(json.loads(self.payload)["items"][self.items[k]])
 
 
 class Ingest:
@@ -142,17 +139,24 @@ class Ingest:
             log.exception("unexpected error validating a message on %r", topic[:200])
             found = [self._refuse(topic, payload, "internal_error", repr(exc))]
         batched = topic.split("/")[4:] == [MessageClass.READINGS.value]
-        for i, one in enumerate(found):
-            if isinstance(one, Refused):  # one item of a batch: it alone goes to the quarantine
-                self._refuse(one.topic, one.item, one.reason, one.detail)
-            elif one is not None:
-                points.append((one, i if batched else -1))
+        if all(type(one) is Point for one in found):  # all taken (the express lane's readings, and most others)
+            points, items = found, range(len(found)) if batched else None
+            seqs = [pt.fields["seq"] for pt in found if "seq" in pt.fields] if found else None
+        else:
+            points, kept_items, seqs = [], [], None
+            for i, one in enumerate(found):
+                if isinstance(one, Refused):  # one item of a batch: it alone goes to the quarantine
+                    self._refuse(one.topic, one.item, one.reason, one.detail)
+                elif one is not None:
+                    points.append(one)
+                    kept_items.append(i)
+            items = kept_items if batched else None
         if not points and qos == 0:
             return  # refused or not stored, and nothing to acknowledge
         # a refused one is in the quarantine already; a QoS 1 one keeps its payload for the receipt (the
         # gateway must not send again what the centre will always refuse)
         kept = payload if points or qos > 0 else b""
-        pending = _Pending([_Entry(point, topic, kept, item) for point, item in points], mid, qos, topic, kept)
+        pending = _Pending(points, items, mid, qos, topic, kept, seqs)
         cost = len(kept) + len(topic) + ENTRY_BYTES * max(1, len(points))
         if not self.queue.put(pending, cost, qos, is_routine) and not self.queue.closed:
             self._log_dropped()  # not when stopping: then nothing is taken and the broker keeps it
@@ -185,75 +189,84 @@ class Ingest:
         if first is None:
             return []
         batch = [first]
-        points = len(first.entries)
+        points = len(first.points)
         deadline = time.monotonic() + self.flush_s
         while points < self.batch_size:  # counted in points: a batched message brings many
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            item = self.queue.get(timeout=remaining)
+            # a pause in the stream ends the batch: the broker's window may be full of what we hold
+            item = self.queue.get(timeout=min(remaining, LINGER_S))
             if item is None:
                 break
             batch.append(item)
-            points += len(item.entries)
+            points += len(item.points)
         return batch
 
-    def _outside_retention(self, entries: list[_Entry]) -> list[_Entry]:
+    def _outside_retention(self, batch: list[_Pending]) -> None:
         """Points the database would drop as older than their retention policy (a gateway with a
         wrong clock, a spool replayed after a month) go to the quarantine instead."""
         now_ms = time.time() * 1000
-        for e in entries:
-            limit = RETENTION_S.get(e.point.policy) if e.point is not None else None
-            if limit is not None and now_ms - e.point.time_ms > (limit - RETENTION_MARGIN_S) * 1000:
-                e.point = self._refuse(e.topic, e.evidence(), "beyond_retention",
-                                       f"timestamp older than the '{e.point.policy}' retention of {limit // 86400} days")
-        return entries
+        for p in batch:
+            for k, point in enumerate(p.points):
+                limit = RETENTION_S.get(point.policy) if point is not None else None
+                if limit is not None and now_ms - point.time_ms > (limit - RETENTION_MARGIN_S) * 1000:
+                    p.points[k] = self._refuse(p.topic, p.evidence(k), "beyond_retention",
+                                               f"timestamp older than the '{point.policy}' retention of {limit // 86400} days")
 
-    def _store(self, entries: list[_Entry]) -> None:
-        """Write the points of ``entries``. The ones InfluxDB refuses — a whole batch refused, or a
+    def _store(self, batch: list[_Pending]) -> None:
+        """Write the points of ``batch``. The ones InfluxDB refuses — a whole batch refused, or a
         "partial write" that does not say which points it dropped (and may count them wrong) — are
-        found by halving: the half without them is written whole (again: writes are idempotent),
-        and each refused point goes to the quarantine with InfluxDB's reason."""
-        if not entries:
+        found by halving (:meth:`_find_refused`)."""
+        points = [pt for p in batch for pt in p.points if pt is not None]
+        if not points:
             return
         try:
-            self.writer.write([e.point for e in entries])
+            self.writer.write(points)
         except PointsRejected as exc:
-            if len(entries) == 1:
-                e = entries[0]
-                e.point = self._refuse(e.topic, e.evidence(), "rejected_by_database", str(exc)[:500])
-                return
-            self.stats.write_errors += 1
-            log.warning("InfluxDB refused points of a batch of %d (%s); finding them", len(entries), str(exc)[:300])
-            half = len(entries) // 2
-            self._store(entries[:half])
-            self._store(entries[half:])
+            self._find_refused([(p, k) for p in batch for k, pt in enumerate(p.points) if pt is not None], exc)
+
+    def _find_refused(self, slots: list[tuple[_Pending, int]], exc: PointsRejected) -> None:
+        """The half without refused points is written whole (again: writes are idempotent); each
+        refused point goes to the quarantine with InfluxDB's reason."""
+        if len(slots) == 1:
+            p, k = slots[0]
+            p.points[k] = self._refuse(p.topic, p.evidence(k), "rejected_by_database", str(exc)[:500])
+            return
+        self.stats.write_errors += 1
+        log.warning("InfluxDB refused points of a batch of %d (%s); finding them", len(slots), str(exc)[:300])
+        half = len(slots) // 2
+        for part in (slots[:half], slots[half:]):
+            try:
+                self.writer.write([p.points[k] for p, k in part])
+            except PointsRejected as again:
+                self._find_refused(part, again)
 
     def _write(self, batch: list[_Pending], stop: threading.Event) -> None:
-        entries = self._outside_retention([e for p in batch for e in p.entries])
+        self._outside_retention(batch)
         delay = 0.2
         while True:
             try:  # InfluxDB down halfway through: the points it refused stay refused, the rest is retried
-                self._store([e for e in entries if e.point is not None])
+                self._store(batch)
                 break
             except Exception as exc:  # InfluxDB down or refusing: keep the batch, back off, retry
                 self.stats.write_errors += 1
-                log.warning("InfluxDB write of %d point(s) failed (%s); retrying in %.1f s",
-                            len(entries), str(exc)[:200], delay)
+                log.warning("InfluxDB write of %d message(s) failed (%s); retrying in %.1f s",
+                            len(batch), str(exc)[:200], delay)
                 if stop.wait(delay):
                     return  # not acked: the broker redelivers them to the next ingest
                 delay = min(delay * 2, 5.0)
-        points = [e.point for e in entries if e.point is not None]
-        self.stats.written += len(points)
+        written = [pt for p in batch for pt in p.points if pt is not None]
+        self.stats.written += len(written)
         self.stats.batches += 1
-        self.stats.last_batch = len(points)
-        if points:
-            self.stats.lag_s = max(0.0, time.time() - max(p.time_ms for p in points) / 1000)
+        self.stats.last_batch = len(written)
+        if written:
+            self.stats.lag_s = max(0.0, time.time() - max(pt.time_ms for pt in written) / 1000)
         for p in batch:
             if p.qos > 0:
                 self.ack(p.mid, p.qos)
             if self.receipts is not None:
-                self.receipts.note(p.topic, p.payload)
+                self.receipts.note(p.topic, p.payload, p.seqs)
         if self.receipts is not None:
             self.receipts.flush()
 
@@ -296,6 +309,7 @@ class IngestOptions:
     metrics_port: int | None = None  # serve /metrics here (0: a free port)
     metrics_every_s: float = 10.0    # write the `pipeline` measurement this often
     beat_s: float | None = None      # heartbeat and canary period; None: supervision.beat_s of the config
+    client: str = "stream"           # the MQTT link: "stream" (core/mqtt_stream.py, MQTT 5) or "paho" (MQTT 3.1.1)
 
 
 def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quarantine_path: Path,
@@ -305,7 +319,7 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     writer = writer or InfluxV1Writer(influx_url, database)
     _ensure_schema(writer, stop)
     quarantine = Quarantine(quarantine_path, "ingest", int(cfg.limits.ingest.quarantine_mb * MB))
-    holder: dict[str, MqttLink] = {}
+    holder: dict[str, MqttLink | StreamLink] = {}
     ingest = Ingest(cfg, writer, quarantine, ack=lambda mid, qos: holder["link"].ack(mid, qos))
     client_id = CLIENT_ID + (f"-{options.instance}" if options.instance else "")
     topic_filter = subscription() if not options.shared_group else f"$share/{options.shared_group}/{subscription()}"
@@ -319,8 +333,12 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
         if ready is not None:
             ready.set()
 
-    link = MqttLink(address, client_id, clean_start=False, manual_ack=True, on_connect=on_connect,
-                    will=beacon.will(), on_message=lambda t, p, m: ingest.receive(t, p, m.mid, m.qos, m.retain))
+    if options.client == "paho":
+        link = MqttLink(address, client_id, clean_start=False, manual_ack=True, on_connect=on_connect,
+                        will=beacon.will(), on_message=lambda t, p, m: ingest.receive(t, p, m.mid, m.qos, m.retain))
+    else:  # the broker keeps at most as many unacknowledged messages with us as the queue holds
+        link = StreamLink(address, client_id, will=beacon.will(), on_connect=on_connect, on_message=ingest.receive,
+                          receive_max=cfg.limits.ingest.queue_messages)
     holder["link"] = link
     ingest.receipts = Receipts(lambda t, b: link.publish(t, b, MessageClass.CMD), ingest.admission.inventory.gateway_site)
     link.start(wait=None)

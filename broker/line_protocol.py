@@ -95,6 +95,8 @@ class LineBuilder:
         return found
 
     def line(self, point: Point) -> str:
+        if point.line is not None:
+            return point.line
         fields = self._fields
         parts = []
         for k, v in point.fields.items():

@@ -52,14 +52,14 @@ class Receipts:
         self._next = time.monotonic() + every_s
         self.sent = 0
 
-    def note(self, topic_name: str, body: bytes) -> None:
-        """A message of a gateway was stored (or quarantined)."""
+    def note(self, topic_name: str, body: bytes, seqs: list[int] | None = None) -> None:
+        """A message of a gateway was stored (or quarantined); ``seqs``: its seqs, when known already."""
         parts = topic_name.split("/")
         if len(parts) < 5 or parts[4] == MessageClass.CMD.value or self.gateway_site.get(parts[3]) != parts[2]:
             return  # not a known gateway's message, or a command (these receipts themselves)
-        if parts[4] == MessageClass.READINGS.value:  # a batch: every item's seq, the refused ones' too
+        if seqs is None and parts[4] == MessageClass.READINGS.value:  # a batch: every item's seq, the refused ones' too
             seqs = batch_seqs(body)
-        else:
+        elif seqs is None:
             seq = _seq_of(body)
             seqs = [] if seq is None else [seq]
         if seqs:

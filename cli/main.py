@@ -195,8 +195,13 @@ def ingest(config: ConfigArg,
            ca_file: Annotated[Optional[Path], typer.Option(help="CA certificate: connect to the broker with TLS")] = None,
            workers: Annotated[int, typer.Option(min=1, max=64, help="ingest processes sharing the stream "
                                                 "(an MQTT v5 shared subscription, --shared or 'ingest')")] = 1,
+           mqtt_client: Annotated[str, typer.Option(help="stream: ingest's own MQTT 5 link (fast); "
+                                                    "paho: the paho-mqtt client, MQTT 3.1.1")] = "stream",
            verbose: bool = False) -> None:
     """Store readings, events and heartbeats from MQTT in InfluxDB. / 数据入库。"""
+    if mqtt_client not in ("stream", "paho"):
+        typer.echo(f"error / 错误: --mqtt-client must be 'stream' or 'paho', not {mqtt_client!r}", err=True)
+        raise typer.Exit(2)
     _setup_logging(verbose)
     from stationwatch.broker.ingest import IngestOptions, run_ingest
     from stationwatch.core.mqtt import BrokerAddress
@@ -205,13 +210,14 @@ def ingest(config: ConfigArg,
         from stationwatch.broker.workers import WorkerPool
         args = [sys.executable, "-m", "stationwatch.cli", "ingest", "-c", str(config), "--broker", broker,
                 "--influx", influx, "--database", database, "--quarantine", str(quarantine), "--influx-api", influx_api,
-                "--org", org, "--shared", shared or "ingest", *(["--ca-file", str(ca_file)] if ca_file else []),
+                "--org", org, "--shared", shared or "ingest", "--mqtt-client", mqtt_client,
+                *(["--ca-file", str(ca_file)] if ca_file else []),
                 *(["--verbose"] if verbose else [])]
         WorkerPool(args, workers, instance or "w", metrics_port).run(_stop_event())
         return
     address = BrokerAddress.parse(broker, str(ca_file) if ca_file else None)
     options = IngestOptions(shared_group=shared, instance=instance or (str(os.getpid()) if shared else ""),
-                            metrics_port=metrics_port)
+                            metrics_port=metrics_port, client=mqtt_client)
     from stationwatch.broker.influx import make_writer
     try:
         writer = make_writer(influx, database, influx_api, org, os.environ.get("STATIONWATCH_INFLUX_TOKEN", ""))

@@ -100,23 +100,33 @@ def test_a_qos0_flood_with_influxdb_down_keeps_ingest_small_and_drops_only_qos0(
         assert ingest.stop() == 0
 
 
-def test_qos1_waits_for_room_when_the_broker_sends_without_a_window(tmp_path, own_influx):
-    """With a broker that does not limit in-flight messages, ingest's own queue is the bound: QoS 1
-    waits (the link stops reading), nothing is dropped, and all arrive once InfluxDB is back."""
+@pytest.mark.parametrize("client", ["stream", "paho"])
+def test_qos1_waits_for_room_when_the_broker_sends_without_a_window(tmp_path, own_influx, client):
+    """With a broker that does not limit in-flight messages, ingest's own queue (and the writer's batch
+    in hand) is the bound: nothing is dropped, and all arrive once InfluxDB is back. paho (MQTT 3.1.1) takes what the broker sends,
+    so QoS 1 waits for room (the link stops reading); the stream link (MQTT 5) tells the broker its
+    receive maximum, the queue's size, so the broker holds the rest and nothing needs to wait."""
     cfg = _config(tmp_path, ingest={"queue_messages": 200, "routine_qos0_messages": 50})
     with LocalMosquitto(tmp_path / "mosquitto", extra_conf="max_inflight_messages 0") as broker:
         pub = MqttLink(BrokerAddress(broker.host, broker.port), "pub-window").start()
         db = f"window_{uuid.uuid4().hex[:6]}"
-        ingest = IngestProcess(broker, own_influx.url, db, tmp_path, config=cfg)
+        ingest = IngestProcess(broker, own_influx.url, db, tmp_path, config=cfg, extra=("--mqtt-client", client))
         try:
             own_influx.stop()
-            _publish(pub, [_reading(i, time.time() - 30 + i * 0.001, sensor="t-dorm-m2") for i in range(3000)])
-            m = wait_for(lambda: (lambda m: m if m["backpressure_waits_total"] >= 1 else None)(ingest.metrics()),
-                         timeout=60, what="a QoS 1 message waiting for room")
+            # more than the writer's batch in hand (5,000 points, retrying) and the queue (200) together
+            _publish(pub, [_reading(i, time.time() - 30 + i * 0.001, sensor="t-dorm-m2") for i in range(6000)])
+            if client == "paho":
+                m = wait_for(lambda: (lambda m: m if m["backpressure_waits_total"] >= 1 else None)(ingest.metrics()),
+                             timeout=60, what="a QoS 1 message waiting for room")
+            else:  # the window is full: ingest holds all the broker may send (its writer retrying), no more comes
+                m = wait_for(lambda: (lambda m: m if m["received_total"] >= 200 else None)(ingest.metrics()),
+                             timeout=60, what="the receive maximum taken")
+                assert wait_for(ingest.metrics, what="metrics")["received_total"] == 200
+                assert m["backpressure_waits_total"] == 0
             assert m["queue_depth"] <= 200 and m["dropped_total"] == 0
             own_influx.start()
             writer = InfluxV1Writer(own_influx.url, db)
-            wait_for(lambda: _count(writer) == 3000, timeout=120, interval=0.5, what="all 3000 readings")
+            wait_for(lambda: _count(writer) == 6000, timeout=120, interval=0.5, what="all 6000 readings")
         finally:
             assert ingest.stop() == 0
             pub.stop()
