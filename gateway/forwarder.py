@@ -5,7 +5,10 @@ to the spool, which removes it — or, end to end, keeps it until ingest's ``cmd
 seq. A message the broker took more than ``store_timeout_s`` before the centre's latest receipt and
 that the centre never confirmed was lost (a broker that died before saving its queues) and is sent
 again. Measured against the latest receipt, not the clock: while the centre stores nothing (InfluxDB
-or ingest down) nothing is sent twice, and the broker's queue keeps what it holds. ``window``
+or ingest down) nothing is sent twice, and the broker's queue keeps what it holds. Except while the
+agent drains before it stops: then the clock counts too, so messages that went to a broker with no
+ingest subscribed yet (its sessions lost in a crash) are sent again before the goodbye instead of
+staying spooled — no later receipt would come to show them lost, and a second copy is harmless. ``window``
 bounds the messages awaiting PUBACK. Messages handed over stay with paho until acknowledged, across
 reconnections; after a restart of the agent whatever is still spooled is sent again.
 """
@@ -39,6 +42,7 @@ class Forwarder:
         self._idle = threading.Event()
         self._thread: threading.Thread | None = None
         self._requeue_at = 0.0
+        self._draining = False
         link.client.on_publish = self._on_publish
 
     def start(self) -> "Forwarder":
@@ -64,6 +68,7 @@ class Forwarder:
 
     def drain(self, timeout: float) -> bool:
         """Wait until everything spooled has been acknowledged (end to end: stored); False at the deadline."""
+        self._draining = True
         self.wake()
         return self._idle.wait(timeout)
 
@@ -101,10 +106,11 @@ class Forwarder:
 
     def _requeue(self) -> None:
         now = time.monotonic()
-        if now < self._requeue_at or self.spool.last_receipt is None:
+        since = max(self.spool.last_receipt or 0.0, time.time() if self._draining else 0.0)
+        if now < self._requeue_at or not since:
             return
-        self._requeue_at = now + REQUEUE_EVERY_S
-        for priority, lowest in self.spool.requeue(self.spool.last_receipt - self.store_timeout_s).items():
+        self._requeue_at = now + (1.0 if self._draining else REQUEUE_EVERY_S)
+        for priority, lowest in self.spool.requeue(since - self.store_timeout_s).items():
             self._cursor[priority] = min(self._cursor[priority], lowest - 1)
 
     def _forget_unwritten(self) -> None:
