@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from stationwatch.core.config import StationConfig, parse_config
-from stationwatch.core.wire import MessageClass, payload, topic
+from stationwatch.core.wire import MessageClass, batch_payload, payload, topic
 
 from .building import most_recent
 
@@ -268,17 +268,20 @@ class Fired:
 
 class Fleet:
     """``sites`` gateways: each site's 64 readings go out together once per cycle, the sites spread
-    evenly over it; camera heartbeats every 30 s; scenarios at random sites, ``scenario_every_s`` apart."""
+    evenly over it; camera heartbeats every 30 s; scenarios at random sites, ``scenario_every_s`` apart.
+    ``batched``: a site's cycle is one ``readings`` message of 64 items (``agent.batch_readings``), not
+    64 single ``reading`` messages; events, heartbeats and births are single either way."""
 
     def __init__(self, sites: int, publisher: RawPublisher, seed: int = 1, scenario_every_s: float | None = 5.0,
-                 scenarios: tuple[str, ...] | None = None, cycle_s: float = CYCLE_S):
+                 scenarios: tuple[str, ...] | None = None, cycle_s: float = CYCLE_S, batched: bool = False):
         self.cycle_s = cycle_s  # shorter only in tests: every site within a few seconds
+        self.batched = batched
         self.sites = [Site(i) for i in range(sites)]
         self.pub = publisher
         self.rng = random.Random(seed)
         self.scenario_every_s = scenario_every_s
         self.scenarios = scenarios or tuple(SCENARIOS)
-        self.counts = {"reading": 0, "event": 0, "heartbeat": 0, "status": 0}
+        self.counts = {"reading": 0, "event": 0, "heartbeat": 0, "status": 0, "messages": 0}
         self.fired: list[Fired] = []
         self._later: list[tuple[float, Any]] = []  # (when, callable) a scenario's next steps
         self._templates: dict[tuple, Template] = {}
@@ -298,6 +301,7 @@ class Fleet:
         if t is None:
             t = self._topics[key] = _string(topic(site.id, site.gateway, kind, device).encode())
         self.counts[kind.value] += 1
+        self.counts["messages"] += 1
         body = template.render(ts, site.next_seq())
         pub = self.pub
         pub._mid = pub._mid % 65535 + 1
@@ -305,7 +309,8 @@ class Fleet:
 
     # message builders: (packet, qos1)
     def _msg(self, site: Site, kind: MessageClass, device: str | None, body: bytes, retain: bool = False) -> bytes:
-        self.counts[kind.value] += 1
+        self.counts["reading" if kind is MessageClass.READINGS else kind.value] += 1
+        self.counts["messages"] += 1
         return self.pub.packet(topic(site.id, site.gateway, kind, device), body, qos=1, retain=retain)
 
     def births(self) -> list[bytes]:
@@ -315,6 +320,8 @@ class Fleet:
                 for s in self.sites]
 
     def readings(self, site: Site, now: float) -> list[bytes]:
+        if self.batched:
+            return [self._batch(site, now)]
         out = []
         for s in SITE_SENSORS:
             dev = f"{site.id}-{s['id']}"
@@ -322,6 +329,17 @@ class Fleet:
             out.append(self._fast(site, MessageClass.READING, dev,
                                   self._template(value=value, unit=UNIT.get(s["kind"], ""), quality="ok"), now))
         return out
+
+    def _batch(self, site: Site, now: float) -> bytes:
+        """The site's cycle as one ``readings`` message, as the agent's batching writes it (batch_payload)."""
+        items = [{"sensor": f"{site.id}-{s['id']}", "ts": now,
+                  "value": site.temp_override.get(f"{site.id}-{s['id']}", REST_VALUE.get(s["kind"], 0.0)),
+                  "unit": UNIT.get(s["kind"], ""), "quality": "ok"} for s in SITE_SENSORS]
+        first = site.seq + 1
+        site.seq += len(items)  # a batch takes as many seqs as it has items
+        body = batch_payload(now, first, items)
+        self.counts["reading"] += len(items) - 1  # _msg counts the message once
+        return self._msg(site, MessageClass.READINGS, None, body)
 
     def heartbeats(self, site: Site, now: float) -> list[bytes]:
         out = []
@@ -384,14 +402,14 @@ class Fleet:
 
     def capacity(self, cycles: int = 1) -> float:
         """Publish ``cycles`` full cycles of every site's readings as fast as this process can,
-        encoding included; messages per second until the last PUBACK."""
+        encoding included; readings per second until the last PUBACK."""
         t0 = time.perf_counter()
         total = 0
         for _ in range(cycles):
             for site in self.sites:
                 batch = self.readings(site, time.time())
                 self.pub.send(batch)
-                total += len(batch)
+                total += SENSORS_PER_SITE
         self.pub.wait_acked(120)
         return total / (time.perf_counter() - t0)
 
@@ -439,15 +457,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--scenario-every", type=float, default=5.0, help="seconds between scenarios at random sites (0: none)")
     ap.add_argument("--config-out", type=Path, help="write the fleet's organisation config here (for ingest and the engine)")
     ap.add_argument("--capacity", action="store_true", help="publish one cycle flat out and print the rate")
+    ap.add_argument("--batched", action="store_true", help="a site's cycle as one `readings` message (agent.batch_readings)")
     args = ap.parse_args(argv)
     if args.config_out:
         write_config(args.sites, args.config_out)
         print(f"config: {args.config_out}")
     host, _, port = args.broker.rpartition(":")
     pub = RawPublisher(host, int(port), f"fleet-{args.sites}")
-    fleet = Fleet(args.sites, pub, scenario_every_s=args.scenario_every or None)
+    fleet = Fleet(args.sites, pub, scenario_every_s=args.scenario_every or None, batched=args.batched)
     if args.capacity:
-        print(f"capacity: {fleet.capacity():,.0f} msg/s (QoS 1, until the last PUBACK)")
+        print(f"capacity: {fleet.capacity():,.0f} readings/s (QoS 1, until the last PUBACK)")
     else:
         out = fleet.run(args.seconds)
         pub.wait_acked(60)

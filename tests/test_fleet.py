@@ -31,7 +31,8 @@ def _count(writer, sql) -> int:
     return rows[0]["count"] if rows else 0
 
 
-def test_a_small_fleet_run_is_accepted_and_stored_whole(mosquitto, broker_address, influxdb, tmp_path):
+@pytest.mark.parametrize("batched", [False, True], ids=["single", "batched"])
+def test_a_small_fleet_run_is_accepted_and_stored_whole(mosquitto, broker_address, influxdb, tmp_path, batched):
     cfg = write_config(SITES, tmp_path / "national.yaml")
     assert len(cfg.sensors) == SITES * SENSORS_PER_SITE
     database = f"t_{uuid.uuid4().hex[:8]}"
@@ -45,7 +46,7 @@ def test_a_small_fleet_run_is_accepted_and_stored_whole(mosquitto, broker_addres
     writer = InfluxV1Writer(influxdb.url, database)
 
     pub = RawPublisher(broker_address.host, broker_address.port, "fleet-test")
-    fleet = Fleet(SITES, pub, scenario_every_s=None, cycle_s=1.0)
+    fleet = Fleet(SITES, pub, scenario_every_s=None, cycle_s=1.0, batched=batched)
     fire = fleet.fire("fire", fleet.sites[0])
     exit_ = fleet.fire("night-exit", fleet.sites[1])
     fleet.fire("cold-room", fleet.sites[2])
@@ -54,6 +55,8 @@ def test_a_small_fleet_run_is_accepted_and_stored_whole(mosquitto, broker_addres
     assert pub.wait_acked(30), f"broker acknowledged {pub.acked} of {pub.sent}"
     pub.close()
     assert out["reading"] >= 2 * SITES * SENSORS_PER_SITE  # every site read at least twice in 3 s at a 1 s cycle
+    if batched:  # one message a site a cycle, besides events, heartbeats and births
+        assert out["messages"] - out["event"] - out["heartbeat"] - out["status"] == out["reading"] // SENSORS_PER_SITE
 
     wait_for(lambda: _count(writer, 'SELECT count("value") FROM "reading"') >= out["reading"], timeout=30,
              what=f"{out['reading']} readings stored")

@@ -52,6 +52,20 @@ def broker_dropped(host: str, port: int) -> str:
     return r.stdout.strip() or "none published on $SYS in 15 s"
 
 
+def family(pid: int) -> list[int]:
+    """A process and its children (`ingest --workers N` keeps its workers as children)."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout.split()
+    return [pid, *map(int, out)]
+
+
+def family_cpu(pid: int) -> float:
+    return sum(cpu_s(p) for p in family(pid))
+
+
+def family_connected(pid: int, port: int) -> bool:
+    return any(connected(p, port) for p in family(pid))
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))] if ordered else float("nan")
@@ -63,6 +77,9 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--scenario-every", type=float, default=2.0)
     ap.add_argument("--start-timeout", type=float, default=900.0, help="for ingest and engine to load the config and connect")
+    ap.add_argument("--shape", choices=("batched", "single"), default="batched",
+                    help="a site's cycle as one `readings` message (agent.batch_readings) or 64 single readings")
+    ap.add_argument("--workers", type=int, default=1, help="ingest processes sharing the stream")
     args = ap.parse_args()
     host_info = machine()
     with tempfile.TemporaryDirectory() as tmp, Receiver() as receiver:
@@ -72,19 +89,21 @@ def main() -> None:
             hostport = f"{broker.host}:{broker.port}"
             # the fleet's own ceiling, before anyone subscribes: one full cycle of every site flat out
             probe = RawPublisher(broker.host, broker.port, "fleet-capacity")
-            capacity = Fleet(args.sites, probe, scenario_every_s=None).capacity(1)
+            batched = args.shape == "batched"
+            capacity = Fleet(args.sites, probe, scenario_every_s=None, batched=batched).capacity(1)
             probe.close()
             t_load = time.monotonic()
             ingest = subprocess.Popen([sys.executable, "-m", "stationwatch.cli", "ingest", "-c", str(cfg_path), "--broker",
                                        hostport, "--influx", influx.url, "--database", "national", "--quarantine",
-                                       str(tmp / "q.db")], stdout=subprocess.DEVNULL, stderr=open(tmp / "ingest.log", "ab"))
+                                       str(tmp / "q.db"), "--workers", str(args.workers)],
+                                      stdout=subprocess.DEVNULL, stderr=open(tmp / "ingest.log", "ab"))
             engine = subprocess.Popen([sys.executable, "-m", "stationwatch.cli", "alerts", "-c", str(cfg_path), "--broker",
                                        hostport, "--db", str(tmp / "alerts.db")],
                                       stdout=subprocess.DEVNULL, stderr=open(tmp / "alerts.log", "ab"))
             procs = {"ingest": ingest, "engine": engine}
             try:
                 deadline = time.monotonic() + args.start_timeout
-                while not all(connected(p.pid, broker.port) for p in procs.values()):
+                while not all(family_connected(p.pid, broker.port) for p in procs.values()):
                     if time.monotonic() > deadline or any(p.poll() is not None for p in procs.values()):
                         raise SystemExit("ingest or engine did not start: " + (tmp / "alerts.log").read_text()[-2000:]
                                          + (tmp / "ingest.log").read_text()[-2000:])
@@ -93,7 +112,7 @@ def main() -> None:
                 time.sleep(2)  # subscriptions settle (a SUBACK follows the connect)
                 pub = RawPublisher(broker.host, broker.port, "fleet-national")
                 # fires weighted three to one against each other scenario: enough of them for a p99
-                fleet = Fleet(args.sites, pub, scenario_every_s=args.scenario_every,
+                fleet = Fleet(args.sites, pub, scenario_every_s=args.scenario_every, batched=batched,
                               scenarios=("fire", "fire", "fire", "cold-room", "camera-offline", "night-exit"))
                 pub.send(fleet.births())
                 warm = fleet.fire("fire", fleet.sites[-1])  # warm-up: the first notice loads apprise's plugins
@@ -106,12 +125,12 @@ def main() -> None:
                     time.sleep(0.05)
                 warm_ms = (time.time() - warm.at) * 1000
                 fleet.fired.clear()
-                cpu0 = {k: cpu_s(p.pid) for k, p in procs.items()}
+                cpu0 = {k: family_cpu(p.pid) for k, p in procs.items()}
                 t0 = time.perf_counter()
                 out = fleet.run(args.seconds, births=False)
                 run_s = time.perf_counter() - t0
-                cpu1 = {k: cpu_s(p.pid) for k, p in procs.items()}
-                rss = {k: rss_mb(p.pid) for k, p in procs.items()}
+                cpu1 = {k: family_cpu(p.pid) for k, p in procs.items()}
+                rss = {k: sum(rss_mb(q) for q in family(p.pid)) for k, p in procs.items()}
                 count_at_end = stored(influx.url, "national")
                 acked = pub.wait_acked(60)
                 deadline = time.monotonic() + 120
@@ -147,20 +166,21 @@ def main() -> None:
              (f"alert p99 ≤ {GOAL_MS:.0f} ms", bool(latencies) and p99 <= GOAL_MS and not unanswered)]
     text = f"""## {"National" if args.sites == 2000 else f"{args.sites}-site"} load (the fleet into ingest and one engine)
 
-Command: `.venv/bin/python tests/benchmarks/bench_national.py --sites {args.sites} --seconds {args.seconds:g}`.
+Command: `.venv/bin/python tests/benchmarks/bench_national.py --sites {args.sites} --seconds {args.seconds:g} --shape {args.shape} --workers {args.workers}`.
 Machine: {host_info}.
 Conditions: one Mosquitto (project config) and one InfluxDB 1.6.7 started fresh; `stationwatch ingest` and
 `stationwatch alerts` (SQLite store) in their own processes on a generated organisation of {args.sites:,} sites
 ({args.sites * SENSORS_PER_SITE:,} sensors; both took {start_s:.0f} s to load it and connect); the fleet
 (gateway/fleet.py, one process, raw MQTT 3.1.1 packets, the gateway's own topics and bodies) sending each
-site's {SENSORS_PER_SITE} readings every 10 s, the sites spread over the cycle, camera heartbeats every 30 s, a
+site's {SENSORS_PER_SITE} readings every 10 s ({"as one `readings` message, as `agent.batch_readings` sends them" if batched else "as single `reading` messages"};
+{out["messages"]:,} messages in all), `stationwatch ingest --workers {args.workers}`, the sites spread over the cycle, camera heartbeats every 30 s, a
 retained birth per gateway, and a scenario at a random site every {args.scenario_every:g} s
 ({', '.join(f'{k} {sum(1 for f in fleet.fired if f.scenario == k)}' for k in ('fire', 'cold-room', 'camera-offline', 'night-exit'))}).
 Fire alerts notify a local HTTP receiver through apprise `json://`. Every process on the same 2 cores.
 
 | measure | value |
 |---|---|
-| the fleet's capacity: one cycle of every site ({args.sites * SENSORS_PER_SITE:,} QoS 1 readings) flat out, encoding included, until the last PUBACK, before anyone subscribed | {capacity:,.0f} msg/s |
+| the fleet's capacity: one cycle of every site ({args.sites * SENSORS_PER_SITE:,} readings, QoS 1) flat out, encoding included, until the last PUBACK, before anyone subscribed | {capacity:,.0f} readings/s |
 | readings sent in {run_s:.0f} s | {out['reading']:,} ({sent_rate:,.0f}/s; goal {args.sites * SENSORS_PER_SITE / 10:,.0f}/s); the fleet's slowest tick {out['worst_tick_s'] * 1000:.0f} ms |
 | readings stored when the fleet stopped / {drain_s:.0f} s later | {count_at_end:,} / {final:,} (lost: {lost:,}; broker acknowledged all: {acked}; dropped by the broker for queue limits: {dropped}) |
 | CPU, share of one core over the run | ingest {cores['ingest']:.2f}, engine {cores['engine']:.2f}, together **{sum(cores.values()):.2f}** |
