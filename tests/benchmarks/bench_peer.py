@@ -286,15 +286,23 @@ def drain(c: Consumer, address: BrokerAddress, influx_url: str, database: str, m
 
 
 # what a sample was doing: walking its stack from the leaf, the first frame matching a rule names it
-WORK = (("waiting (select, Condition.wait)", ("Condition.wait (", "Client._loop (paho")),
+def _select_frame() -> str:
+    """The frame of ingest's own MQTT link waiting in select (py-spy names a frame by function and line)."""
+    import stationwatch.core.mqtt_stream as link
+    lines = Path(link.__file__).read_text().splitlines()
+    return f"core/mqtt_stream.py:{next(i for i, ln in enumerate(lines, 1) if 'select.select(' in ln)})"
+
+
+WORK = (("waiting (select, Condition.wait)", ("Condition.wait (", "Client._loop (paho", _select_frame())),
         ("handing to the writer (Backlog.put, notify)", ("Backlog.put (",)),
+        ("express lane: readings in one pass (msgspec, checks, point and line)", ("broker/express.py",)),
         ("contract parse: pydantic", ("pydantic/",)),
         ("contract parse: JSON", ("json/",)),
         ("contract parse: other", ("core/contract.py", "core/wire.py")),
         ("admission: inventory, clock, sequence", ("broker/admission.py", "broker/sequences.py")),
-        ("InfluxDB client: points and line protocol", ("influxdb/", "broker/influx.py")),
+        ("InfluxDB client: points and line protocol", ("influxdb/", "broker/influx.py", "broker/line_protocol.py")),
         ("HTTP to InfluxDB (requests, urllib3, http.client)", ("requests/", "urllib3/", "http/client.py")),
-        ("paho: MQTT packets and socket", ("paho/",)),
+        ("MQTT link: packets and socket (core/mqtt_stream.py on mqtt5; paho)", ("core/mqtt_stream.py", "paho/")),
         ("ingest itself", ("broker/",)))
 WAITING = WORK[0][0]
 
@@ -459,7 +467,7 @@ Node-RED {versions['node-red']} and node-red-contrib-influxdb {versions['node-re
 temporary directory ({t_install:.0f} s). Node-RED's flow: mqtt in (QoS 1, parsed JSON, `cleansession: false`) →
 function (the point: tags site, gateway, sensor; fields value, quality, seq, historical) → join of 1,000 (1 s timeout)
 → influxdb batch (`precision: ms`); default settings otherwise (editor on). StationWatch: `stationwatch ingest -c
-docs/examples/city-station.yaml` in its own process (ack after write; its points carry room and kind too).
+docs/examples/city-station.yaml` in its own process (its own MQTT 5 link, ack after write; its points carry room and kind too).
 Messages: the example gateway's single-reading messages as its agent writes them (8 sensors), QoS 1,
 published by a raw-socket publisher with pre-encoded packets (gateway/fleet.py) into the consumer's
 persistent session before it connects. Drain rate and CPU from the moment the consumer's TCP connection to the
