@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 
+from stationwatch.core import collector
 from stationwatch.core.config import StationConfig
 from stationwatch.core.contract import MessageClass, service_subscription, service_topic, subscription
 from stationwatch.core.heartbeat import Beacon
@@ -88,6 +89,7 @@ def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, 
     On a PostgreSQL store (``db_path`` a ``postgresql://`` URL) several engines, each with its own
     client id, share the sites by leases (:mod:`.leases`): each judges the sites it owns and keeps
     the others' events for a takeover. On a SQLite store one engine holds the whole store."""
+    collector.tune()
     if is_url(db_path):
         free = check_client_id(address, client_id)
         _run(cfg, address, db_path, stop, client_id, free, notifier, tick_s, beat_s, batch_max, config_version,

@@ -12,7 +12,6 @@ and drops routine QoS 0 with a counter; the quarantine gives up its oldest rows 
 """
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import threading
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from stationwatch.core import collector
 from stationwatch.core.contract import ContractError, MessageClass, Refused, item_bytes, subscription
 from stationwatch.core.heartbeat import Beacon
 from stationwatch.core.metrics import MetricsServer, prometheus_text
@@ -317,7 +317,7 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
                stop: threading.Event, writer: PointWriter | None = None,
                options: IngestOptions | None = None, ready: threading.Event | None = None) -> Ingest:
     options = options or IngestOptions()
-    tune_gc()
+    collector.tune()
     writer = writer or InfluxV1Writer(influx_url, database)
     _ensure_schema(writer, stop)
     quarantine = Quarantine(quarantine_path, "ingest", int(cfg.limits.ingest.quarantine_mb * MB))
@@ -381,15 +381,6 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     writer.close()
     quarantine.close()
     return ingest
-
-
-def tune_gc() -> None:
-    """Points, their dicts and lines hold no reference cycles, yet every 700 of them wake the cycle
-    collector, and its full passes walk the organisation config (millions of objects for a country):
-    the config goes into the permanent generation and the youngest collects every 20,000 allocations.
-    Draining batched readings: ~6.4 → ~4.6 µs a point (docs/BENCHMARKS.md)."""
-    gc.freeze()
-    gc.set_threshold(20_000, 50, 100)
 
 
 def _write_layout(writer: PointWriter, cfg) -> float:
