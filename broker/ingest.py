@@ -238,9 +238,12 @@ class Ingest:
         log.warning("InfluxDB refused points of a batch of %d (%s); finding them", len(slots), str(exc)[:300])
         half = len(slots) // 2
         for part in (slots[:half], slots[half:]):
+            again = None
             try:
                 self.writer.write([p.points[k] for p, k in part])
-            except PointsRejected as again:
+            except PointsRejected as refused:
+                again = refused
+            if again is not None:  # outside the handler: no chain of exceptions (and their frames) per level
                 self._find_refused(part, again)
 
     def _write(self, batch: list[_Pending], stop: threading.Event) -> None:
