@@ -97,7 +97,7 @@ def _pg_sql(sql: str) -> str:
 
 class PgConnection:
     """A psycopg connection with the surface the store's code uses of :class:`sqlite3.Connection`:
-    ``execute(sql, args)`` → a cursor (``fetchone``, ``fetchall``, ``rowcount``, iteration),
+    ``execute(sql, args)`` → a cursor (``fetchone``, ``fetchall``, ``rowcount``, iteration), ``executemany``,
     ``executescript`` and ``close``. Autocommit: transactions are the store's ``BEGIN``/``COMMIT``."""
 
     dialect = POSTGRESQL
@@ -118,6 +118,12 @@ class PgConnection:
         if self._conn.broken or self._conn.closed:
             self._conn = self._open()
         return self._conn.execute(_pg_sql(sql) if args else sql, args or None)
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[Any]]) -> None:
+        if self._conn.broken or self._conn.closed:
+            self._conn = self._open()
+        with self._conn.cursor() as cur:
+            cur.executemany(_pg_sql(sql), [tuple(r) for r in rows])
 
     def executescript(self, sql: str) -> None:
         self._conn.execute(sql)
@@ -147,5 +153,6 @@ class _SqliteConnection:
     def __init__(self, db: sqlite3.Connection):
         self._db = db
         self.execute = db.execute
+        self.executemany = db.executemany
         self.executescript = db.executescript
         self.close = db.close

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 CLIENT_ID = "stationwatch-alerts"
 TICK_S = 1.0  # time rules, deadlines and reminders are evaluated this often
 BATCH_MAX = 500  # messages committed (and acknowledged) together
+WORK_MAX = 20_000  # observations a commit (a readings batch counts its items)
 KEEP_S = TAKEOVER_S + 10.0  # messages of sites another engine owns are kept this long, for a takeover
 
 
@@ -63,16 +64,25 @@ class Backlog:
         return [(topic, body) for site in sorted(sites) for at, topic, body in self._kept.pop(site, ()) if at >= since]
 
 
-def _drain(inbox: queue.Queue, timeout: float, limit: int) -> list:
+def _work(topic: str, body: bytes) -> int:
+    """What a message costs the engine, in observations: a ``readings`` batch one per item."""
+    return (body.count(b'"sensor"') or 1) if topic.endswith("/" + MessageClass.READINGS.value) else 1
+
+
+def _drain(inbox: queue.Queue, timeout: float, limit: int, work_max: int = WORK_MAX) -> list:
+    """Messages for one commit: up to ``limit`` of them and about ``work_max`` observations, so that
+    an alarm behind a country's readings waits for one short commit, not for hundreds of batches."""
     try:
         batch = [inbox.get(timeout=timeout)]
     except queue.Empty:
         return []
-    while len(batch) < limit:
+    work = _work(batch[0][0], batch[0][1])
+    while len(batch) < limit and work < work_max:
         try:
             batch.append(inbox.get_nowait())
         except queue.Empty:
             break
+        work += _work(batch[-1][0], batch[-1][1])
     return batch
 
 

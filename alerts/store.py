@@ -136,13 +136,14 @@ class Store(Lifecycle):
 
     def save_memory(self, changes: dict[tuple[str, str], Any]) -> None:
         """Write changed entries; a value of None deletes the entry."""
+        gone = [(ns, key) for (ns, key), value in changes.items() if value is None]
+        kept = [(ns, key, json.dumps(value)) for (ns, key), value in changes.items() if value is not None]
         with self.tx() as db:
-            for (ns, key), value in changes.items():
-                if value is None:
-                    db.execute("DELETE FROM memory WHERE ns=? AND key=?", (ns, key))
-                else:
-                    db.execute("INSERT INTO memory (ns, key, value) VALUES (?,?,?) ON CONFLICT(ns, key)"
-                               " DO UPDATE SET value=excluded.value", (ns, key, json.dumps(value)))
+            if gone:
+                db.executemany("DELETE FROM memory WHERE ns=? AND key=?", gone)
+            if kept:
+                db.executemany("INSERT INTO memory (ns, key, value) VALUES (?,?,?) ON CONFLICT(ns, key)"
+                               " DO UPDATE SET value=excluded.value", kept)
 
     # ---- heartbeat and gateway status
     def beat(self, service: str = ENGINE, info: dict[str, Any] | None = None, at: float | None = None) -> None:

@@ -82,3 +82,16 @@ def test_a_store_written_by_the_first_engine_is_upgraded_without_losing_a_row(ci
         assert len(engine.store.alerts(rule="fire")) == 1
     finally:
         engine.close()
+
+
+def test_a_devices_last_heard_time_is_stored_again_only_once_it_lags_15_s(city_config, tmp_path, wire):
+    """`seen` changes with every message; the store gets it when it lags by SEEN_LAG_S (a country's
+    readings would otherwise be a store write each), while the engine's own timers use the exact time."""
+    from stationwatch.alerts.situation import SEEN_LAG_S
+    db = tmp_path / "a.db"
+    engine = AlertEngine(city_config, db, clock=lambda: T0)
+    stored = lambda: AlertEngine(city_config, db, clock=lambda: T0).situation.mem.get("seen", "t-hall")  # noqa: E731
+    for i, at in enumerate([T0, T0 + 10.0, T0 + SEEN_LAG_S + 1]):
+        engine.handle(*wire.reading("t-hall", 21.0, ts=at), now=at)
+        assert engine.situation.mem.get("seen", "t-hall") == at  # the engine's own: exact
+        assert stored() == (T0 if i < 2 else at)  # the store's: 10 s behind is close enough, 16 s is not
