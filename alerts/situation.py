@@ -7,7 +7,7 @@ engine writes the dirty entries in the same transaction as the alerts they led t
 restart — even a SIGKILL — the timers and counts go on where they were. One exception, by design:
 ``seen`` changes with every message (a country's 12,800 readings a second, ~30 % of the engine's
 time as store writes), so a device's stored ``seen`` is written again only once it is
-:data:`SEEN_LAG_S` behind the one kept here. After a restart a device silent since then counts as
+:data:`SEEN_LAG_S` (30 s) behind the one kept here. After a restart a device silent since then counts as
 silent at most that much early; the duty board's "last heard" lags as much.
 
 :class:`Situation` wraps the memory with the config look-ups the rules need (night windows,
@@ -27,7 +27,7 @@ from stationwatch.core.policy import RuleSettings, Season
 from .clock import rule_time
 
 
-SEEN_LAG_S = 15.0  # a stored `seen` may lag the engine's by this much (silence limits are minutes)
+SEEN_LAG_S = 30.0  # a stored `seen` may lag the engine's by this much (silence limits are minutes)
 LAZY = {"seen": SEEN_LAG_S}  # namespace → how far a stored number may lag the one kept here
 
 
@@ -118,7 +118,7 @@ class Observation:
         return bool(getattr(self.msg.body, "historical", False))
 
 
-LAST_EVERY_S = 5.0  # a device's last value is written to the store at most this often (its state at once)
+LAST_EVERY_S = 15.0  # a device's last value is written to the store at most this often (its state at once)
 
 
 def latest(body: Any) -> dict[str, Any]:
