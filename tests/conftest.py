@@ -136,3 +136,20 @@ def run(broker_address, tmp_path):
     yield make
     for gw in gateways:
         gw.stop()
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory):
+    """Mosquitto with the production config generated for two sites: accounts, ACL, TLS.
+    Yields (broker, passwords by account, its base directory)."""
+    import json
+    from stationwatch.broker.accounts import write_accounts
+    from stationwatch.broker.tls import make_certs
+    from stationwatch.core.config import parse_config
+    from support.broker import TWO_SITES
+    base = tmp_path_factory.mktemp("secure-broker")
+    make_certs(base / "tls", ["localhost", "127.0.0.1"])
+    write_accounts(parse_config(TWO_SITES), base / "accounts")
+    passwords = json.loads((base / "accounts" / "secrets.json").read_text())
+    with LocalMosquitto(base / "data", secure_dir=base / "accounts", tls_dir=base / "tls") as broker:
+        yield broker, passwords, base

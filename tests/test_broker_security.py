@@ -21,17 +21,6 @@ from support import wait_for
 from support.broker import TWO_SITES
 
 
-@pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory):
-    base = tmp_path_factory.mktemp("secure-broker")
-    cfg = parse_config(TWO_SITES)
-    make_certs(base / "tls", ["localhost", "127.0.0.1"])
-    write_accounts(cfg, base / "accounts")
-    passwords = json.loads((base / "accounts" / "secrets.json").read_text())
-    with LocalMosquitto(base / "data", secure_dir=base / "accounts", tls_dir=base / "tls") as broker:
-        yield broker, passwords, base
-
-
 def _link(broker, user, password, tls=None, ca=None, client_id=None, **kw):
     """Gateways connect over TLS, the services on the loopback (each listener knows only its own accounts)."""
     if tls is None:

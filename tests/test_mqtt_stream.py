@@ -5,7 +5,6 @@ the broker; refused credentials say so; TLS works; a broken or hostile peer cost
 never the link."""
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import uuid
@@ -13,16 +12,12 @@ import uuid
 import mqtt5
 import pytest
 
-from stationwatch.broker.accounts import write_accounts
 from stationwatch.broker.stack import LocalMosquitto
-from stationwatch.broker.tls import make_certs
-from stationwatch.core.config import parse_config
 from stationwatch.core.mqtt import BrokerAddress, MqttLink
 from stationwatch.core.mqtt_stream import StreamLink
 from stationwatch.core.wire import MessageClass
 
 from support import wait_for
-from support.broker import TWO_SITES
 
 
 class Inbox:
@@ -167,19 +162,8 @@ def test_large_and_small_packets_arrive_whole_and_in_order(broker):
         link.stop()
 
 
-@pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory):
-    base = tmp_path_factory.mktemp("secure-stream")
-    cfg = parse_config(TWO_SITES)
-    make_certs(base / "tls", ["localhost", "127.0.0.1"])
-    write_accounts(cfg, base / "accounts")
-    passwords = json.loads((base / "accounts" / "secrets.json").read_text())
-    with LocalMosquitto(base / "data", secure_dir=base / "accounts", tls_dir=base / "tls") as b:
-        yield b, passwords
-
-
 def test_a_wrong_password_is_refused_by_name_and_tls_with_the_right_one_works(secure_broker):
-    b, pw = secure_broker
+    b, pw, _ = secure_broker
     wrong = StreamLink(BrokerAddress(b.host, b.port, "stationwatch-ingest", "not-the-password"), "stream-wrong")
     with pytest.raises(ConnectionRefusedError, match="BAD_USER_NAME_OR_PASSWORD|NOT_AUTHORIZED"):
         wrong.start(wait=10)
