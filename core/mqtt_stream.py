@@ -226,7 +226,7 @@ class StreamLink:
         self._clean_next = False
         self._generation += 1
         self._rest = bytes(buf[used:])
-        sock.settimeout(None)
+        sock.settimeout(KEEPALIVE_S)  # reads follow select; a send the broker stops taking fails, and we reconnect
         with self._lock:  # unacknowledged publishes go again, flagged as such
             again = [mqtt5.PublishPacket(p.topic, p.payload, qos=p.qos, retain=p.retain, packet_id=p.packet_id,
                                          duplicate=True).write() for p, _ in self._pending.values()]
