@@ -109,7 +109,7 @@ class ExpressLane:
             return None
         historical = body.historical
         items = body.items if decoder is _BATCH else [body]
-        judge, tolerance = self.clock.judge, self.clock.tolerance_s
+        judge = self.clock.judge
         looked: list[tuple] = []
         for it in items:  # first every check that has no effect: any doubt, and the full way takes the message
             found = self._sensor(site, gateway, parts[5] if decoder is _SINGLE else it.sensor)
@@ -118,7 +118,7 @@ class ExpressLane:
             if it.ts * 1000 > INFLUX_MAX_MS:
                 return None
             skew = it.ts - arrival
-            verdict = None if -tolerance <= skew <= tolerance else judge(skew, historical)
+            verdict = judge(skew, historical)
             if verdict is not None and verdict != "flag":
                 return None
             looked.append((it, found, skew if verdict else None))
