@@ -266,6 +266,8 @@ class Inventory:
         self.gateways = {g.id: g for g in cfg.gateways}
         self.sensors = {s.id: s for s in cfg.sensors}
         self.cameras = {c.id: c for c in cfg.cameras}
+        self.devices = {**self.sensors, **self.cameras}  # an event may come from either (not merged per event:
+        # a national config has 134,000 devices)
 
     def check(self, msg: Message):
         """Returns the device config (the gateway's for health, None for status/cmd) or raises ContractError."""
@@ -282,7 +284,7 @@ class Inventory:
                 raise ContractError("unknown_metric", f"health metric '{msg.device[:64]}' is not one the gateway "
                                                       f"defines ({', '.join(sorted(HEALTH_METRICS))})")
             return self.gateways[msg.gateway]
-        table = self.cameras if msg.kind is MessageClass.HEARTBEAT else {**self.sensors, **self.cameras} \
+        table = self.cameras if msg.kind is MessageClass.HEARTBEAT else self.devices \
             if msg.kind is MessageClass.EVENT else self.sensors
         device = table.get(msg.device)
         if device is None:
