@@ -263,7 +263,7 @@ def list_alerts(store: StoreDep, cfg: ConfigDep, principal: CurrentUser,
                          rule=rule.value if rule else None, drill=drill, since=since, until=until, limit=limit)
     ids = [a.id for a in found]
     escs, breaches = store.escalations(ids), store.breach_counts(ids)
-    last = latest(store, (a.detail.get("device") for a in found if "value" in a.detail))
+    last = latest(store, cfg, (a.detail.get("device") for a in found if "value" in a.detail))
     return [alert_out(cfg, a, escs.get(a.id), breaches.get(a.id, 0), last=last) for a in found]
 
 
@@ -273,7 +273,7 @@ def get_alert(alert_id: AlertId, store: StoreDep, cfg: ConfigDep, principal: Cur
     _get(store, principal, alert_id)
     alert = store.get(alert_id, with_trail=True)
     return alert_out(cfg, alert, store.escalation(alert_id), len(alert.breaches), trail=True,
-                     last=latest(store, [alert.detail.get("device")]))
+                     last=latest(store, cfg, [alert.detail.get("device")]))
 
 
 @alerts.get("/{alert_id}/audit", response_model=list[AuditOut], responses=errors(404))

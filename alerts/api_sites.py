@@ -95,7 +95,7 @@ def _limit(cfg: StationConfig, device: Any) -> float:
 
 
 def _device(cfg: StationConfig, device: Any, mem: dict[str, dict[str, Any]], open_: list[Alert], now: float) -> DeviceOut:
-    last, seen = mem["last"].get(device.id) or {}, mem["seen"].get(device.id)
+    last, seen = (mem["last"].get(device.gateway) or {}).get(device.id) or {}, mem["seen"].get(device.id)
     mine = [a for a in open_ if a.subject.split("/")[-1] == device.id or a.detail.get("device") == device.id]
     age = None if seen is None else round(max(0.0, now - seen), 1)
     faulty = last.get("quality") not in (None, "ok") or last.get("state") in ("fault", "offline") or \

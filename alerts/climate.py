@@ -109,9 +109,8 @@ def room_temperature(sit: Situation, obs: Observation) -> Iterator[Verdict]:
 def _room_in_band(sit: Situation, obs: Observation, rule: str) -> bool:
     """Another temperature sensor of the same room still in one of the rule's bands."""
     others = sit.thermometers(obs.site.id, obs.room.id) - {obs.device.id}
-    if not others:
-        return False
-    return any(key.split("|")[0] == rule and key.split("|")[2] in others for key in sit.mem.space("since"))
+    return any(sit.mem.get("since", f"{rule}|{band.severity}|{other}") is not None
+               for other in sorted(others) for band in BANDS if band.rule == rule)
 
 
 def outdoor_temperature(sit: Situation, obs: Observation) -> Iterator[Verdict]:

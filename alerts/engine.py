@@ -58,6 +58,7 @@ from .ownership import SiteOwnership
 from .partition import Partitions
 from .register.evidence import Watch
 from .register.store import Register
+from .resting import Resting
 from .rules import RULES, Rule
 from .silences import INHIBITED, INHIBITIONS, Silences, Window
 from .situation import Memory, Situation
@@ -82,6 +83,7 @@ class EngineStats:
     received: int = 0
     accepted: int = 0
     quarantined: int = 0
+    resting: int = 0  # readings of sensors at rest: noted, the rules not run again (alerts/resting.py)
     raised: int = 0
     resolved: int = 0
     inhibited: int = 0
@@ -106,6 +108,8 @@ class AlertEngine(SiteOwnership):
         self.quarantine = quarantine or Quarantine(quarantine_path(db_path), "alerts")
         self.inventory = Inventory(cfg)
         self.situation = Situation(cfg, Memory(self.store.load_memory()))
+        self.stats = EngineStats()
+        self.resting = Resting(self.situation, self.stats)
         self.escalator = Escalator(cfg, self.store)
         self.silences = Silences(cfg, self.store)
         self.register = Register(self.store)
@@ -115,7 +119,6 @@ class AlertEngine(SiteOwnership):
         for rule in rules:
             for key in rule.watches:
                 self.routes.setdefault(key, []).append(rule)
-        self.stats = EngineStats()
         self.partitions = Partitions(cfg)
         self.scope = scope  # the sites (and CENTRE) this engine owns; None: all (leases.py)
         self.watching = True  # time rules on; run_engine holds them until the session's backlog is read
@@ -267,10 +270,17 @@ class AlertEngine(SiteOwnership):
             self.store.gateway_seen(msg.gateway, msg.site, msg.body.state, msg.body.reason, msg.body.ts)
             log.log(logging.WARNING if msg.body.reason == "will" else logging.INFO, "gateway %s %s (%s)",
                     msg.gateway, msg.body.state, msg.body.reason or "birth")
-        verdicts: list[Verdict] = []
-        for rule in self.routes.get((msg.kind, obs.kind), ()):
+        rules = self.routes.get((msg.kind, obs.kind), ())
+        if msg.kind is MessageClass.READING:  # a sensor saying again what it said, nothing around it changed
+            return self.resting.judge(obs, self._open.__contains__, lambda: self._check(rules, obs))
+        return self._check(rules, obs)[0]
+
+    def _check(self, rules: Iterable[Rule], obs) -> tuple[list[Verdict], bool]:
+        """The verdicts of ``rules`` on ``obs``, and whether all ran without an error."""
+        errors, verdicts = self.stats.rule_errors, []
+        for rule in rules:
             verdicts += self._run(rule, rule.check, self.situation, obs)
-        return verdicts
+        return verdicts, self.stats.rule_errors == errors
 
     def _service(self, topic: str, payload: bytes, now: float) -> list[Verdict]:
         """A pipeline service's heartbeat, or this engine's own broker probe back (alerts/supervision.py)."""
@@ -311,6 +321,8 @@ class AlertEngine(SiteOwnership):
     def _apply(self, verdicts: list[Verdict], now: float) -> list[Alert]:
         changed: list[Alert] = []
         for verdict in verdicts:
+            if type(verdict) is Clear and (verdict.rule, verdict.subject) not in self._open:
+                continue  # nothing open to clear (nearly every reading): the stages below would find the same
             if not self._owns(self.partitions.of_verdict(verdict)) or self._inhibited(verdict, now):
                 continue
             alert, change = self._lifecycle(verdict, now)

@@ -43,11 +43,26 @@ class Memory:
         self._data: dict[str, dict[str, Any]] = {ns: dict(v) for ns, v in (data or {}).items()}
         self._dirty: dict[tuple[str, str], Any] = {}
         self._stored: dict[tuple[str, str], float] = {}  # a lazy entry's value as last marked to be written
+        self.trace: Any = None  # while a reading's rules run: what they look at (alerts/resting.py)
 
     def get(self, ns: str, key: str, default: Any = None) -> Any:
+        if self.trace is not None:
+            self._looked(ns, key)
         return self._data.get(ns, {}).get(key, default)
 
+    def has(self, ns: str, key: str) -> bool:
+        return key in self._data.get(ns, ())
+
+    def _looked(self, ns: str, key: str) -> None:
+        """A rule looked at an entry (alerts/resting.py): one found is a reason to judge again."""
+        if key in self._data.get(ns, ()):
+            self.trace.touched = True
+        else:
+            self.trace.missing.append((ns, key))
+
     def put(self, ns: str, key: str, value: Any) -> None:
+        if self.trace is not None:
+            self.trace.touched = True
         space = self._data.setdefault(ns, {})
         if space.get(key) != value:
             space[key] = value
@@ -60,6 +75,8 @@ class Memory:
             self._dirty[(ns, key)] = value
 
     def pop(self, ns: str, key: str) -> Any:
+        if self.trace is not None:
+            self._looked(ns, key)
         value = self._data.get(ns, {}).pop(key, None)
         if value is not None:
             self._dirty[(ns, key)] = None
@@ -67,6 +84,8 @@ class Memory:
 
     def space(self, ns: str) -> dict[str, Any]:
         """The namespace's entries (read-only use: write with put/pop)."""
+        if self.trace is not None:
+            self.trace.touched = True
         return self._data.get(ns, {})
 
     def adopt(self, stored: dict[str, dict[str, Any]], belongs: Callable[[str, str], bool]) -> None:
@@ -110,12 +129,12 @@ class Observation:
         return self.msg.body
 
     @property
-    def drill(self) -> bool:
-        return bool(getattr(self.msg.body, "drill", False))
+    def drill(self) -> bool:  # (a model's __dict__: getattr of a field a model lacks costs pydantic ~3 µs)
+        return bool(self.msg.body.__dict__.get("drill", False))
 
     @property
     def historical(self) -> bool:
-        return bool(getattr(self.msg.body, "historical", False))
+        return bool(self.msg.body.__dict__.get("historical", False))
 
 
 LAST_EVERY_S = 15.0  # a device's last value is written to the store at most this often (its state at once)
@@ -148,7 +167,11 @@ class Situation:
         self.pipeline: Any = None  # alerts/supervision.py Pipeline, set by the engine
         self.clock_corrected = 0  # live messages whose rule time was corrected for a gateway clock that is off
         self._last_put: dict[str, float] = {}  # device → when its last value was last written to memory
-        self._said: dict[str, Any] = {}  # device → its last message body since the last note_said
+        self._said: dict[str, tuple[str, Any]] = {}  # device → (gateway, its last body) since the last note_said
+        self._places: dict[str, tuple[Any, Site, Room | None, str]] = {}  # device id → (device, site, room, kind)
+        self._minutes: dict[tuple[str, int], datetime] = {}  # (site, Unix minute) → the site's local time then
+        self._heating: dict[tuple[str, Any], bool] = {}  # (site, local date) → in the heating season
+        self._night: tuple[str, str, dtime, dtime] | None = None  # the night window's settings, parsed
 
     @property
     def settings(self) -> RuleSettings:
@@ -166,13 +189,20 @@ class Situation:
         """Before the memory is saved (once a batch): keep what each device said last for the duty
         board's site view — a new state or quality at once, a new value at most every
         :data:`LAST_EVERY_S`. Done per batch, not per message: the engine's hot path only notes the
-        message (a store write per reading slows the engine under a flood of readings)."""
-        for device_id, body in self._said.items():
-            said, before = latest(body), self.mem.get("last", device_id)
+        message. One entry per gateway (``last``: gateway → {device: what it said}), not per device:
+        a country's 128,000 devices written one row each were a third of the engine's time."""
+        boards: dict[str, dict[str, Any]] = {}  # gateway → its entry, copied once it changes
+        for device_id, (gateway, body) in self._said.items():
+            board = boards.get(gateway) or self.mem.get("last", gateway) or {}
+            said, before = latest(body), board.get(device_id)
             same_kind = before is not None and all(before.get(k) == said.get(k) for k in ("state", "quality", "unit"))
             if not same_kind or now - self._last_put.get(device_id, float("-inf")) >= LAST_EVERY_S:
-                self.mem.put("last", device_id, said)
+                if gateway not in boards:
+                    board = boards[gateway] = dict(board)
+                board[device_id] = said
                 self._last_put[device_id] = now
+        for gateway, board in boards.items():
+            self.mem.put("last", gateway, board)
         self._said.clear()
 
     def resume(self, now: float) -> None:
@@ -180,6 +210,9 @@ class Situation:
         was down: each camera gets a full heartbeat period from now. Sensor messages (QoS 1) were
         kept in the engine's session and arrive first, so their timers stand as stored."""
         self.start(now)
+        gateways = {g.id for g in self.cfg.gateways}
+        for key in [k for k in self.mem.space("last") if k not in gateways]:  # a device's own entry (before 2026-12)
+            self.mem.pop("last", key)
         for cam in self.cfg.cameras:
             seen = self.mem.get("seen", cam.id)
             if seen is not None and seen < now:
@@ -188,14 +221,14 @@ class Situation:
     def observe(self, msg: Message, device: Any, now: float) -> Observation:
         """Note the arrival and wrap the message for the rules."""
         self.start(now)
-        site = self.cfg.site(msg.site)
         if device is not None:
             self.mem.put("seen", device.id, now)
-            self._said[device.id] = msg.body  # for the site view: note_said
-            kind = "camera" if isinstance(device, Camera) else device.kind
+            self._said[device.id] = (device.gateway, msg.body)  # for the site view: note_said
+            _, site, room, kind = self._place(device, msg.site)
             trusted = rule_time(self, msg, now)
-            return Observation(msg, device, kind, site, site.room(device.room), msg.body.ts, now,
+            return Observation(msg, device, kind, site, room, msg.body.ts, now,
                                trusted=None if trusted == msg.body.ts else trusted)
+        site = self.cfg.site(msg.site)
         status = [msg.body.state, msg.body.ts]  # gateway status
         session, last_session = msg.body.session, self.mem.get("session", msg.gateway)
         if session is not None and last_session is not None and session < last_session:
@@ -212,6 +245,15 @@ class Situation:
                     self.mem.put("seen", d.id, max(self.mem.get("seen", d.id, now), now))
                     self.mem.pop("silent", d.id)
         return Observation(msg, None, "gateway", site, None, msg.body.ts, now, news)
+
+    def _place(self, device: Any, site_id: str) -> tuple[Any, Site, Room | None, str]:
+        """Where a device is and what it is, looked up once per device (not per reading)."""
+        place = self._places.get(device.id)
+        if place is None or place[0] is not device or place[1].id != site_id:  # a config entry replaced: again
+            site = self.cfg.site(site_id)
+            kind = "camera" if isinstance(device, Camera) else device.kind
+            place = self._places[device.id] = (device, site, site.room(device.room), kind)
+        return place
 
     def heard(self, gateway: str, now: float | None = None) -> float | None:
         """When the engine last heard anything from ``gateway``; with ``now``, note that it just did."""
@@ -235,10 +277,17 @@ class Situation:
         state = self.mem.get("gateway", gateway)
         return bool(state) and state[0] == "offline" or self.mem.get("lost", gateway) is not None
 
+    def calendar(self, question: str, ts: float, site: Site) -> bool:
+        """``is_night`` or ``heating``, by name (a reading at rest asks them again: alerts/resting.py)."""
+        return CALENDAR[question](self, ts, site)
+
     def is_night(self, ts: float, site: Site) -> bool:
-        local = datetime.fromtimestamp(ts, site.tz).time()
-        start, end = (dtime.fromisoformat(t) for t in (self.settings.night_start, self.settings.night_end))
-        return start <= local < end if start <= end else (local >= start or local < end)
+        local = self._local_minute(ts, site).time()  # the window's ends are whole minutes (HH:MM)
+        start, end = self._night_window()
+        night = start <= local < end if start <= end else (local >= start or local < end)
+        if self.mem.trace is not None:
+            self.mem.trace.asked("is_night", ts, site.id, night)
+        return night
 
     def season(self, site: Site) -> Season:
         """The heating season of the site's city: the first bureau up its chain with one set."""
@@ -249,14 +298,43 @@ class Situation:
             bureau = self._bureaus.get(bureau.parent) if bureau.parent else None
         return self.settings.heating_season
 
+    def _night_window(self) -> tuple[dtime, dtime]:
+        s = self.settings
+        if self._night is None or self._night[:2] != (s.night_start, s.night_end):
+            self._night = (s.night_start, s.night_end, dtime.fromisoformat(s.night_start), dtime.fromisoformat(s.night_end))
+        return self._night[2], self._night[3]
+
     def heating(self, ts: float, site: Site) -> bool:
         """Is ``ts`` (site local date) inside the site's heating season?"""
-        return self.season(site).contains(datetime.fromtimestamp(ts, site.tz).date())
+        key = (site.id, self._local_minute(ts, site).date())
+        heating = self._heating.get(key)
+        if heating is None:
+            if len(self._heating) > 50_000:
+                self._heating.clear()
+            heating = self._heating[key] = self.season(site).contains(key[1])
+        if self.mem.trace is not None:
+            self.mem.trace.asked("heating", ts, site.id, heating)
+        return heating
+
+    def _local_minute(self, ts: float, site: Site) -> datetime:
+        """The site's local time at the start of ``ts``'s minute, worked out once per site and minute
+        (every time zone's offset is a whole number of minutes: a minute never spans two dates)."""
+        key = (site.id, int(ts // 60))
+        minute = self._minutes.get(key)
+        if minute is None:
+            if len(self._minutes) > 50_000:
+                self._minutes.clear()
+            minute = self._minutes[key] = datetime.fromtimestamp(key[1] * 60, site.tz)
+        return minute
 
     def outdoor(self, site: Site) -> float | None:
         """The site's latest outdoor temperature, if any sensor reports one."""
         value = self.mem.get("outdoor", site.id)
         return None if value is None else value[1]
+
+
+CALENDAR: dict[str, Callable[[Situation, float, Site], bool]] = {
+    "is_night": Situation.is_night, "heating": Situation.heating}
 
 
 def is_reading(obs: Observation) -> bool:

@@ -155,6 +155,9 @@ class StationConfig(Model):
     def sensor(self, sensor_id: str):
         return self._by_id("sensors").get(sensor_id)
 
+    def camera(self, camera_id: str):
+        return self._by_id("cameras").get(camera_id)
+
     def site_of(self, device) -> Site:
         return self.site(self.gateway(device.gateway).site)
 
