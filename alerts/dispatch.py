@@ -85,6 +85,8 @@ class Notifier:
         self._undeliverable: Callable[[int, int], None] = lambda alert_id, level: None
         self._busy = 0
         self._busy_lock = threading.Lock()
+        self._round_done = threading.Condition()  # notified after every claiming round (handoff)
+        self._rounds, self._claiming = 0, False
         self.sites: frozenset[str] | None = None  # an engine's partition: notices about these sites only
         self.instance: str | None = None  # the engine whose dispatcher this is (outbox.claimed_by)
 
@@ -104,6 +106,15 @@ class Notifier:
     def wake(self) -> None:
         self._wake.set()
 
+    def handoff(self, timeout: float) -> bool:
+        """Wait (at most ``timeout`` s) until a round of claiming has run since this call: the caller
+        (the engine, after a commit that raised an alert) lets the notices go before its next commit
+        takes the store. False if no round ran in time."""
+        with self._round_done:
+            target = self._rounds + (2 if self._claiming else 1)  # a round already claiming may predate the commit
+            self._wake.set()
+            return self._round_done.wait_for(lambda: self._rounds >= target or self._stop.is_set(), timeout)
+
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
         self._wake.set()
@@ -119,7 +130,15 @@ class Notifier:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                wait = self.dispatch_once()
+                with self._round_done:
+                    self._claiming = True
+                try:
+                    wait = self.dispatch_once()
+                finally:
+                    with self._round_done:
+                        self._claiming = False
+                        self._rounds += 1
+                        self._round_done.notify_all()
                 self._store.beat(DISPATCHER, {"busy": self._busy})  # the watcher's sign of life
             except (*ERRORS, AlertError) as exc:  # AlertError: a lease lost (leases.py), the next round knows
                 log.warning("outbox not dispatched (%s); retrying", str(exc)[:200])

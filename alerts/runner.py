@@ -12,7 +12,6 @@ retained with a will), publishes the patrol's commands, and serves ``/metrics`` 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
@@ -32,6 +31,7 @@ from .database import ERRORS, is_url, shown
 from .dispatch import Notifier
 from .engine import AlertEngine
 from .history import AlertFeed, Sink, engine_stats
+from .inbox import AckOrder, Delivered, Inbox
 from .leases import RENEW_S, TAKEOVER_S, LeaseLost, Leases
 from .partition import Partitions
 
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 CLIENT_ID = "stationwatch-alerts"
 TICK_S = 1.0  # time rules, deadlines and reminders are evaluated this often
 BATCH_MAX = 500  # messages committed (and acknowledged) together
-WORK_MAX = 20_000  # observations a commit (a readings batch counts its items)
+WORK_MAX = 4_000  # observations a commit (a readings batch counts its items): ~0.1 s, what an alarm may wait
+HANDOFF_S = 0.2  # after a commit that raised an alert, how long the engine lets the dispatcher claim its notices
 KEEP_S = TAKEOVER_S + 10.0  # messages of sites another engine owns are kept this long, for a takeover
 
 
@@ -62,28 +63,6 @@ class Backlog:
     def take(self, sites: set[str]) -> list[tuple[str, bytes]]:
         since = time.monotonic() - self.keep_s
         return [(topic, body) for site in sorted(sites) for at, topic, body in self._kept.pop(site, ()) if at >= since]
-
-
-def _work(topic: str, body: bytes) -> int:
-    """What a message costs the engine, in observations: a ``readings`` batch one per item."""
-    return (body.count(b'"sensor"') or 1) if topic.endswith("/" + MessageClass.READINGS.value) else 1
-
-
-def _drain(inbox: queue.Queue, timeout: float, limit: int, work_max: int = WORK_MAX) -> list:
-    """Messages for one commit: up to ``limit`` of them and about ``work_max`` observations, so that
-    an alarm behind a country's readings waits for one short commit, not for hundreds of batches."""
-    try:
-        batch = [inbox.get(timeout=timeout)]
-    except queue.Empty:
-        return []
-    work = _work(batch[0][0], batch[0][1])
-    while len(batch) < limit and work < work_max:
-        try:
-            batch.append(inbox.get_nowait())
-        except queue.Empty:
-            break
-        work += _work(batch[-1][0], batch[-1][1])
-    return batch
 
 
 def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: threading.Event, *,
@@ -134,7 +113,7 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
         if history is not None else None
     engine.watching = False
     beacon = Beacon("alerts", client_id)
-    inbox: queue.Queue = queue.Queue()
+    inbox, acks = Inbox(), AckOrder()
 
     def on_connect(link: MqttLink) -> None:
         link.subscribe(subscription(), qos=1)
@@ -144,7 +123,7 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
 
     link = MqttLink(address, client_id, clean_start=False, manual_ack=True, will=beacon.will(),
                     on_connect=on_connect,
-                    on_message=lambda topic, body, msg: inbox.put((topic, body, msg.mid, msg.qos)))
+                    on_message=lambda topic, body, msg: inbox.put(topic, body, msg.mid, msg.qos))
     log.info("alert engine: store %s, broker %s:%s%s", shown(db_path), address.host, address.port,
              f", partitioned by site, owns {sorted(leases.sites)}" if leases else "")
     refused: list[Exception] = []
@@ -160,18 +139,18 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
     try:
         while not stop.is_set():
             engine.pipeline.link(link.connected.is_set(), engine.clock())
-            batch = _drain(inbox, max(0.0, min(next_tick, next_beat) - time.monotonic()), batch_max)
+            batch = inbox.take(max(0.0, min(next_tick, next_beat) - time.monotonic()), batch_max, WORK_MAX)
             if batch:
                 mine = batch
                 if leases is not None:
-                    mine = [m for m in batch if engine.partitions.of_topic(m[0]) in leases.sites]
-                    for topic_name, body, _mid, qos in batch:
-                        if qos and engine.partitions.of_topic(topic_name) not in leases.sites:
-                            backlog.add(engine.partitions.of_topic(topic_name), topic_name, body)
-                _commit(engine, mine, stop, leases)
-                for _topic, _payload, mid, qos in batch:
-                    if qos:
-                        link.ack(mid, qos)
+                    mine = [m for m in batch if engine.partitions.of_topic(m.topic) in leases.sites]
+                    for m in batch:
+                        if m.qos and engine.partitions.of_topic(m.topic) not in leases.sites:
+                            backlog.add(engine.partitions.of_topic(m.topic), m.topic, m.body)
+                changed = _commit(engine, mine, stop, leases)
+                acks.done(batch, link.ack)
+                if changed and engine.notifier is not None:  # its notices are claimed before the next commit
+                    engine.notifier.handoff(HANDOFF_S)
             if not engine.watching:  # the session's backlog comes right after connecting: read it first
                 subscribed_at = subscribed_at or (time.monotonic() if link.subscribed.is_set() else None)
                 if subscribed_at is not None and time.monotonic() - subscribed_at >= tick_s and inbox.empty():
@@ -283,19 +262,18 @@ def _fenced(engine: AlertEngine, leases: Leases | None, work) -> None:
         log.error("alert store unavailable (%s); retrying", str(exc)[:200])
 
 
-def _commit(engine: AlertEngine, batch: list, stop: threading.Event, leases: Leases | None = None) -> None:
-    """Commit a batch, retrying while the store is busy or unwritable (nothing is acknowledged before).
-    A lease lost on the way: the messages of sites still owned are committed, the others dropped (the
-    new owner has them too)."""
+def _commit(engine: AlertEngine, batch: list[Delivered], stop: threading.Event, leases: Leases | None = None) -> list:
+    """Commit a batch, retrying while the store is busy or unwritable (nothing is acknowledged before);
+    returns the alerts it changed. A lease lost on the way: the messages of sites still owned are
+    committed, the others dropped (the new owner has them too)."""
     delay = 0.2
     while True:
         try:
-            engine.handle_batch([(topic, body) for topic, body, _mid, _qos in batch])
-            return
+            return engine.handle_batch([(m.topic, m.body) for m in batch])
         except LeaseLost as exc:
             log.error("%s", exc)
             engine.own(leases.sites)
-            batch = [m for m in batch if engine.partitions.of_topic(m[0]) in leases.sites]
+            batch = [m for m in batch if engine.partitions.of_topic(m.topic) in leases.sites]
         except ERRORS as exc:
             log.error("alert store write failed (%s); retrying in %.1f s", exc, delay)
             if stop.wait(delay):
