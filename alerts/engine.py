@@ -51,6 +51,7 @@ from stationwatch.core.quarantine import Quarantine
 from stationwatch.core.wire import SERVICE_ROOT
 
 from . import gateway_health, outbox, patrol
+from .liveness import SilenceWatch
 from .database import is_url
 from .dispatch import Notifier
 from .escalation import Escalator
@@ -108,6 +109,7 @@ class AlertEngine(SiteOwnership):
         self.quarantine = quarantine or Quarantine(quarantine_path(db_path), "alerts")
         self.inventory = Inventory(cfg)
         self.situation = Situation(cfg, Memory(self.store.load_memory()))
+        self.situation.silence = SilenceWatch()
         self.stats = EngineStats()
         self.resting = Resting(self.situation, self.stats)
         self.escalator = Escalator(cfg, self.store)

@@ -48,26 +48,57 @@ def sensor_fault(sit: Situation, obs: Observation) -> Iterator[Verdict]:
                  value=getattr(body, "value", None))
 
 
-def _gone_silent(sit: Situation, devices, limit_of, now: float):
+WAKES = ("gateway", "lost", "suspect", "silent")  # memory whose change may make a device's silence count at once
+FULL_SCAN_S = 30.0  # every device is looked at this often even when none can be due (a safety net)
+
+
+class SilenceWatch:
+    """When the devices must be looked at again. A country has 128,000 sensors, and looking at each
+    every second was a quarter of the engine; but none can fall silent before the earliest of their
+    last message + limit, as of the last look, unless what excused one changes (its gateway's state,
+    a patrol, its own silence flag: :data:`WAKES`) or the memory is taken over (a takeover)."""
+
+    def __init__(self) -> None:
+        self._due: dict[str, float] = {}  # devices' kind → the earliest a silence may start
+        self._seen: dict[str, tuple] = {}  # kind → the WAKES' versions after the last look
+        self._full: dict[str, float] = {}  # kind → when all were last looked at
+
+    def due(self, sit: Situation, kind: str, now: float) -> bool:
+        return (now >= self._due.get(kind, float("-inf")) or now - self._full.get(kind, float("-inf")) >= FULL_SCAN_S
+                or self._seen.get(kind) != sit.mem.versions(WAKES))
+
+    def looked(self, sit: Situation, kind: str, now: float, soonest: float) -> None:
+        self._due[kind], self._seen[kind], self._full[kind] = soonest, sit.mem.versions(WAKES), now
+
+
+def _gone_silent(sit: Situation, devices, limit_of, now: float, kind: str):
     """(device, site, room, limit, silent for) of each device whose last message is older than
     ``limit_of(device)`` seconds, once until it is heard again; not while its gateway is down or
-    being asked whether it lives (a patrol after the broker came back)."""
+    being asked whether it lives (a patrol after the broker came back). Looks only when one may be
+    due (:class:`SilenceWatch`)."""
     if sit.pipeline is not None and sit.pipeline.broker_unsettled(now):
         return  # the broker's silence, not theirs (alerts/supervision.py)
+    if not sit.silence.due(sit, kind, now):
+        return
+    soonest = float("inf")
     for device in devices:
         limit, last = limit_of(device), sit.last_seen(device.id)
-        if sit.mem.get("silent", device.id) or sit.gateway_down(device.gateway) or last is None or now - last <= limit \
+        if sit.mem.get("silent", device.id) or sit.gateway_down(device.gateway) or last is None \
                 or sit.mem.get("suspect", device.gateway) is not None:  # its gateway is being asked: its cause
+            continue
+        if now - last <= limit:
+            soonest = min(soonest, last + limit)
             continue
         sit.mem.put("silent", device.id, True)
         site = sit.cfg.site_of(device)
         yield device, site, site.room(device.room), limit, round(now - last, 1)
+    sit.silence.looked(sit, kind, now, soonest)
 
 
 def sensors_stale(sit: Situation, now: float) -> Iterator[Verdict]:
     """No data from a sensor for ``sensor_stale_s`` (or ``stale_intervals`` of its own interval)."""
     limit_of = lambda sensor: max(sit.settings.sensor_stale_s, sit.settings.stale_intervals * sensor.interval_s)  # noqa: E731
-    for sensor, site, room, limit, silent_s in _gone_silent(sit, sit.cfg.sensors, limit_of, now):
+    for sensor, site, room, limit, silent_s in _gone_silent(sit, sit.cfg.sensors, limit_of, now, "sensor"):
         yield Raised("sensor_fault", f"{site.id}/{sensor.id}", "warning", site.id, room.id, room.fire_zone,
                      f"传感器无数据：{site.name} {sensor.name}（超过 {limit:.0f} 秒）",
                      f"Sensor silent: {sensor.name}, {site.name} (no data for over {limit:.0f} s)",
@@ -98,7 +129,8 @@ def camera_offline(sit: Situation, obs: Observation) -> Iterator[Verdict]:
 
 def cameras_silent(sit: Situation, now: float) -> Iterator[Verdict]:
     """No heartbeat for ``misses × heartbeat_s`` → the camera (or its probe) is offline."""
-    for cam, site, room, limit, silent_s in _gone_silent(sit, sit.cfg.cameras, lambda c: c.misses * c.heartbeat_s, now):
+    for cam, site, room, limit, silent_s in _gone_silent(sit, sit.cfg.cameras, lambda c: c.misses * c.heartbeat_s, now,
+                                                                "camera"):
         yield Raised("camera_offline", f"{site.id}/{cam.id}", _camera_severity(room), site.id, room.id,
                      room.fire_zone, f"摄像机离线：{site.name} {room.name} {cam.name}（{limit:.0f} 秒无心跳）",
                      f"Camera offline: {cam.name} in {room.name}, {site.name} (no heartbeat for {limit:.0f} s)",

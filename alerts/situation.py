@@ -44,6 +44,7 @@ class Memory:
         self._dirty: dict[tuple[str, str], Any] = {}
         self._stored: dict[tuple[str, str], float] = {}  # a lazy entry's value as last marked to be written
         self.trace: Any = None  # while a reading's rules run: what they look at (alerts/resting.py)
+        self._versions: dict[str, int] = {}  # namespace → its changes so far (alerts/liveness.py SilenceWatch)
 
     def get(self, ns: str, key: str, default: Any = None) -> Any:
         if self.trace is not None:
@@ -66,6 +67,7 @@ class Memory:
         space = self._data.setdefault(ns, {})
         if space.get(key) != value:
             space[key] = value
+            self._versions[ns] = self._versions.get(ns, 0) + 1
             lag = LAZY.get(ns)
             if lag is not None and type(value) is float:
                 before = self._stored.get((ns, key))
@@ -80,6 +82,7 @@ class Memory:
         value = self._data.get(ns, {}).pop(key, None)
         if value is not None:
             self._dirty[(ns, key)] = None
+            self._versions[ns] = self._versions.get(ns, 0) + 1
         return value
 
     def space(self, ns: str) -> dict[str, Any]:
@@ -97,6 +100,12 @@ class Memory:
                 del space[key]
             space.update({k: v for k, v in stored.get(ns, {}).items() if belongs(ns, k)})
         self._dirty = {k: v for k, v in self._dirty.items() if not belongs(*k)}
+        for ns in self._data:
+            self._versions[ns] = self._versions.get(ns, 0) + 1
+
+    def versions(self, spaces: tuple[str, ...]) -> tuple[int, ...]:
+        """How often each of ``spaces`` has changed: equal tuples, nothing in them changed in between."""
+        return tuple(self._versions.get(ns, 0) for ns in spaces)
 
     def dirty(self) -> dict[tuple[str, str], Any]:
         return dict(self._dirty)
@@ -165,6 +174,7 @@ class Situation:
                 self._thermometers.setdefault((gw.site, d.room), set()).add(d.id)
         self._bureaus = {b.id: b for b in cfg.bureaus}
         self.pipeline: Any = None  # alerts/supervision.py Pipeline, set by the engine
+        self.silence: Any = None  # alerts/liveness.py SilenceWatch, set by the engine
         self.clock_corrected = 0  # live messages whose rule time was corrected for a gateway clock that is off
         self._last_put: dict[str, float] = {}  # device → when its last value was last written to memory
         self._said: dict[str, tuple[str, Any]] = {}  # device → (gateway, its last body) since the last note_said

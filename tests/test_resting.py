@@ -14,11 +14,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stationwatch.alerts.engine import AlertEngine
 from stationwatch.core.config import parse_config
 
 from support import EXAMPLES
-from support.alerts import GW, SHANGHAI, SITE, T0, Clock, Wire
+from support.alerts import GW, SHANGHAI, T0, Twins
 
 EXTRA = [  # beside the example station's: a second thermometer in one room, a pump, a pressure gauge
     {"id": "t-dorm-m1b", "name": "男宿舍一 温度二", "kind": "temperature", "gateway": GW, "room": "dorm-m1"},
@@ -56,53 +55,12 @@ def config():
 CFG = config()
 
 
-class Pair:
+class Pair(Twins):
     """Two engines on one clock: ``rest`` as shipped, ``full`` judging every reading by the rules."""
 
     def __init__(self, tmp_path, t: float = T0):
-        self.clock = Clock(t)
-        self.rest = AlertEngine(CFG, tmp_path / "rest.db", clock=self.clock)
-        self.full = AlertEngine(CFG, tmp_path / "full.db", clock=self.clock)
-        self.full.resting.judge = lambda obs, is_open, run: run()[0]  # the reference: no rest
-        self.wire, self.skew, self.last = Wire(), 0.0, {}
-
-    def send(self, message) -> None:
-        for engine in (self.rest, self.full):
-            engine.handle(*message)
-
-    def reading(self, sensor: str, value, quality: str = "ok") -> None:
-        self.last[sensor] = (value, quality)
-        self.send(self.wire.reading(sensor, value, ts=self.clock.t + self.skew, quality=quality))
-
-    def again(self) -> None:
-        """Every sensor says again what it said last, as one poll cycle's batch."""
-        if self.last:
-            items = [(s, v) for s, (v, q) in sorted(self.last.items()) if q == "ok"]
-            if items:
-                self.send(self.wire.readings(*items, ts=self.clock.t + self.skew))
-
-    def tick(self) -> None:
-        for engine in (self.rest, self.full):
-            engine.tick()
-
-    def same(self) -> None:
-        a, b = self.rest, self.full
-        assert a.situation.mem._data == b.situation.mem._data
-        assert a.store.load_memory() == b.store.load_memory()
-        assert _alerts(a) == _alerts(b)
-        assert a._open == b._open
-
-    def close(self) -> None:
-        self.rest.close()
-        self.full.close()
-
-
-def _alerts(engine):
-    with engine.store.tx() as db:
-        alerts = [tuple(r) for r in db.execute("SELECT * FROM alerts ORDER BY id")]
-        trail = [tuple(r) for r in db.execute("SELECT alert_id, action, note FROM audit ORDER BY id")]
-        notices = [tuple(r) for r in db.execute("SELECT alert_id, kind, level FROM outbox ORDER BY id")]
-    return alerts, trail, notices
+        super().__init__(tmp_path, CFG, lambda engine: setattr(engine.resting, "judge", lambda obs, is_open, run: run()[0]),
+                         t)
 
 
 @pytest.fixture

@@ -128,3 +128,54 @@ def wait_subscribed(store: Store, link: MqttLink, wire: Wire) -> None:
     """The retained birth reaches the engine once its subscription stands."""
     send(link, wire.status("online"), MessageClass.STATUS)
     wait_for(lambda: any(g["state"] == "online" for g in store.gateways()), 15, what="engine subscribed")
+
+
+class Twins:
+    """Two engines on one clock taking the same messages: ``rest`` as shipped and ``full``, the
+    reference, changed by ``reference(engine)`` (a shortcut turned off). :meth:`same` requires the
+    same memory, alerts, audit trail and notices of both."""
+
+    def __init__(self, tmp_path, cfg, reference, t: float = T0):
+        from stationwatch.alerts.engine import AlertEngine
+        self.clock = Clock(t)
+        self.rest = AlertEngine(cfg, tmp_path / "rest.db", clock=self.clock)
+        self.full = AlertEngine(cfg, tmp_path / "full.db", clock=self.clock)
+        reference(self.full)
+        self.wire, self.skew, self.last = Wire(), 0.0, {}
+
+    def send(self, message) -> None:
+        for engine in (self.rest, self.full):
+            engine.handle(*message)
+
+    def reading(self, sensor: str, value, quality: str = "ok") -> None:
+        self.last[sensor] = (value, quality)
+        self.send(self.wire.reading(sensor, value, ts=self.clock.t + self.skew, quality=quality))
+
+    def again(self) -> None:
+        """Every sensor read so far says again what it said last, as one poll cycle's batch."""
+        items = [(s, v) for s, (v, q) in sorted(self.last.items()) if q == "ok"]
+        if items:
+            self.send(self.wire.readings(*items, ts=self.clock.t + self.skew))
+
+    def tick(self) -> None:
+        for engine in (self.rest, self.full):
+            engine.tick()
+
+    def same(self) -> None:
+        a, b = self.rest, self.full
+        assert a.situation.mem._data == b.situation.mem._data
+        assert a.store.load_memory() == b.store.load_memory()
+        assert _everything(a) == _everything(b)
+        assert a._open == b._open
+
+    def close(self) -> None:
+        self.rest.close()
+        self.full.close()
+
+
+def _everything(engine):
+    with engine.store.tx() as db:
+        alerts = [tuple(r) for r in db.execute("SELECT * FROM alerts ORDER BY id")]
+        trail = [tuple(r) for r in db.execute("SELECT alert_id, action, note FROM audit ORDER BY id")]
+        notices = [tuple(r) for r in db.execute("SELECT alert_id, kind, level FROM outbox ORDER BY id")]
+    return alerts, trail, notices
