@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import msgspec
+
 from stationwatch.core.alert_types import ALERT_TYPES
 from stationwatch.core.config import CENTRE, StationConfig
 from stationwatch.core.contract import (
@@ -55,6 +57,7 @@ from .liveness import SilenceWatch
 from .database import is_url
 from .dispatch import Notifier
 from .escalation import Escalator
+from .express import BatchLane
 from .ownership import SiteOwnership
 from .partition import Partitions
 from .register.evidence import Watch
@@ -108,7 +111,9 @@ class AlertEngine(SiteOwnership):
         self.store = Store(db_path, clock=clock)
         self.quarantine = quarantine or Quarantine(quarantine_path(db_path), "alerts")
         self.inventory = Inventory(cfg)
-        self.situation = Situation(cfg, Memory(self.store.load_memory()))
+        self.batches = BatchLane(self.inventory)
+        self.situation = Situation(cfg, Memory(self.store.load_memory(),
+                                               groups={d.id: d.gateway for d in [*cfg.sensors, *cfg.cameras]}))
         self.situation.silence = SilenceWatch()
         self.stats = EngineStats()
         self.resting = Resting(self.situation, self.stats)
@@ -219,6 +224,12 @@ class AlertEngine(SiteOwnership):
         self.stats.received += 1
         if topic.startswith(SERVICE_ROOT + "/"):
             return self._service(topic, payload, now)
+        taken = self.batches.take(topic, payload)
+        if taken is not None:  # a batch of readings, all well formed and known (alerts/express.py)
+            verdicts: list[Verdict] = []
+            for item, device, raw in taken:
+                verdicts += self._observe(item, device, topic, lambda raw=raw: msgspec.json.encode(raw), now)
+            return verdicts
         try:
             msg = parse(topic, payload)
             device = self.inventory.check(msg)

@@ -14,55 +14,17 @@ written (docs/BENCHMARKS.md); InfluxDB takes a point for a few µs.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-import msgspec
-
-from stationwatch.core.wire import BATCH_MAX_ITEMS, MAX_PAYLOAD, ROOT, TS_RANGE, MessageClass
+from stationwatch.core.readings_codec import BATCH, SINGLE, UNTAKEN, Quality
+from stationwatch.core.wire import MAX_PAYLOAD, ROOT, MessageClass
 
 from .influx import INFLUX_MAX_MS, Point
 from .line_protocol import LineBuilder, Unwritable, string_field
 from .sequences import SequenceLedger
 
-_TS = Annotated[float, msgspec.Meta(gt=TS_RANGE[0], lt=TS_RANGE[1])]
-_SEQ = Annotated[int, msgspec.Meta(ge=0)]
-_QUALITY = Literal["ok", "fault", "stale"]
 _ROOT = tuple(ROOT.split("/"))
 READINGS, READING = MessageClass.READINGS.value, MessageClass.READING.value
-_QUALITY_FIELD = {q: f"quality={string_field(q)}" for q in _QUALITY.__args__}
+_QUALITY_FIELD = {q: f"quality={string_field(q)}" for q in Quality.__args__}
 _HISTORICAL_FIELD = {False: "historical=false", True: "historical=true"}
-
-
-class _Item(msgspec.Struct, forbid_unknown_fields=True):
-    """A batch item as the contract's ``BatchedReading`` reads it (``v``, ``historical``: the envelope's)."""
-    sensor: str
-    ts: _TS
-    seq: _SEQ
-    value: float | None
-    unit: str = ""
-    quality: _QUALITY = "ok"
-
-
-class _Batch(msgspec.Struct, forbid_unknown_fields=True):
-    v: Literal[1]
-    ts: _TS
-    items: Annotated[list[_Item], msgspec.Meta(min_length=1, max_length=BATCH_MAX_ITEMS)]
-    historical: bool = False
-
-
-class _Single(msgspec.Struct, forbid_unknown_fields=True):
-    v: Literal[1]
-    ts: _TS
-    seq: _SEQ
-    value: float | None
-    historical: bool = False
-    unit: str = ""
-    quality: _QUALITY = "ok"
-
-
-_BATCH = msgspec.json.Decoder(_Batch)
-_SINGLE = msgspec.json.Decoder(_Single)
-_UNTAKEN = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 
 
 class ExpressLane:
@@ -95,9 +57,9 @@ class ExpressLane:
     def points(self, topic: str, payload: bytes, arrival: float) -> list[Point] | None:
         parts = topic.split("/")
         if len(parts) == 5 and parts[4] == READINGS:
-            decoder = _BATCH
+            decoder = BATCH
         elif len(parts) == 6 and parts[4] == READING:
-            decoder = _SINGLE
+            decoder = SINGLE
         else:
             return None
         site, gateway = parts[2], parts[3]
@@ -105,14 +67,14 @@ class ExpressLane:
             return None
         try:
             body = decoder.decode(payload)
-        except _UNTAKEN:
+        except UNTAKEN:
             return None
         historical = body.historical
-        items = body.items if decoder is _BATCH else [body]
+        items = body.items if decoder is BATCH else [body]
         judge = self.clock.judge
         looked: list[tuple] = []
         for it in items:  # first every check that has no effect: any doubt, and the full way takes the message
-            found = self._sensor(site, gateway, parts[5] if decoder is _SINGLE else it.sensor)
+            found = self._sensor(site, gateway, parts[5] if decoder is SINGLE else it.sensor)
             if found is None:
                 return None
             if it.ts * 1000 > INFLUX_MAX_MS:
