@@ -34,6 +34,8 @@ class Delivered(NamedTuple):
     mid: int
     qos: int
     n: int  # arrival number: acknowledgements go back in this order
+    urgent: bool
+    site: str  # its partition (alerts/partition.py)
 
 
 def urgent(topic: str) -> bool:
@@ -61,9 +63,10 @@ class Inbox:
 
     def put(self, topic: str, body: bytes, mid: int, qos: int) -> None:
         with self._cond:
-            self._items.append(Delivered(topic, body, mid, qos, self._n))
+            hurry = urgent(topic)
+            self._items.append(Delivered(topic, body, mid, qos, self._n, hurry, Partitions.of_topic(topic)))
             self._n += 1
-            self._urgent += urgent(topic)
+            self._urgent += hurry
             self._cond.notify()
 
     def empty(self) -> bool:
@@ -87,19 +90,19 @@ class Inbox:
             while self._items and len(batch) < limit and cost < work_max:
                 batch.append(self._items.popleft())
                 cost += work(batch[-1].topic, batch[-1].body)
-            self._urgent -= sum(urgent(m.topic) for m in batch)
+            self._urgent -= sum(m.urgent for m in batch)
             return batch
 
     def _first_urgent(self) -> list[Delivered]:
         """The oldest urgent message and what its site sent before it; the others keep their places
     (a scan of the inbox: the broker keeps at most ``max_inflight_messages`` QoS 1 messages in it)."""
-        k = next(i for i, m in enumerate(self._items) if urgent(m.topic))
-        site = Partitions.of_topic(self._items[k].topic)
+        k = next(i for i, m in enumerate(self._items) if m.urgent)
+        site = self._items[k].site
         taken, kept = [], deque()
         for i, m in enumerate(self._items):
-            (taken if i <= k and Partitions.of_topic(m.topic) == site else kept).append(m)
+            (taken if i <= k and m.site == site else kept).append(m)
         self._items = kept
-        self._urgent -= sum(urgent(m.topic) for m in taken)
+        self._urgent -= sum(m.urgent for m in taken)
         return taken
 
 
