@@ -18,11 +18,12 @@ from stationwatch.core.config import Camera, StationConfig
 from .api_alerts import _scope
 from .api_limits import IDENT, errors
 from .auth import CurrentUser
+from .situation import unpack
 from .store import Alert, Store
 
 DEVICE_RULES = ("sensor_fault", "camera_offline")  # an open one marks its device faulty
 GATEWAY_RULES = ("gateway_offline", "gateway_health", "gateway_patrol")
-MEMORY = ("last", "seen", "gw_version", "local_alarm", "gw_seen")
+MEMORY = ("last", "seen", "seen_of", "gw_version", "local_alarm", "gw_seen")  # seen_of: seen, by gateway
 
 
 class DeviceOut(BaseModel):
@@ -84,7 +85,7 @@ def _memory(store: Store) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {ns: {} for ns in MEMORY}
     for row in store.query(f"SELECT ns, key, value FROM memory WHERE ns IN ({marks})", MEMORY):
         out[row["ns"]][row["key"]] = json.loads(row["value"])
-    return out
+    return unpack(out)
 
 
 def _limit(cfg: StationConfig, device: Any) -> float:

@@ -31,6 +31,20 @@ SEEN_LAG_S = 30.0  # a stored `seen` may lag the engine's by this much (silence 
 LAZY = {"seen": SEEN_LAG_S}  # namespace → how far a stored number may lag the one kept here
 
 
+GROUPED = {"seen": "seen_of"}  # namespace → where it is stored: one entry per group (gateway) of its keys (devices)
+STORED_AS = {v: k for k, v in GROUPED.items()}
+_GROUP = object()  # dirty mark of a group: its entry is written whole
+
+
+def unpack(data: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The store's memory rows → namespaces: a group's entry becomes its keys' entries again."""
+    out = {ns: dict(v) for ns, v in data.items() if ns not in STORED_AS}
+    for stored_ns, ns in STORED_AS.items():
+        for entry in data.get(stored_ns, {}).values():
+            out.setdefault(ns, {}).update(entry)
+    return out
+
+
 class Memory:
     """Namespaced key → JSON value, with dirty tracking.
 
@@ -39,9 +53,18 @@ class Memory:
     (10.0, {('seen', 'smk-2'): 12.0})
     """
 
-    def __init__(self, data: dict[str, dict[str, Any]] | None = None):
-        self._data: dict[str, dict[str, Any]] = {ns: dict(v) for ns, v in (data or {}).items()}
+    def __init__(self, data: dict[str, dict[str, Any]] | None = None, groups: dict[str, str] | None = None):
+        self._group = groups or {}  # key → its group, for the namespaces of GROUPED (device → gateway)
+        self._members: dict[str, list[str]] = {}
+        for key, group in self._group.items():
+            self._members.setdefault(group, []).append(key)
+        self._data: dict[str, dict[str, Any]] = unpack(data or {})
         self._dirty: dict[tuple[str, str], Any] = {}
+        for ns, stored_ns in GROUPED.items():  # entries stored one row each (before 2026-12): stored as groups now
+            for key in (data or {}).get(ns, {}):
+                if key in self._group:
+                    self._dirty[(ns, key)] = None
+                    self._dirty[(stored_ns, self._group[key])] = _GROUP
         self._stored: dict[tuple[str, str], float] = {}  # a lazy entry's value as last marked to be written
         self.trace: Any = None  # while a reading's rules run: what they look at (alerts/resting.py)
         self._versions: dict[str, int] = {}  # namespace → its changes so far (alerts/liveness.py SilenceWatch)
@@ -74,14 +97,22 @@ class Memory:
                 if before is not None and abs(value - before) < lag:
                     return  # stored close enough; written with a later change
                 self._stored[(ns, key)] = value
+            self._mark(ns, key, value)
+
+    def _mark(self, ns: str, key: str, value: Any) -> None:
+        stored_ns = GROUPED.get(ns)
+        group = self._group.get(key) if stored_ns is not None else None
+        if group is None:
             self._dirty[(ns, key)] = value
+        else:  # the group's entry is written whole (dirty)
+            self._dirty[(stored_ns, group)] = _GROUP
 
     def pop(self, ns: str, key: str) -> Any:
         if self.trace is not None:
             self._looked(ns, key)
         value = self._data.get(ns, {}).pop(key, None)
         if value is not None:
-            self._dirty[(ns, key)] = None
+            self._mark(ns, key, None)
             self._versions[ns] = self._versions.get(ns, 0) + 1
         return value
 
@@ -94,6 +125,7 @@ class Memory:
     def adopt(self, stored: dict[str, dict[str, Any]], belongs: Callable[[str, str], bool]) -> None:
         """Take the entries for which ``belongs(ns, key)`` from ``stored`` (the store's), forgetting
         what was known of them here: an engine taking over a site goes on from its last owner's memory."""
+        stored = unpack(stored)
         for ns in {*stored, *self._data}:
             space = self._data.setdefault(ns, {})
             for key in [k for k in space if belongs(ns, k)]:
@@ -108,7 +140,17 @@ class Memory:
         return tuple(self._versions.get(ns, 0) for ns in spaces)
 
     def dirty(self) -> dict[tuple[str, str], Any]:
-        return dict(self._dirty)
+        """The entries to write: (namespace, key) → value, None to delete; a group as its whole entry."""
+        out = dict(self._dirty)
+        for (stored_ns, group), value in self._dirty.items():
+            if value is _GROUP:
+                ns = STORED_AS[stored_ns]
+                space = self._data.get(ns, {})
+                out[(stored_ns, group)] = {k: space[k] for k in self._members.get(group, ()) if k in space}
+                for k, v in out[(stored_ns, group)].items():  # stored now: a lazy entry's lag starts again
+                    if (ns, k) in self._stored:
+                        self._stored[(ns, k)] = v
+        return out
 
     def clean(self) -> None:
         self._dirty.clear()

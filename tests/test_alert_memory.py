@@ -95,3 +95,22 @@ def test_a_devices_last_heard_time_is_stored_again_only_once_it_lags_15_s(city_c
         engine.handle(*wire.reading("t-hall", 21.0, ts=at), now=at)
         assert engine.situation.mem.get("seen", "t-hall") == at  # the engine's own: exact
         assert stored() == (T0 if i < 2 else at)  # the store's: 10 s behind is close enough, 31 s is not
+
+
+def test_last_heard_times_are_stored_one_entry_per_gateway_and_old_rows_are_rewritten(city_config, tmp_path, wire):
+    """A country's 128,000 devices' last-heard times were a store row each; they are one entry per
+    gateway now, and a store written the old way is rewritten at the engine's first commit."""
+    db = tmp_path / "a.db"
+    engine = AlertEngine(city_config, db, clock=lambda: T0)
+    engine.store.save_memory({("seen", "t-hall"): T0 - 50.0, ("seen", "smk-kitchen"): T0 - 40.0})  # the old way
+    engine.close()
+    engine = AlertEngine(city_config, db, clock=lambda: T0)
+    assert engine.situation.mem.get("seen", "t-hall") == T0 - 50.0  # read the old way
+    engine.handle(*wire.reading("t-dorm-m1", 21.0, ts=T0), now=T0)
+    rows = {(r["ns"], r["key"]) for r in engine.store.query("SELECT ns, key FROM memory WHERE ns LIKE 'seen%'")}
+    assert rows == {("seen_of", "gw-sl-main")}
+    again = AlertEngine(city_config, db, clock=lambda: T0)
+    assert {d: again.situation.mem.get("seen", d) for d in ("t-hall", "smk-kitchen", "t-dorm-m1")} == {
+        "t-hall": T0 - 50.0, "smk-kitchen": T0 - 40.0, "t-dorm-m1": T0}
+    again.close()
+    engine.close()
