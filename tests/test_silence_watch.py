@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from stationwatch.alerts import liveness
 
-from support.alerts import T0, Twins
+from support.alerts import Twins
 
 SENSORS = ["t-hall", "t-dorm-m1", "smk-dorm-m1", "door-store", "t-outdoor", "supply-main"]
 CAMERAS = ["cam-hall", "cam-exit-main"]
