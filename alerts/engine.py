@@ -226,9 +226,10 @@ class AlertEngine(SiteOwnership):
             return self._service(topic, payload, now)
         taken = self.batches.take(topic, payload)
         if taken is not None:  # a batch of readings, all well formed and known (alerts/express.py)
+            self._heard(taken[0][0].gateway, max(item.body.seq for item, _, _ in taken), now)  # once, for all
             verdicts: list[Verdict] = []
             for item, device, raw in taken:
-                verdicts += self._observe(item, device, topic, lambda raw=raw: msgspec.json.encode(raw), now)
+                verdicts += self._observe(item, device, topic, lambda raw=raw: msgspec.json.encode(raw), now, heard=True)
             return verdicts
         try:
             msg = parse(topic, payload)
@@ -254,16 +255,20 @@ class AlertEngine(SiteOwnership):
             verdicts += self._observe(item, device, batch.topic, lambda i=i: item_bytes(batch.body.items[i]), now)
         return verdicts
 
-    def _observe(self, msg: Message, device, topic: str, evidence: Callable[[], bytes], now: float) -> list[Verdict]:
-        """One observation (a message, or an item of a batch); ``evidence`` is what the quarantine keeps."""
+    def _heard(self, gateway: str, seq: int | None, now: float) -> None:
+        self.situation.heard(gateway, now)
+        if seq is not None and seq > self.situation.mem.get("seq", gateway, -1):
+            self.situation.mem.put("seq", gateway, seq)  # what a takeover need not replay (runner.py)
+
+    def _observe(self, msg: Message, device, topic: str, evidence: Callable[[], bytes], now: float,
+                 heard: bool = False) -> list[Verdict]:
+        """One observation (a message, or an item of a batch); ``evidence`` is what the quarantine
+        keeps; ``heard``: the gateway's last-heard time and sequence are noted already (a whole batch's)."""
         if msg.kind in (MessageClass.CMD, MessageClass.REPLY):  # commands to gateways are not the engine's business
             return []
         self.stats.accepted += 1
-        if msg.kind is not MessageClass.STATUS:  # a status is heard below, unless it is a retained one again
-            self.situation.heard(msg.gateway, now)
-        seq = getattr(msg.body, "seq", None)
-        if seq is not None and seq > self.situation.mem.get("seq", msg.gateway, -1):
-            self.situation.mem.put("seq", msg.gateway, seq)  # what a takeover need not replay (runner.py)
+        if not heard and msg.kind is not MessageClass.STATUS:  # a status (no seq) is heard below, unless retained again
+            self._heard(msg.gateway, getattr(msg.body, "seq", None), now)
         if msg.kind is MessageClass.PATROL:
             return self._run_fn("patrol", patrol.answer, self.situation, msg, now, self.config_version)
         try:

@@ -43,6 +43,7 @@ class SiteOwnership:
             self.situation.mem.adopt(self.store.load_memory(), lambda ns, key: self.partitions.of_memory(ns, key) in gained)
             self._open = self.store.open_keys()
             self.resting.forget()  # what the rules remember was read again: every sensor judged in full once
+            self.situation.forget_said()
         self.requeue_orphans()
 
     def requeue_orphans(self) -> None:

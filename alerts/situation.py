@@ -201,6 +201,15 @@ def latest(body: Any) -> dict[str, Any]:
     return {"state": getattr(body, "state", None), "value": getattr(body, "value", None), "ts": body.ts}
 
 
+def kind_of(body: Any) -> tuple:
+    """The state, quality and unit :func:`latest` gives: written to the board at once when they change."""
+    if isinstance(body, Reading):
+        return None, body.quality, body.unit
+    if isinstance(body, Heartbeat):
+        return "online" if body.online else "offline", None, None
+    return getattr(body, "state", None), None, None
+
+
 class Situation:
     """The config look-ups and the memory the rules share."""
 
@@ -219,6 +228,7 @@ class Situation:
         self.silence: Any = None  # alerts/liveness.py SilenceWatch, set by the engine
         self.clock_corrected = 0  # live messages whose rule time was corrected for a gateway clock that is off
         self._last_put: dict[str, float] = {}  # device → when its last value was last written to memory
+        self._last_kind: dict[str, tuple] = {}  # device → the state, quality and unit then (kind_of)
         self._said: dict[str, tuple[str, Any]] = {}  # device → (gateway, its last body) since the last note_said
         self._places: dict[str, tuple[Any, Site, Room | None, str]] = {}  # device id → (device, site, room, kind)
         self._minutes: dict[tuple[str, int], datetime] = {}  # (site, Unix minute) → the site's local time then
@@ -244,18 +254,24 @@ class Situation:
         message. One entry per gateway (``last``: gateway → {device: what it said}), not per device:
         a country's 128,000 devices written one row each were a third of the engine's time."""
         boards: dict[str, dict[str, Any]] = {}  # gateway → its entry, copied once it changes
+        last_put, last_kind = self._last_put, self._last_kind
         for device_id, (gateway, body) in self._said.items():
-            board = boards.get(gateway) or self.mem.get("last", gateway) or {}
-            said, before = latest(body), board.get(device_id)
-            same_kind = before is not None and all(before.get(k) == said.get(k) for k in ("state", "quality", "unit"))
-            if not same_kind or now - self._last_put.get(device_id, float("-inf")) >= LAST_EVERY_S:
-                if gateway not in boards:
-                    board = boards[gateway] = dict(board)
-                board[device_id] = said
-                self._last_put[device_id] = now
+            kind = kind_of(body)
+            if last_kind.get(device_id) == kind and now - last_put.get(device_id, float("-inf")) < LAST_EVERY_S:
+                continue  # the same state, quality and unit as last written, and written lately
+            board = boards.get(gateway)
+            if board is None:
+                board = boards[gateway] = dict(self.mem.get("last", gateway) or {})
+            board[device_id] = latest(body)
+            last_put[device_id], last_kind[device_id] = now, kind
         for gateway, board in boards.items():
             self.mem.put("last", gateway, board)
         self._said.clear()
+
+    def forget_said(self) -> None:
+        """What was last written for each device is read from the memory again (a takeover: alerts/ownership.py)."""
+        self._last_put.clear()
+        self._last_kind.clear()
 
     def resume(self, now: float) -> None:
         """After a restart. Camera heartbeats are QoS 0, so the broker kept none while the engine
