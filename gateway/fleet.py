@@ -74,6 +74,7 @@ CAMERAS = [("cam-hall", "hall"), ("cam-exit-main", "exit-main"), ("cam-med-obs",
 # the value a healthy building reads, by kind (contacts at rest: 0)
 REST_VALUE = {"temperature": 20.5, "humidity": 45.0, "heat": 22.0, "supply_temperature": 58.0, "return_temperature": 45.0,
               "outdoor_temperature": -3.0, "pressure": 2.1}
+DRIFT_STEP, DRIFT_MAX = 0.1, 0.5  # an analog reading's step and how far it strays from rest (°C, %RH, bar)
 UNIT = {"temperature": "°C", "heat": "°C", "supply_temperature": "°C", "return_temperature": "°C",
         "outdoor_temperature": "°C", "humidity": "%RH", "pressure": "bar"}
 
@@ -273,9 +274,13 @@ class Fleet:
     64 single ``reading`` messages; events, heartbeats and births are single either way."""
 
     def __init__(self, sites: int, publisher: RawPublisher, seed: int = 1, scenario_every_s: float | None = 5.0,
-                 scenarios: tuple[str, ...] | None = None, cycle_s: float = CYCLE_S, batched: bool = False):
+                 scenarios: tuple[str, ...] | None = None, cycle_s: float = CYCLE_S, batched: bool = False,
+                 drift: float = 0.0):
         self.cycle_s = cycle_s  # shorter only in tests: every site within a few seconds
         self.batched = batched
+        self.drift = drift  # chance that an analog sensor's reading moves a step (DRIFT_STEP) from its last one
+        self._drift_rng = random.Random(seed + 1)
+        self._offsets: dict[str, float] = {}  # sensor → how far its value has drifted from its rest value
         self.sites = [Site(i) for i in range(sites)]
         self.pub = publisher
         self.rng = random.Random(seed)
@@ -319,13 +324,28 @@ class Fleet:
                                                                    drivers=["simulated"], session=1), retain=True)
                 for s in self.sites]
 
+    def value(self, site: Site, device: str, kind: str) -> float:
+        """What a sensor reads now: a scenario's value, or its rest value — drifting, with ``drift``,
+        a step at a time within DRIFT_MAX of it, as a real room's thermometer does between polls."""
+        held = site.temp_override.get(device)
+        if held is not None:
+            return held
+        rest = REST_VALUE.get(kind, 0.0)
+        if not self.drift or kind not in REST_VALUE:
+            return rest
+        offset = self._offsets.get(device, 0.0)
+        if self._drift_rng.random() < self.drift:
+            offset = self._offsets[device] = min(DRIFT_MAX, max(-DRIFT_MAX, offset + self._drift_rng.choice(
+                (-DRIFT_STEP, DRIFT_STEP))))
+        return round(rest + offset, 1)
+
     def readings(self, site: Site, now: float) -> list[bytes]:
         if self.batched:
             return [self._batch(site, now)]
         out = []
         for s in SITE_SENSORS:
             dev = f"{site.id}-{s['id']}"
-            value = site.temp_override.get(dev, REST_VALUE.get(s["kind"], 0.0))
+            value = self.value(site, dev, s["kind"])
             out.append(self._fast(site, MessageClass.READING, dev,
                                   self._template(value=value, unit=UNIT.get(s["kind"], ""), quality="ok"), now))
         return out
@@ -333,7 +353,7 @@ class Fleet:
     def _batch(self, site: Site, now: float) -> bytes:
         """The site's cycle as one ``readings`` message, as the agent's batching writes it (batch_payload)."""
         items = [{"sensor": f"{site.id}-{s['id']}", "ts": now,
-                  "value": site.temp_override.get(f"{site.id}-{s['id']}", REST_VALUE.get(s["kind"], 0.0)),
+                  "value": self.value(site, f"{site.id}-{s['id']}", s["kind"]),
                   "unit": UNIT.get(s["kind"], ""), "quality": "ok"} for s in SITE_SENSORS]
         first = site.seq + 1
         site.seq += len(items)  # a batch takes as many seqs as it has items
@@ -458,13 +478,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config-out", type=Path, help="write the fleet's organisation config here (for ingest and the engine)")
     ap.add_argument("--capacity", action="store_true", help="publish one cycle flat out and print the rate")
     ap.add_argument("--batched", action="store_true", help="a site's cycle as one `readings` message (agent.batch_readings)")
+    ap.add_argument("--drift", type=float, default=0.5, help="chance an analog reading moves a step from the last (0: constant)")
     args = ap.parse_args(argv)
     if args.config_out:
         write_config(args.sites, args.config_out)
         print(f"config: {args.config_out}")
     host, _, port = args.broker.rpartition(":")
     pub = RawPublisher(host, int(port), f"fleet-{args.sites}")
-    fleet = Fleet(args.sites, pub, scenario_every_s=args.scenario_every or None, batched=args.batched)
+    fleet = Fleet(args.sites, pub, scenario_every_s=args.scenario_every or None, batched=args.batched, drift=args.drift)
     if args.capacity:
         print(f"capacity: {fleet.capacity():,.0f} readings/s (QoS 1, until the last PUBACK)")
     else:

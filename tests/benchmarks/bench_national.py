@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--shape", choices=("batched", "single"), default="batched",
                     help="a site's cycle as one `readings` message (agent.batch_readings) or 64 single readings")
     ap.add_argument("--workers", type=int, default=1, help="ingest processes sharing the stream")
+    ap.add_argument("--drift", type=float, default=0.5,
+                    help="chance that an analog reading moves 0.1 from the last one (0: every reading as the last)")
     args = ap.parse_args()
     host_info = machine()
     with tempfile.TemporaryDirectory() as tmp, Receiver() as receiver:
@@ -115,7 +117,7 @@ def main() -> None:
                 time.sleep(2)  # subscriptions settle (a SUBACK follows the connect)
                 pub = RawPublisher(broker.host, broker.port, "fleet-national")
                 # fires weighted three to one against each other scenario: enough of them for a p99
-                fleet = Fleet(args.sites, pub, scenario_every_s=args.scenario_every, batched=batched,
+                fleet = Fleet(args.sites, pub, scenario_every_s=args.scenario_every, batched=batched, drift=args.drift,
                               scenarios=("fire", "fire", "fire", "cold-room", "camera-offline", "night-exit"))
                 pub.send(fleet.births())
                 warm = fleet.fire("fire", fleet.sites[-1])  # warm-up: the first notice loads apprise's plugins
