@@ -45,6 +45,7 @@ bench: deps bench-deps venv
 	$(BIN)/python tests/benchmarks/bench_gateway.py
 	$(BIN)/python tests/benchmarks/bench_reports.py
 	$(BIN)/python tests/benchmarks/bench_peer.py
+	$(BIN)/python tests/benchmarks/bench_engine.py
 	$(BIN)/python tests/benchmarks/bench_national.py
 
 deps:

@@ -171,7 +171,7 @@ def main() -> None:
              (f"alert p99 ≤ {GOAL_MS:.0f} ms", bool(latencies) and p99 <= GOAL_MS and not unanswered)]
     text = f"""## {"National" if args.sites == 2000 else f"{args.sites}-site"} load (the fleet into ingest and one engine)
 
-Command: `.venv/bin/python tests/benchmarks/bench_national.py --sites {args.sites} --seconds {args.seconds:g} --shape {args.shape} --workers {args.workers}`.
+Command: `.venv/bin/python tests/benchmarks/bench_national.py --sites {args.sites} --seconds {args.seconds:g} --shape {args.shape} --workers {args.workers} --drift {args.drift:g}`.
 Machine: {host_info}.
 Conditions: one Mosquitto (project config) and one InfluxDB 1.6.7 started fresh; `stationwatch ingest` and
 `stationwatch alerts` (SQLite store) in their own processes on a generated organisation of {args.sites:,} sites
@@ -179,7 +179,8 @@ Conditions: one Mosquitto (project config) and one InfluxDB 1.6.7 started fresh;
 (gateway/fleet.py, one process, raw MQTT 3.1.1 packets, the gateway's own topics and bodies) sending each
 site's {SENSORS_PER_SITE} readings every 10 s ({"as one `readings` message, as `agent.batch_readings` sends them" if batched else "as single `reading` messages"};
 {out["messages"]:,} messages in all), `stationwatch ingest --workers {args.workers}`, the sites spread over the cycle, camera heartbeats every 30 s, a
-retained birth per gateway, and a scenario at a random site every {args.scenario_every:g} s
+retained birth per gateway, {"analog values (29 of a site's 64 sensors) moving 0.1 from the last reading with a chance of " + format(args.drift, "g") + " per reading (within 0.5 of rest), binary ones at rest" if args.drift else "every value as the last (no drift)"},
+and a scenario at a random site every {args.scenario_every:g} s
 ({', '.join(f'{k} {sum(1 for f in fleet.fired if f.scenario == k)}' for k in ('fire', 'cold-room', 'camera-offline', 'night-exit'))}).
 Fire alerts notify a local HTTP receiver through apprise `json://`. The fleet does not answer the patrol
 (`cmd/patrol`), so its timeout is 600 s here (not 60 s): a run with 60 s raised 2,000 "no answer" warnings
