@@ -2,7 +2,7 @@
 said last (a temperature, a detector's or door's state, a camera's heartbeat), the stale and faulty
 ones marked, and the site's gateways: online or lost since when, the local alarm, the config version
 against the centre's, and their open health findings. Read from the engine's memory in the alert
-store (``last``, ``seen``, ``gw_version``, ``local_alarm``: alerts/situation.py, gateway_health.py)
+store (``last``, ``seen``, ``gw_version``, ``local_alarm``: alerts/situation.py and memory.py, gateway_health.py)
 and the open alerts; the readings' history is InfluxDB's (Grafana's station overview)."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from stationwatch.core.config import Camera, StationConfig
 from .api_alerts import _scope
 from .api_limits import IDENT, errors
 from .auth import CurrentUser
-from .situation import unpack
+from .memory import unpack
 from .store import Alert, Store
 
 DEVICE_RULES = ("sensor_fault", "camera_offline")  # an open one marks its device faulty

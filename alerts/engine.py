@@ -65,7 +65,8 @@ from .register.store import Register
 from .resting import Resting
 from .rules import RULES, Rule
 from .silences import INHIBITED, INHIBITIONS, Silences, Window
-from .situation import Memory, Situation
+from .memory import Memory
+from .situation import Situation
 from .store import ENGINE, Alert, Raised, Store
 from .supervision import Pipeline
 from .verdicts import Clear, Verdict

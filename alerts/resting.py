@@ -31,7 +31,7 @@ from .verdicts import Clear, Verdict
 
 
 class Trace:
-    """What one reading's rules looked at (filled in by :class:`~.situation.Memory` and the calendar)."""
+    """What one reading's rules looked at (filled in by :class:`~.memory.Memory` and the calendar)."""
     __slots__ = ("ts", "site", "missing", "calendar", "touched")
 
     def __init__(self, ts: float, site: str):

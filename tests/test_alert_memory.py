@@ -87,7 +87,7 @@ def test_a_store_written_by_the_first_engine_is_upgraded_without_losing_a_row(ci
 def test_a_devices_last_heard_time_is_stored_again_only_once_it_lags_15_s(city_config, tmp_path, wire):
     """`seen` changes with every message; the store gets it when it lags by SEEN_LAG_S (a country's
     readings would otherwise be a store write each), while the engine's own timers use the exact time."""
-    from stationwatch.alerts.situation import SEEN_LAG_S
+    from stationwatch.alerts.memory import SEEN_LAG_S
     db = tmp_path / "a.db"
     engine = AlertEngine(city_config, db, clock=lambda: T0)
     stored = lambda: AlertEngine(city_config, db, clock=lambda: T0).situation.mem.get("seen", "t-hall")  # noqa: E731
