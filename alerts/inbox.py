@@ -21,11 +21,12 @@ from collections import deque
 from typing import Any, Callable, NamedTuple
 
 from stationwatch.core.contract import MessageClass
+from stationwatch.core.wire import ROOT
 
 from .partition import Partitions
 
-ROUTINE = tuple(f"/{kind.value}" for kind in (MessageClass.READINGS,)) + tuple(
-    f"/{kind.value}/" for kind in (MessageClass.READING, MessageClass.HEARTBEAT))
+ROUTINE = frozenset(k.value for k in (MessageClass.READINGS, MessageClass.READING, MessageClass.HEARTBEAT))
+GATEWAY_ROOT = ROOT + "/"
 
 
 class Delivered(NamedTuple):
@@ -39,10 +40,10 @@ class Delivered(NamedTuple):
 
 
 def urgent(topic: str) -> bool:
-    """A gateway's message that is not a reading, a readings batch or a camera heartbeat."""
-    if not topic.startswith("sw/v1/"):
-        return False  # the services' heartbeats and the engine's probe: in arrival order
-    return not (topic.endswith(ROUTINE[0]) or any(mark in topic for mark in ROUTINE[1:]))
+    """A gateway's message (``sw/v1/{site}/{gateway}/{class}…``) whose class is not a reading, a
+    readings batch or a camera heartbeat; the services' heartbeats and the engine's probe go in order."""
+    parts = topic.split("/", 5)
+    return topic.startswith(GATEWAY_ROOT) and len(parts) > 4 and parts[4] not in ROUTINE
 
 
 def work(topic: str, body: bytes) -> int:
@@ -71,9 +72,6 @@ class Inbox:
 
     def empty(self) -> bool:
         return not self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
 
     def take(self, timeout: float, limit: int, work_max: int) -> list[Delivered]:
         """Messages for one commit: an urgent one with its site's messages before it, else the oldest,
@@ -107,7 +105,8 @@ class Inbox:
 
 
 class AckOrder:
-    """Acknowledge in arrival order: ``done(messages)`` → the (mid, qos) now free to acknowledge."""
+    """Acknowledge in arrival order: ``done(messages, ack)`` calls ``ack(mid, qos)`` for each QoS 1
+    message that is done and has every message before it done too."""
 
     def __init__(self) -> None:
         self._next = 0

@@ -32,6 +32,8 @@ def test_what_counts_as_urgent():
     assert not urgent(topic("a", "gw-a", MessageClass.READING, "t1"))
     assert not urgent(topic("a", "gw-a", MessageClass.HEARTBEAT, "cam-1"))
     assert not urgent("sw/svc/v1/ingest/i1/beat")
+    assert urgent(event("reading")[0]) and urgent(topic("heartbeat", "gw-1", MessageClass.EVENT, "smk-1"))  # ids, not classes
+    assert not urgent(topic("event", "gw-1", MessageClass.READING, "t1"))
     assert work(*reading("a")) == 64 and work(*event("a")) == 1
 
 
