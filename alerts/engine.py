@@ -53,11 +53,12 @@ from stationwatch.core.quarantine import Quarantine
 from stationwatch.core.wire import SERVICE_ROOT
 
 from . import gateway_health, outbox, patrol
-from .liveness import SilenceWatch
 from .database import is_url
 from .dispatch import Notifier
 from .escalation import Escalator
 from .express import BatchLane
+from .liveness import SilenceWatch
+from .memory import Memory
 from .ownership import SiteOwnership
 from .partition import Partitions
 from .register.evidence import Watch
@@ -65,7 +66,6 @@ from .register.store import Register
 from .resting import Resting
 from .rules import RULES, Rule
 from .silences import INHIBITED, INHIBITIONS, Silences, Window
-from .memory import Memory
 from .situation import Situation
 from .store import ENGINE, Alert, Raised, Store
 from .supervision import Pipeline

@@ -97,6 +97,3 @@ class Resting:
     def forget(self) -> None:
         """Every sensor judged in full again (the sites owned changed: alerts/ownership.py)."""
         self._rests.clear()
-
-    def __len__(self) -> int:
-        return len(self._rests)

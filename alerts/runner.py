@@ -143,10 +143,10 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
             if batch:
                 mine = batch
                 if leases is not None:
-                    mine = [m for m in batch if engine.partitions.of_topic(m.topic) in leases.sites]
+                    mine = [m for m in batch if m.site in leases.sites]
                     for m in batch:
-                        if m.qos and engine.partitions.of_topic(m.topic) not in leases.sites:
-                            backlog.add(engine.partitions.of_topic(m.topic), m.topic, m.body)
+                        if m.qos and m.site not in leases.sites:
+                            backlog.add(m.site, m.topic, m.body)
                 changed = _commit(engine, mine, stop, leases)
                 acks.done(batch, link.ack)
                 if changed and engine.notifier is not None:  # its notices are claimed before the next commit
@@ -273,7 +273,7 @@ def _commit(engine: AlertEngine, batch: list[Delivered], stop: threading.Event, 
         except LeaseLost as exc:
             log.error("%s", exc)
             engine.own(leases.sites)
-            batch = [m for m in batch if engine.partitions.of_topic(m.topic) in leases.sites]
+            batch = [m for m in batch if m.site in leases.sites]
         except ERRORS as exc:
             log.error("alert store write failed (%s); retrying in %.1f s", exc, delay)
             if stop.wait(delay):
