@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 # Retention (GB 50440: alarm and audit records ≥ 1 year).
 RAW_POLICY = "raw"          # every reading, heartbeat and health sample, 30 days
 RECORDS_POLICY = "records"  # events, gateway status, local alarm changes: alarm records, 400 days
-TREND_POLICY = "trend"      # 1-minute means of readings, 400 days (continuous query)
+TREND_POLICY = "trend"      # 1-minute means of readings, 400 days (broker/trend.py, or a continuous query)
 POLICIES = {RAW_POLICY: "30d", RECORDS_POLICY: "400d", TREND_POLICY: "400d"}
 RETENTION_S = {name: int(duration[:-1]) * 86400 for name, duration in POLICIES.items()}
 RETENTION_MARGIN_S = 3600  # points this close to the edge are kept out too: the edge moves while we write
@@ -58,7 +58,7 @@ class Point:
 
 
 class PointWriter(Protocol):
-    def ensure_schema(self) -> None: ...
+    def ensure_schema(self, trend_query: bool = True) -> None: ...
     def write(self, points: list[Point]) -> None:
         """Write all points or raise; after a raise none may be assumed written."""
     def canary(self, instance: str, n: int) -> bool:
@@ -180,13 +180,20 @@ class InfluxV1Writer:
             self._session.auth = (u.username, u.password or "")
         self._lines = LineBuilder()
 
-    def ensure_schema(self) -> None:
+    def ensure_schema(self, trend_query: bool = True) -> None:
+        """The database, its retention policies, and the continuous query of the 1-minute trend — or,
+        with ``trend_query`` False (a single ingest makes the trend itself: broker/trend.py), no
+        such query: one left by an earlier setup is dropped, or both would write the same minutes."""
         c = self._client
         c.query(f'CREATE DATABASE "{self.database}"', method="POST")
         existing = {p["name"] for p in c.get_list_retention_policies(self.database)}
         for name, duration in POLICIES.items():
             if name not in existing:
                 c.create_retention_policy(name, duration, "1", database=self.database, default=name == RAW_POLICY)
+        if not trend_query:
+            if any(q["name"] == "reading_1m" for q in c.query("SHOW CONTINUOUS QUERIES").get_points(measurement=self.database)):
+                c.query(f'DROP CONTINUOUS QUERY "reading_1m" ON "{self.database}"', method="POST")
+            return
         cq = f'CREATE CONTINUOUS QUERY "reading_1m" ON "{self.database}" BEGIN {self._trend_select()} GROUP BY time(1m), * END'
         try:
             c.query(cq, method="POST")
@@ -199,12 +206,14 @@ class InfluxV1Writer:
                 f'INTO "{self.database}"."{TREND_POLICY}"."reading_1m" FROM "{self.database}"."{RAW_POLICY}"."reading"'
                 + (f" WHERE {where}" if where else ""))
 
-    def downsample(self, start_ms: int, end_ms: int) -> None:
-        """The ``trend`` one-minute means of a past period. The continuous query computes only the minute
-        that just ended, so readings that arrive late (a spool replayed after an outage) reach ``trend``
-        only through this; the same minutes computed again overwrite themselves."""
-        self._client.query(f"{self._trend_select(f'time >= {start_ms}ms AND time < {end_ms}ms')} GROUP BY time(1m), *",
-                           method="POST")
+    def downsample(self, start_ms: int, end_ms: int, site: str | None = None) -> None:
+        """The ``trend`` one-minute means of a past period (of one ``site``, or all). Ingest's trend
+        (broker/trend.py) asks for this where it cannot know a minute from memory (readings replayed
+        from a spool, out of order, its first minute); the same minutes computed again overwrite themselves."""
+        where = f"time >= {start_ms}ms AND time < {end_ms}ms"
+        if site is not None:
+            where += " AND \"site\" = '" + site.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        self._client.query(f"{self._trend_select(where)} GROUP BY time(1m), *", method="POST")
 
     def write(self, points: list[Point]) -> None:
         """All points, one request per retention policy (and per ``chunk`` lines). A point line protocol
@@ -293,7 +302,7 @@ class InfluxV2Writer:
     def bucket_for(self, policy: str) -> str:
         return self.bucket if policy == RAW_POLICY else f"{self.bucket}-{policy}"
 
-    def ensure_schema(self) -> None:
+    def ensure_schema(self, trend_query: bool = True) -> None:
         """Nothing to create from here: buckets belong to the operator. Checks the server answers."""
         if not self._client.ping():
             raise ConnectionError(f"InfluxDB at {self.url} does not answer /ping")

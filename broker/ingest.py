@@ -31,8 +31,10 @@ from stationwatch.core.quarantine import Quarantine
 from .directory import REFRESH_S, layout_points
 from .admission import Admission, routine
 from .backlog import Backlog
+from .canary import Canary
 from .influx import RETENTION_MARGIN_S, RETENTION_S, InfluxV1Writer, Point, PointsRejected, PointWriter
 from .receipts import Receipts
+from .trend import MinuteTrend, start_trend
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ class IngestStats:
     quarantine_bytes: int = 0
     clock_flagged: int = 0
     seq_regressions: int = 0
+    trend_written: int = 0  # 1-minute trend points made from memory (broker/trend.py)
+    trend_recomputed: int = 0  # site ranges handed to be recomputed from the stored readings
 
     def values(self, queue_depth: int, subscribed: bool = False) -> dict[str, float]:
         return {"subscribed": float(subscribed), "received_total": self.received, "written_total": self.written,
@@ -68,7 +72,8 @@ class IngestStats:
                 "queue_depth": queue_depth, "uptime_seconds": time.time() - self.started,
                 "queue_bytes": self.queue_bytes, "dropped_total": self.dropped, "backpressure_waits_total": self.waits,
                 "quarantine_dropped_total": self.quarantine_dropped, "quarantine_bytes": self.quarantine_bytes,
-                "clock_flagged_total": self.clock_flagged, "seq_regressions_total": self.seq_regressions}
+                "clock_flagged_total": self.clock_flagged, "seq_regressions_total": self.seq_regressions,
+                "trend_written_total": self.trend_written, "trend_recomputed_total": self.trend_recomputed}
 
 
 @dataclass
@@ -108,6 +113,7 @@ class Ingest:
         self.queue: Backlog[_Pending] = Backlog(limits.queue_messages, int(limits.queue_mb * MB), limits.routine_qos0_messages)
         self.metrics_port: int | None = None
         self.receipts: Receipts | None = None  # tells the gateways what was stored (broker/receipts.py)
+        self.trend: MinuteTrend | None = None  # the 1-minute trend, when this process sees the whole stream
         self._dropped_logged = 0.0
 
     @property
@@ -120,6 +126,8 @@ class Ingest:
         s.dropped, s.waits, s.queue_bytes = self.queue.dropped, self.queue.waits, self.queue.bytes
         s.quarantine_dropped, s.quarantine_bytes = self.quarantine.dropped, self.quarantine.bytes
         s.clock_flagged, s.seq_regressions = self.admission.clock_flagged, self.admission.sequences.regressions
+        if self.trend is not None:
+            s.trend_written, s.trend_recomputed = self.trend.written, self.trend.redone
         return s
 
     # called on the MQTT network thread: never raises; waits only for room for a QoS 1 message
@@ -182,6 +190,8 @@ class Ingest:
             batch = self._gather(stop)
             if batch:
                 self._write(batch, stop)
+            elif self.trend is not None:  # a quiet stream: the minutes of sensors gone quiet are due
+                self._write_trend(self.trend.add(()))
             if self.receipts is not None:
                 self.receipts.flush()  # due ones, at most every_s apart: a gateway waits ~1 s, not a beat
 
@@ -266,6 +276,8 @@ class Ingest:
         self.stats.last_batch = len(written)
         if written:
             self.stats.lag_s = max(0.0, time.time() - max(pt.time_ms for pt in written) / 1000)
+        if self.trend is not None:
+            self._write_trend(self.trend.add(written))
         for p in batch:
             if p.qos > 0:
                 self.ack(p.mid, p.qos)
@@ -275,35 +287,15 @@ class Ingest:
             self.receipts.flush()
 
 
-class Canary:
-    """Is InfluxDB alive? A point written and read back every ``period_s``, in a thread of its own
-    (a hanging database must not delay ingest's heartbeat). What it found goes into the beat."""
-
-    def __init__(self, writer: PointWriter, instance: str, period_s: float):
-        self.writer, self.instance, self.period_s = writer, instance, period_s
-        self.ok: bool | None = None  # None: not checked yet
-        self.checked_at: float | None = None
-        self.ok_at: float | None = None  # last time the database took and returned the canary
-        self.error: str | None = None
-        self.n = 0
-
-    def run(self, stop: threading.Event) -> None:
-        while True:
-            self.n += 1
-            try:
-                ok = bool(self.writer.canary(self.instance, self.n))
-                self.error = None if ok else "the canary point did not come back / 写入后读不回"
-            except Exception as exc:  # noqa: BLE001 — any failure is the database's state, reported
-                ok, self.error = False, f"{type(exc).__name__}: {str(exc)[:200]}"
-            self.ok, self.checked_at = ok, time.time()
-            if ok:
-                self.ok_at = self.checked_at
-            if stop.wait(self.period_s):
-                return
-
-    def info(self) -> dict[str, object]:
-        return {"influx_ok": self.ok, "influx_checked_at": self.checked_at, "influx_ok_at": self.ok_at,
-                "influx_error": self.error}
+    def _write_trend(self, points: list[Point]) -> None:
+        """The minutes just completed; what InfluxDB does not take is recomputed later instead."""
+        if not points:
+            return
+        try:
+            self.writer.write(points)
+        except Exception as exc:
+            self.trend.failed(points)
+            log.warning("%d trend point(s) not written (%s); recomputed later", len(points), str(exc)[:200])
 
 
 @dataclass
@@ -322,7 +314,8 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
     options = options or IngestOptions()
     collector.tune()
     writer = writer or InfluxV1Writer(influx_url, database)
-    _ensure_schema(writer, stop)
+    alone = options.shared_group is None  # sees every sensor's whole stream: makes the trend itself
+    _ensure_schema(writer, stop, trend_query=not alone)
     quarantine = Quarantine(quarantine_path, "ingest", int(cfg.limits.ingest.quarantine_mb * MB))
     holder: dict[str, MqttLink | StreamLink] = {}
     ingest = Ingest(cfg, writer, quarantine, ack=lambda mid, qos: holder["link"].ack(mid, qos))
@@ -346,6 +339,8 @@ def run_ingest(cfg, address: BrokerAddress, influx_url: str, database: str, quar
                           receive_max=cfg.limits.ingest.queue_messages)
     holder["link"] = link
     ingest.receipts = Receipts(lambda t, b: link.publish(t, b, MessageClass.CMD), ingest.admission.inventory.gateway_site)
+    if alone:
+        ingest.trend = start_trend(writer, stop)
     link.start(wait=None)
     log.info("ingest %s: MQTT %s:%d %s → InfluxDB %s/%s", client_id, address.host, address.port,
              topic_filter, influx_url, database)
@@ -424,11 +419,11 @@ def _db_unavailable() -> tuple[type[BaseException], ...]:
     return (RequestException, InfluxDBServerError)
 
 
-def _ensure_schema(writer: PointWriter, stop: threading.Event) -> None:
+def _ensure_schema(writer: PointWriter, stop: threading.Event, trend_query: bool = True) -> None:
     delay = 0.5
     while True:
         try:
-            writer.ensure_schema()
+            writer.ensure_schema(trend_query)
             return
         except (OSError, ConnectionError) + _db_unavailable() as exc:
             log.warning("InfluxDB not ready (%s); retrying in %.1f s", str(exc)[:200], delay)

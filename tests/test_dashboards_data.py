@@ -113,7 +113,7 @@ class Played:
                           ('SELECT "state" FROM "records"."alert" WHERE "action" = \'resolve\'', "a resolve annotation"),
                           ('SELECT * FROM "pipeline_quarantine" LIMIT 1', "a refusal by reason"),
                           ('SELECT * FROM "notification" WHERE "sent_total" > 0 LIMIT 1', "a delivered notification"),
-                          ('SELECT * FROM "trend"."reading_1m" LIMIT 1', "1-minute trends (continuous query)")):
+                          ('SELECT * FROM "trend"."reading_1m" LIMIT 1', "1-minute trends (ingest's, broker/trend.py)")):
             wait_for(lambda: self.rows(sql), 150, interval=0.5, what=what)
         wait_for(lambda: len(self.rows('SELECT "batches_total" FROM "pipeline" WHERE "service" = \'alerts\'')) >= 3, 40,
                  what="the engine's figures")
