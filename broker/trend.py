@@ -39,6 +39,10 @@ REDO_QUIET_S = 30.0  # a site's minutes to recompute wait until nothing was adde
 REDO_SPAN_MS = 6 * 3600 * 1000  # a recomputation reads at most this much of a site's history at once
 SWEEP_S = 10.0  # how often the open minutes are looked at for quiet sensors
 REDO_EVERY_S = 5.0  # how often the recomputer looks for due sites
+REDO_IDLE = 3.0  # after a recomputation the recomputer rests this many times as long as it took: InfluxDB
+# spends at most a quarter of its time on them (2,000 sites' first minutes after a start take ~40 s of its CPU)
+START_MARGIN_MS = 120_000  # a minute that began this long after the start cannot have readings with the
+# ingest before (gateway clocks within the 60 s tolerance, a stopping ingest's last batch)
 
 
 @dataclass(slots=True)
@@ -65,8 +69,10 @@ class MinuteTrend:
     """Open minutes per sensor, and the sites' minutes to recompute. Not thread-safe: ingest's
     writer thread adds and sweeps; :meth:`due` hands the recomputations to :class:`Recomputer`."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic, started_ms: int | None = None):
         self.clock = clock
+        started_ms = int(time.time() * 1000) if started_ms is None else started_ms
+        self._whole_from = (started_ms + START_MARGIN_MS) // MINUTE_MS + 1  # first minute surely all ours
         self._open: dict[tuple[str, str, str], _Minute] = {}
         self._redo: dict[str, _Redo] = {}
         self._lock = threading.Lock()  # _redo only: the recomputer takes from it
@@ -91,14 +97,14 @@ class MinuteTrend:
             if m is None or (m.tags is not tags and m.tags != tags):  # first heard, or moved by a new config
                 if m is not None and not m.written:
                     self._close(m, done, now)
-                m = self._open[key] = _Minute(minute, tags, now, whole=False)
+                m = self._open[key] = _Minute(minute, tags, now, whole=minute >= self._whole_from)
             elif minute != m.minute:
-                if minute < m.minute or (minute == m.minute and m.written):
+                if minute < m.minute:
                     self.later(key[0], minute, minute, now)  # late: that minute is recomputed
                     continue
                 if not m.written:
                     self._close(m, done, now)
-                m = self._open[key] = _Minute(minute, tags, now, whole=True)
+                m.minute, m.whole, m.written, m.total, m.n = minute, True, False, 0.0, 0  # reused: no garbage
             elif m.written:  # its minute went quiet and was closed, and now more of it arrives
                 self.later(key[0], minute, minute, now)
                 continue
@@ -186,13 +192,16 @@ class Recomputer:
 
     def once(self, stop: threading.Event | None = None) -> int:
         done = 0
+        rest = stop or threading.Event()
         for site, start_ms, end_ms in self.trend.due():
-            if stop is not None and stop.is_set():
+            if rest.is_set():
                 self.trend.later(site, start_ms // MINUTE_MS, end_ms // MINUTE_MS - 1)
                 continue
             try:
+                t0 = time.monotonic()
                 self.downsample(start_ms, end_ms, site)
                 done += 1
+                rest.wait((time.monotonic() - t0) * REDO_IDLE)
             except Exception as exc:  # InfluxDB away: the same minutes again, once the site is quiet again
                 self.failures += 1
                 log.warning("trend of site %s not recomputed (%s); trying again later", site, str(exc)[:200])

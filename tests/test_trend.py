@@ -68,6 +68,17 @@ def test_a_minute_is_written_when_the_next_begins_and_the_first_after_a_start_is
     assert t.due() == [], "handed out once"
 
 
+def test_a_sensor_first_heard_well_after_the_start_has_its_first_minute_from_memory():
+    clock = Clock()
+    started = M * MINUTE_MS - trend_mod.START_MARGIN_MS - MINUTE_MS  # ingest has run long enough
+    t = MinuteTrend(clock, started_ms=started)
+    t.add(minute_of("t1", M, [4.0, 6.0]) + minute_of("t2", M - 1, [1.0]))  # t2: a minute within the margin
+    done = t.add(minute_of("t1", M + 1, [1.0]) + minute_of("t2", M, [1.0]))
+    assert summary(done) == {("t1", M): (5.0, 4.0, 6.0)}
+    clock.now += trend_mod.REDO_QUIET_S
+    assert t.due() == [(SITE, (M - 1) * MINUTE_MS, M * MINUTE_MS)]
+
+
 def test_values_of_a_minute_give_its_mean_min_and_max():
     rng = random.Random(7)
     t = MinuteTrend(Clock())
