@@ -114,3 +114,19 @@ def test_last_heard_times_are_stored_one_entry_per_gateway_and_old_rows_are_rewr
         "t-hall": T0 - 50.0, "smk-kitchen": T0 - 40.0, "t-dorm-m1": T0}
     again.close()
     engine.close()
+
+
+def test_memory_entries_come_back_as_they_were_written(store_path):
+    """The memory's rows are encoded by msgspec where it writes what json would, by json elsewhere."""
+    from stationwatch.alerts.store import Store
+    store = Store(store_path)
+    entries = {("last", "gw-a"): {"t-hall": [20.5, 1796170000.125, "ok", "°C"], "smk": [None, 1.0, "fault", ""]},
+               ("seen_of", "gw-a"): {"t-hall": 1796170000.5}, ("odd", "nan"): [float("nan"), 1],
+               ("odd", "inf"): {"x": float("inf")}, ("odd", "text"): "宿舍 \"quoted\" \\ line\nbreak",
+               ("odd", "ints"): {"1": 2, "big": 2 ** 53}}
+    store.save_memory(entries)
+    back = Store(store_path).load_memory()
+    assert back["last"]["gw-a"] == entries[("last", "gw-a")] and back["seen_of"]["gw-a"] == {"t-hall": 1796170000.5}
+    assert back["odd"]["nan"][0] != back["odd"]["nan"][0] and back["odd"]["nan"][1] == 1, "NaN stays NaN, not null"
+    assert back["odd"]["inf"] == {"x": float("inf")}
+    assert back["odd"]["text"] == entries[("odd", "text")] and back["odd"]["ints"] == {"1": 2, "big": 2 ** 53}
