@@ -46,6 +46,9 @@ bench: deps bench-deps venv
 	$(BIN)/python tests/benchmarks/bench_reports.py
 	$(BIN)/python tests/benchmarks/bench_peer.py
 	$(BIN)/python tests/benchmarks/bench_engine.py
+	$(BIN)/python tests/benchmarks/bench_influx_load.py
+	@# the deployment docs/scaling.md recommends (ingest and InfluxDB at nice 10), then all at one priority
+	$(BIN)/python tests/benchmarks/bench_national.py --storage-nice 10
 	$(BIN)/python tests/benchmarks/bench_national.py
 
 deps:

@@ -176,7 +176,7 @@ def main() -> None:
     p50, p99 = pct(latencies, .5), pct(latencies, .99)
     goals = [("zero loss", lost == 0), (f"ingest + engine < {GOAL_CORES} cores", sum(cores.values()) < GOAL_CORES),
              (f"alert p99 ≤ {GOAL_MS:.0f} ms", bool(latencies) and p99 <= GOAL_MS and not unanswered)]
-    text = f"""## {"National" if args.sites == 2000 else f"{args.sites}-site"} load (the fleet into ingest and one engine)
+    text = f"""## {"National" if args.sites == 2000 else f"{args.sites}-site"} load (the fleet into ingest and one engine){", storage at nice " + str(args.storage_nice) if args.storage_nice else ", every process at the same priority"}
 
 Command: `.venv/bin/python tests/benchmarks/bench_national.py --sites {args.sites} --seconds {args.seconds:g} --shape {args.shape} --workers {args.workers} --drift {args.drift:g}{f" --storage-nice {args.storage_nice}" if args.storage_nice else ""}`.
 Machine: {host_info}.
@@ -205,7 +205,9 @@ Every process on the same 2 cores{f"; ingest and InfluxDB at nice {args.storage_
 
 Goals{'' if args.sites == 2000 else ' (set for 2,000 sites; here at ' + format(args.sites, ',') + ')'}: {'; '.join(f'{name}: **{"met" if ok else "NOT met"}**' for name, ok in goals)}.
 """
-    write_section("national" if args.sites == 2000 else f"national-{args.sites}", text)  # a smaller run keeps its own
+    # a smaller run keeps its own section, and so does the run with every process at the same priority
+    name = "national" if args.sites == 2000 else f"national-{args.sites}"
+    write_section(name if args.storage_nice else f"{name}-equal", text)
     print(text)
 
 
