@@ -6,20 +6,18 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 import uuid
 
 import pytest
 
-from stationwatch.broker.influx import InfluxV1Writer
-from stationwatch.broker.ingest import IngestOptions, run_ingest
 from stationwatch.broker.stack import LocalMosquitto
 from stationwatch.core.contract import MessageClass, Reading, encode, topic
-from stationwatch.core.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.mqtt import MqttLink
 from stationwatch.core.wire import batch_payload, parse_command
 
 from support import wait_for
+from support.broker import IngestThread
 
 SITE, GW = "sl-station", "gw-sl-main"
 
@@ -32,17 +30,8 @@ def mosquitto(tmp_path):
 
 @pytest.fixture
 def ingest(city_config, mosquitto, influxdb, tmp_path):
-    database = f"t_{uuid.uuid4().hex[:8]}"
-    stop, ready = threading.Event(), threading.Event()
-    address = BrokerAddress(mosquitto.host, mosquitto.port)
-    thread = threading.Thread(target=run_ingest, args=(city_config, address, influxdb.url, database,
-                                                       tmp_path / "q.db", stop),
-                              kwargs={"options": IngestOptions(instance=database), "ready": ready}, daemon=True)
-    thread.start()
-    assert ready.wait(30), "ingest did not subscribe"
-    yield address, InfluxV1Writer(influxdb.url, database), tmp_path / "q.db"
-    stop.set()
-    thread.join(15)
+    with IngestThread(city_config, mosquitto, influxdb, tmp_path) as running:
+        yield running
 
 
 def _rows(writer, sql):

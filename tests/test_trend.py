@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 import uuid
 
@@ -14,13 +13,13 @@ import pytest
 
 from stationwatch.broker import trend as trend_mod
 from stationwatch.broker.influx import TREND_POLICY, InfluxV1Writer, Point
-from stationwatch.broker.ingest import IngestOptions, run_ingest
 from stationwatch.broker.trend import MINUTE_MS, MinuteTrend, Recomputer
 from stationwatch.core.contract import MessageClass, topic
-from stationwatch.core.mqtt import BrokerAddress, MqttLink
+from stationwatch.core.mqtt import MqttLink
 from stationwatch.core.wire import batch_payload
 
 from support import wait_for
+from support.broker import IngestThread
 
 SITE, GW = "sl-station", "gw-sl-main"
 
@@ -180,21 +179,11 @@ def quick(monkeypatch):
 
 @pytest.fixture
 def ingest(city_config, mosquitto, influxdb, tmp_path, quick):
-    database = f"t_{uuid.uuid4().hex[:8]}"
-    writer = InfluxV1Writer(influxdb.url, database)
-    writer.ensure_schema()  # as an earlier setup left it: with the continuous query
-    stop, ready = threading.Event(), threading.Event()
-    address = BrokerAddress(mosquitto.host, mosquitto.port)
-    thread = threading.Thread(target=run_ingest, args=(city_config, address, influxdb.url, database,
-                                                       tmp_path / "q.db", stop),
-                              kwargs={"options": IngestOptions(instance=database), "ready": ready}, daemon=True)
-    thread.start()
-    assert ready.wait(30), "ingest did not subscribe"
-    link = MqttLink(address, GW).start()
-    yield link, writer
-    link.stop()
-    stop.set()
-    thread.join(15)
+    # the database as an earlier setup left it: with the continuous query
+    with IngestThread(city_config, mosquitto, influxdb, tmp_path, prepare=lambda w: w.ensure_schema()) as (address, writer, _):
+        link = MqttLink(address, GW).start()
+        yield link, writer
+        link.stop()
 
 
 def send(link, items: list[dict], seq: int, historical: bool = False) -> None:

@@ -63,3 +63,36 @@ class IngestProcess:
             self.proc.send_signal(sig)
             self.proc.wait(30)
         return self.proc.returncode
+
+
+class IngestThread:
+    """`run_ingest` in a thread of the test process on a database of its own (named after a fresh
+    uuid), until the ``with`` block ends: ``(broker address, a writer on its database, quarantine path)``.
+    ``prepare(writer)`` runs before ingest starts (a database as an earlier setup left it)."""
+
+    def __init__(self, cfg, mosquitto, influxdb, tmp_path, prepare=None):
+        self.cfg, self.mosquitto, self.influxdb, self.tmp_path = cfg, mosquitto, influxdb, tmp_path
+        self.prepare = prepare
+
+    def __enter__(self):
+        import threading
+
+        from stationwatch.broker.influx import InfluxV1Writer
+        from stationwatch.broker.ingest import IngestOptions, run_ingest
+        from stationwatch.core.mqtt import BrokerAddress
+        database = f"t_{uuid.uuid4().hex[:8]}"
+        self.writer = InfluxV1Writer(self.influxdb.url, database)
+        if self.prepare is not None:
+            self.prepare(self.writer)
+        self.stop, ready = threading.Event(), threading.Event()
+        address = BrokerAddress(self.mosquitto.host, self.mosquitto.port)
+        self.thread = threading.Thread(target=run_ingest, args=(self.cfg, address, self.influxdb.url, database,
+                                                                self.tmp_path / "q.db", self.stop),
+                                       kwargs={"options": IngestOptions(instance=database), "ready": ready}, daemon=True)
+        self.thread.start()
+        assert ready.wait(30), "ingest did not subscribe"
+        return address, self.writer, self.tmp_path / "q.db"
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(15)
