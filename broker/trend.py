@@ -214,10 +214,16 @@ def start_trend(writer: PointWriter, stop: threading.Event) -> MinuteTrend:
     (InfluxDB 1.x only: with the v2 API the minutes memory cannot know stay without a trend point)."""
     trend = MinuteTrend()
     if isinstance(writer, InfluxV1Writer):
-        own = InfluxV1Writer(writer.url, writer.database, timeout=120.0)
-        threading.Thread(target=Recomputer(trend, own.downsample).run, args=(stop,), name="trend-recompute",
-                         daemon=True).start()
+        threading.Thread(target=_recompute, args=(trend, InfluxV1Writer(writer.url, writer.database, timeout=120.0), stop),
+                         name="trend-recompute", daemon=True).start()
     else:
         log.warning("ingest: the trend of minutes replayed or out of order is not recomputed with this writer (%s)",
                     type(writer).__name__)
     return trend
+
+
+def _recompute(trend: MinuteTrend, own: InfluxV1Writer, stop: threading.Event) -> None:
+    try:
+        Recomputer(trend, own.downsample).run(stop)
+    finally:
+        own.close()  # its kept-alive connections: a process that starts ingest again must not run out of them

@@ -236,7 +236,19 @@ class StreamLink:
             self._user_connect(self)
 
     def _serve(self) -> None:
+        # poll, not select: select() refuses a descriptor past 1,023, and a process may hold more
+        poller = select.poll()
+        poller.register(self._sock, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        try:
+            self._serve_on(poller)
+        finally:
+            poller.unregister(self._sock)
+            poller.unregister(self._wake_r)
+
+    def _serve_on(self, poller) -> None:
         sock, buf = self._sock, bytearray(self._rest)
+        sock_fd = sock.fileno()
         last_in = last_ping = time.monotonic()
         self._dispatch(buf)
         while not self._stop.is_set():
@@ -251,13 +263,13 @@ class StreamLink:
             if now - last_in > KEEPALIVE_S * 1.5:
                 raise ConnectionError(f"nothing from the broker for {now - last_in:.0f} s")
             pending_tls = isinstance(sock, ssl.SSLSocket) and sock.pending()
-            ready = [sock] if pending_tls else select.select([sock, self._wake_r], [], [], KEEPALIVE_S / 4)[0]
+            ready = {sock_fd} if pending_tls else {fd for fd, _ in poller.poll(KEEPALIVE_S / 4 * 1000)}
             if self._wake_r in ready:
                 try:
                     os.read(self._wake_r, 4096)
                 except BlockingIOError:
                     pass
-            if sock in ready:
+            if sock_fd in ready:
                 chunk = sock.recv(READ_BYTES)
                 if not chunk:
                     raise ConnectionError("the broker closed the connection")

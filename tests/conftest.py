@@ -4,6 +4,7 @@ test module uses (an engine clock, the example gateway's wire messages, a publis
 gateway's messages, the simulated station). Plain helpers are in support/."""
 from __future__ import annotations
 
+import gc
 import uuid
 
 import pytest
@@ -20,6 +21,17 @@ from support import EXAMPLES, Receiver  # noqa: E402
 from support.alerts import GW, SITE, Clock, Wire  # noqa: E402
 from support.postgres import fresh_database, unavailable  # noqa: E402
 from support.simulator import Recorder  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _garbage_collected():
+    """The services tune the cycle collector (core/collector.py): ``gc.freeze()`` makes what exists
+    immortal, and a test process starts services hundreds of times. Unfrozen and collected after
+    each module, what a module left behind (sockets, SQLite files) is closed before the process
+    reaches 1,024 descriptors, past which select() — paho's loop — refuses them."""
+    yield
+    gc.unfreeze()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -252,6 +252,7 @@ def test_a_shared_ingest_keeps_the_continuous_query_and_a_single_one_drops_it(in
     w.ensure_schema(trend_query=False)
     w.ensure_schema(trend_query=False)
     assert not cq()
+    w.close()
 
 
 def test_the_recomputation_of_one_site_leaves_the_others(influxdb):
@@ -266,3 +267,4 @@ def test_the_recomputation_of_one_site_leaves_the_others(influxdb):
     w.downsample(M * MINUTE_MS, (M + 1) * MINUTE_MS, site="b'x")  # a quote in a name does not break the query
     rows = list(w.query('SELECT "value", "site" FROM "trend"."reading_1m"').get_points())
     assert sorted(r["site"] for r in rows) == ["a", "b'x"]
+    w.close()

@@ -96,3 +96,4 @@ class IngestThread:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join(15)
+        self.writer.close()
