@@ -89,11 +89,14 @@ class MinuteTrend:
                 continue
             tags, fields = pt.tags, pt.fields
             minute = pt.time_ms // MINUTE_MS
-            if fields.get("historical"):
-                self.later(tags.get("site", ""), minute, minute, now)
-                continue
             key = (tags.get("site", ""), tags.get("gateway", ""), tags.get("sensor", ""))
             m = self._open.get(key)
+            if fields.get("historical"):  # replayed: may repeat what was stored, never counted from memory
+                if m is not None and m.minute == minute and not m.written:
+                    m.whole = False  # a blip within the open minute: recomputed once it closes, not before
+                else:
+                    self.later(key[0], minute, minute, now)
+                continue
             if m is None or (m.tags is not tags and m.tags != tags):  # first heard, or moved by a new config
                 if m is not None and not m.written:
                     self._close(m, done, now)

@@ -122,6 +122,20 @@ def test_late_and_replayed_readings_send_their_minutes_to_be_recomputed_and_leav
     assert summary([p]) == {("t1", M + 2): (4.0, 4.0, 4.0)}, "the late reading did not enter another minute"
 
 
+def test_a_reading_replayed_into_the_open_minute_sends_that_minute_to_be_recomputed_once_it_closes():
+    clock = Clock()
+    t = MinuteTrend(clock)
+    t.add(minute_of("t1", M, [1.0]) + minute_of("t1", M + 1, [2.0, 4.0]))
+    clock.now += trend_mod.REDO_QUIET_S
+    t.due()  # the first minute's
+    t.add([reading("t1", (M + 1) * MINUTE_MS + 20_000, 9.0, historical=True)])  # a 20 s blip, replayed
+    clock.now += trend_mod.REDO_QUIET_S
+    assert t.due() == [], "not before the minute closes: its point from memory would overwrite the recomputed one"
+    assert t.add(minute_of("t1", M + 2, [3.0])) == [], "the replay may repeat a stored reading: not counted from memory"
+    clock.now += trend_mod.REDO_QUIET_S
+    assert t.due() == [(SITE, (M + 1) * MINUTE_MS, (M + 2) * MINUTE_MS)]
+
+
 def test_a_site_still_replaying_waits_and_sites_are_apart():
     clock = Clock()
     t = MinuteTrend(clock)
