@@ -286,14 +286,14 @@ def drain(c: Consumer, address: BrokerAddress, influx_url: str, database: str, m
 
 
 # what a sample was doing: walking its stack from the leaf, the first frame matching a rule names it
-def _select_frame() -> str:
-    """The frame of ingest's own MQTT link waiting in select (py-spy names a frame by function and line)."""
+def _poll_frame() -> str:
+    """The frame of ingest's own MQTT link waiting in poll (py-spy names a frame by function and line)."""
     import stationwatch.core.mqtt_stream as link
     lines = Path(link.__file__).read_text().splitlines()
-    return f"core/mqtt_stream.py:{next(i for i, ln in enumerate(lines, 1) if 'select.select(' in ln)})"
+    return f"core/mqtt_stream.py:{next(i for i, ln in enumerate(lines, 1) if 'poller.poll(' in ln)})"
 
 
-WORK = (("waiting (select, Condition.wait)", ("Condition.wait (", "Client._loop (paho", _select_frame())),
+WORK = (("waiting (poll, select, Condition.wait)", ("Condition.wait (", "Client._loop (paho", _poll_frame())),
         ("handing to the writer (Backlog.put, notify)", ("Backlog.put (",)),
         ("express lane: readings in one pass (msgspec, checks, point and line)", ("broker/express.py",)),
         ("contract parse: pydantic", ("pydantic/",)),
@@ -494,7 +494,7 @@ Ratios in this run: drain StationWatch / Node-RED **{drain_ratio:.2f}** (goal â‰
         text += f"""
 Where the ingest spends its time: py-spy 0.4 (`record --nonblocking --threads --rate 200`) attached to
 `stationwatch ingest` while it drained a further backlog of {args.messages:,} ({prof['rate']:,.0f} msg/s under the profiler,
-{prof['elapsed']:.1f} s). Busy = the thread's samples, less those waiting in select or on a condition, / the samples of a thread\nbusy all the time (py-spy counts some waits as active, hence the subtraction).
+{prof['elapsed']:.1f} s). Busy = the thread's samples, less those waiting in poll, select or on a condition, / the samples of a thread\nbusy all the time (py-spy counts some waits as active, hence the subtraction).
 
 | thread | busy | its samples by what they were doing (â‰¥ 2 %) |
 |---|---|---|
