@@ -16,6 +16,7 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from stationwatch.sensors.kinds import KINDS
 
+from . import collector
 from .agent_settings import AgentSettings, agent_problems
 from .fields import Ident, Model
 from .hazards import HazardSettings, ReportSettings, hazard_problems
@@ -266,7 +267,8 @@ def parse_config(data: object, source: str = "<config>") -> StationConfig:
     if not isinstance(data, dict):
         raise ConfigError(source, [ConfigProblem("(top level)", "expected a mapping / 应为键值映射")])
     try:
-        cfg = StationConfig.model_validate(data)
+        with collector.paused():  # a country's config is millions of objects, all of which live
+            cfg = StationConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, [ConfigProblem(_loc_path(e["loc"]) + _TAG_FIELD.get(e["type"], ""), e["msg"])
                                    for e in exc.errors()]) from None
@@ -290,7 +292,8 @@ def load_config(path: str | Path) -> StationConfig:
     except OSError as exc:
         raise ConfigError(str(path), [ConfigProblem("(file)", f"cannot read: {exc.strerror}")]) from None
     try:
-        data = yaml.load(text, Loader=_LOADER)
+        with collector.paused():
+            data = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
