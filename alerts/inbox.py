@@ -1,14 +1,17 @@
 """The engine's inbox: what the broker delivered, in order — except that an alarm does not wait
-behind a country's readings.
+behind a country's readings, nor behind a country's births.
 
 A readings batch, a single reading or a camera heartbeat is *routine*; anything else a gateway sends
-(an event: a smoke detector's alarm, an exit door; its status, a will; its health, the local alarm) is
-*urgent*. :meth:`Inbox.take` hands out, while an urgent message waits, that message together with
-every message of the same site that arrived before it, in their order, and only then the rest. The
-rules judge a site by its own messages only, so each site still sees its messages in the order its
-gateway sent them; only other sites' routine messages wait one commit longer. A commit is bounded
-(``limit`` messages, ``work_max`` observations: a batch counts its items), so an alarm behind a
-backlog waits for one short commit, not for the backlog.
+is *urgent*, and an *alarm* above all: an event (a smoke detector's alarm, an exit door) or the local
+alarm (``health/local_alarm``); its status, a will, its other health and its patrol answers come next.
+Commands to gateways and their replies are not urgent (the engine does not subscribe to them).
+:meth:`Inbox.take` hands out, while urgent messages wait, the urgent ones — alarms first — each
+together with every message of the same site that arrived before it, in their order, and only then
+the rest. The rules judge a site by its own messages only, so each site still sees its messages in
+the order its gateway sent them; only other sites' messages wait one commit longer. A commit is
+bounded (``limit`` messages, ``work_max`` observations: a batch counts its items), so an alarm
+behind a backlog waits for one short commit, not for the backlog — and behind 2,000 gateways' births
+after the broker restarted, for one commit of urgent messages, not for 2,000 commits of one each.
 
 Acknowledgements to the broker stay in arrival order (MQTT 3.1.1 §4.6, MQTT 5 §4.6: PUBACKs in the
 order the PUBLISH packets came): :class:`AckOrder` releases a message's acknowledgement once it and
@@ -21,12 +24,14 @@ from collections import deque
 from typing import Any, Callable, NamedTuple
 
 from stationwatch.core.contract import MessageClass
-from stationwatch.core.wire import ROOT
+from stationwatch.core.wire import LOCAL_ALARM, ROOT
 
 from .partition import Partitions
 
-ROUTINE = frozenset(k.value for k in (MessageClass.READINGS, MessageClass.READING, MessageClass.HEARTBEAT))
+ROUTINE = frozenset(k.value for k in (MessageClass.READINGS, MessageClass.READING, MessageClass.HEARTBEAT,
+                                      MessageClass.CMD, MessageClass.REPLY))
 GATEWAY_ROOT = ROOT + "/"
+ROUTINE_RANK, URGENT_RANK, ALARM_RANK = 0, 1, 2
 
 
 class Delivered(NamedTuple):
@@ -35,15 +40,28 @@ class Delivered(NamedTuple):
     mid: int
     qos: int
     n: int  # arrival number: acknowledgements go back in this order
-    urgent: bool
+    rank: int  # ROUTINE_RANK, URGENT_RANK or ALARM_RANK
     site: str  # its partition (alerts/partition.py)
+    cost: int  # observations (work)
+
+    @property
+    def urgent(self) -> bool:
+        return self.rank > ROUTINE_RANK
+
+
+def rank(topic: str) -> int:
+    """How soon a message is judged: a gateway's (``sw/v1/{site}/{gateway}/{class}…``) event or local
+    alarm first, then its other messages that are not routine; the services' heartbeats and the
+    engine's probe go in order."""
+    parts = topic.split("/", 6)
+    if not topic.startswith(GATEWAY_ROOT) or len(parts) < 5 or parts[4] in ROUTINE:
+        return ROUTINE_RANK
+    alarm = parts[4] == MessageClass.EVENT.value or (parts[4] == MessageClass.HEALTH.value and parts[5:6] == [LOCAL_ALARM])
+    return ALARM_RANK if alarm else URGENT_RANK
 
 
 def urgent(topic: str) -> bool:
-    """A gateway's message (``sw/v1/{site}/{gateway}/{class}…``) whose class is not a reading, a
-    readings batch or a camera heartbeat; the services' heartbeats and the engine's probe go in order."""
-    parts = topic.split("/", 5)
-    return topic.startswith(GATEWAY_ROOT) and len(parts) > 4 and parts[4] not in ROUTINE
+    return rank(topic) > ROUTINE_RANK
 
 
 def work(topic: str, body: bytes) -> int:
@@ -64,44 +82,65 @@ class Inbox:
 
     def put(self, topic: str, body: bytes, mid: int, qos: int) -> None:
         with self._cond:
-            hurry = urgent(topic)
-            self._items.append(Delivered(topic, body, mid, qos, self._n, hurry, Partitions.of_topic(topic)))
+            m = Delivered(topic, body, mid, qos, self._n, rank(topic), Partitions.of_topic(topic), work(topic, body))
+            self._items.append(m)
             self._n += 1
-            self._urgent += hurry
+            self._urgent += m.urgent
             self._cond.notify()
 
     def empty(self) -> bool:
         return not self._items
 
+    def urgent_waiting(self) -> bool:
+        return self._urgent > 0
+
     def take(self, timeout: float, limit: int, work_max: int) -> list[Delivered]:
-        """Messages for one commit: an urgent one with its site's messages before it, else the oldest,
-        up to ``limit`` messages and about ``work_max`` observations. [] after ``timeout`` s of nothing."""
+        """Messages for one commit: urgent ones (alarms first) with their sites' messages before them,
+        else the oldest; up to ``limit`` messages and about ``work_max`` observations (at least one
+        message). [] after ``timeout`` s of nothing."""
         with self._cond:
             if not self._items and not self._cond.wait_for(lambda: self._items, timeout):
                 return []
             if self._urgent and self._run < URGENT_RUN:
                 self._run += 1
-                return self._first_urgent()
+                return self._urgent_first(limit, work_max)
             self._run = 0
             batch = [self._items.popleft()]
-            cost = work(batch[0].topic, batch[0].body)
+            cost = batch[0].cost
             while self._items and len(batch) < limit and cost < work_max:
                 batch.append(self._items.popleft())
-                cost += work(batch[-1].topic, batch[-1].body)
+                cost += batch[-1].cost
             self._urgent -= sum(m.urgent for m in batch)
             return batch
 
-    def _first_urgent(self) -> list[Delivered]:
-        """The oldest urgent message and what its site sent before it; the others keep their places
-    (a scan of the inbox: the broker keeps at most ``max_inflight_messages`` QoS 1 messages in it)."""
-        k = next(i for i, m in enumerate(self._items) if m.urgent)
-        site = self._items[k].site
-        taken, kept = [], deque()
-        for i, m in enumerate(self._items):
-            (taken if i <= k and m.site == site else kept).append(m)
+    def _urgent_first(self, limit: int, work_max: int) -> list[Delivered]:
+        """Urgent messages, alarms first then by arrival, each with what its site sent before it, for
+        as long as the commit's bounds allow (at least one); everything else keeps its place."""
+        before: dict[str, int] = {}  # site → the cost of its messages so far, in arrival order
+        upto: list[tuple[int, int, Delivered, int, int]] = []  # (−rank, n, message, its site's cost to here, count)
+        counts: dict[str, int] = {}
+        for m in self._items:
+            before[m.site] = before.get(m.site, 0) + m.cost
+            counts[m.site] = counts.get(m.site, 0) + 1
+            if m.urgent:
+                upto.append((-m.rank, m.n, m, before[m.site], counts[m.site]))
+        cut: dict[str, tuple[int, int, int]] = {}  # site → (last arrival number taken, its cost, its count)
+        cost = taken = 0
+        for _, n, m, site_cost, site_count in sorted(upto, key=lambda u: (u[0], u[1])):
+            had_n, had_cost, had_count = cut.get(m.site, (-1, 0, 0))
+            if n <= had_n:
+                continue  # taken already, with a later message of its site
+            more, more_count = site_cost - had_cost, site_count - had_count
+            if cut and (cost + more > work_max or taken + more_count > limit):
+                break
+            cut[m.site] = (n, site_cost, site_count)
+            cost, taken = cost + more, taken + more_count
+        chosen, kept = [], deque()
+        for m in self._items:
+            (chosen if m.n <= cut.get(m.site, (-1,))[0] else kept).append(m)
         self._items = kept
-        self._urgent -= sum(m.urgent for m in taken)
-        return taken
+        self._urgent -= sum(m.urgent for m in chosen)
+        return chosen
 
 
 class AckOrder:

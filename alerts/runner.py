@@ -40,9 +40,16 @@ log = logging.getLogger(__name__)
 CLIENT_ID = "stationwatch-alerts"
 TICK_S = 1.0  # time rules, deadlines and reminders are evaluated this often
 BATCH_MAX = 500  # messages committed (and acknowledged) together
-WORK_MAX = 4_000  # observations a commit (a readings batch counts its items): ~0.1 s, what an alarm may wait
+# observations a commit (a readings batch counts its items), what an alarm arriving meanwhile waits for:
+# ~44 µs each for a country (bench_engine), so ~65 ms of CPU; 4,000 were 0.2-0.5 s on the shared 2 cores
+WORK_MAX = 1_500
 HANDOFF_S = 0.2  # after a commit that raised an alert, how long the engine lets the dispatcher claim its notices
 KEEP_S = TAKEOVER_S + 10.0  # messages of sites another engine owns are kept this long, for a takeover
+# What the engine judges: what gateways say. Not the commands to them (ingest's receipts, cmd/stored,
+# go to every gateway heard from every second: ~200 a second for a country, each an urgent commit in
+# the inbox ahead of the next alarm) nor their replies to the API's commands.
+JUDGED = (MessageClass.STATUS, MessageClass.READING, MessageClass.READINGS, MessageClass.EVENT,
+          MessageClass.HEARTBEAT, MessageClass.HEALTH, MessageClass.PATROL)
 
 
 class Backlog:
@@ -78,7 +85,6 @@ def run_engine(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, 
     On a PostgreSQL store (``db_path`` a ``postgresql://`` URL) several engines, each with its own
     client id, share the sites by leases (:mod:`.leases`): each judges the sites it owns and keeps
     the others' events for a takeover. On a SQLite store one engine holds the whole store."""
-    collector.tune()
     if is_url(db_path):
         free = check_client_id(address, client_id)
         _run(cfg, address, db_path, stop, client_id, free, notifier, tick_s, beat_s, batch_max, config_version,
@@ -98,9 +104,11 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
          config_version: str | None, metrics_port: int | None, history: Sink | None,
          partitioned: bool = False) -> None:
     probe_topic = service_topic("alerts", client_id, "probe")
-    engine = AlertEngine(cfg, db_path, notifier=notifier if notifier is not None else Notifier(cfg),
-                         config_version=config_version, probe_topic=probe_topic,
-                         scope=frozenset() if partitioned else None, quarantine=_quarantine(db_path, client_id))
+    with collector.paused():  # the engine's look-ups and the memory read back all live
+        engine = AlertEngine(cfg, db_path, notifier=notifier if notifier is not None else Notifier(cfg),
+                             config_version=config_version, probe_topic=probe_topic,
+                             scope=frozenset() if partitioned else None, quarantine=_quarantine(db_path, client_id))
+    collector.tune(paced=True)  # the loop below runs the collector between commits (collector.Pace)
     leases = Leases(engine.store, client_id, Partitions(cfg).all) if partitioned else None
     if engine.notifier is not None:
         engine.notifier.instance = client_id
@@ -114,9 +122,12 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
     engine.watching = False
     beacon = Beacon("alerts", client_id)
     inbox, acks = Inbox(), AckOrder()
+    pace = collector.Pace()
 
     def on_connect(link: MqttLink) -> None:
-        link.subscribe(subscription(), qos=1)
+        for kind in JUDGED:
+            link.subscribe(subscription(kind), qos=1)
+        link.unsubscribe(subscription())  # the whole tree, as a session kept from an earlier version has it
         link.subscribe(service_subscription(), qos=1)
         link.subscribe(probe_topic, qos=0)
         beacon.online(link)
@@ -151,6 +162,7 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
                 acks.done(batch, link.ack)
                 if changed and engine.notifier is not None:  # its notices are claimed before the next commit
                     engine.notifier.handoff(HANDOFF_S)
+                pace.between(inbox.urgent_waiting())  # here, not inside the next alarm's commit
             if not engine.watching:  # the session's backlog comes right after connecting: read it first
                 subscribed_at = subscribed_at or (time.monotonic() if link.subscribed.is_set() else None)
                 if subscribed_at is not None and time.monotonic() - subscribed_at >= tick_s and inbox.empty():
@@ -163,12 +175,14 @@ def _run(cfg: StationConfig, address: BrokerAddress, db_path: str | Path, stop: 
                 _fenced(engine, leases, engine.tick)
                 for topic_name, body in engine.take_outgoing():
                     link.publish(topic_name, body, MessageClass.CMD)
+                pace.between(inbox.urgent_waiting())
                 next_tick = time.monotonic() + tick_s
             if time.monotonic() >= next_probe and link.connected.is_set():
                 link.client.publish(probe_topic, payload(time.time()), qos=0)  # back through the broker
                 next_probe = time.monotonic() + probe_every
             if time.monotonic() >= next_beat:
                 _fenced(engine, leases, lambda: engine.beat(connected=link.connected.is_set(), watching=engine.watching,
+                                                            collector=pace.figures(),
                                                             **({"sites": sorted(engine.scope)} if leases else {})))
                 beacon.beat(link, {"connected": True, "watching": engine.watching})
                 next_beat = time.monotonic() + beat_s

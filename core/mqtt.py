@@ -134,6 +134,9 @@ class MqttLink:
     def subscribe(self, topic_filter: str, qos: int = 1) -> int:
         return self.client.subscribe(topic_filter, qos)[1]
 
+    def unsubscribe(self, topic_filter: str) -> int:
+        return self.client.unsubscribe(topic_filter)[1]
+
     def subscribe_wait(self, topic_filter: str, qos: int = 1, timeout: float = 10.0) -> list[int]:
         """Subscribe and return the broker's granted QoS per filter (128 = refused)."""
         mid = self.subscribe(topic_filter, qos)

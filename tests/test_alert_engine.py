@@ -10,7 +10,9 @@ from stationwatch.alerts.dispatch import Notifier
 from stationwatch.alerts.engine import AlertEngine
 from stationwatch.alerts.store import Store
 from stationwatch.core.config import parse_config
-from stationwatch.core.contract import MessageClass, topic
+from stationwatch.core.contract import MessageClass, subscription, topic
+from stationwatch.core.mqtt import MqttLink
+from stationwatch.core.wire import payload
 
 from support import Receiver, wait_for
 from support.alerts import GW, SITE, T0, RunningEngine, Wire, send, wait_subscribed
@@ -47,7 +49,36 @@ def test_engine_quarantines_bad_messages_and_keeps_raising_alerts(city_config_pa
                         10, what="quarantine counted in the engine heartbeat")
         assert beat[1]["quarantine"] == {"not_json": 1, "bad_schema": 1, "unknown_device": 1}
         assert beat[1]["connected"] is True
+        # the engine runs the cycle collector itself, between commits (core/collector.py Pace)
+        assert beat[1]["collector"]["passes"][0] > 0, beat[1]["collector"]
     assert (tmp_path / "alerts.quarantine.db").exists()
+
+
+def test_the_engine_reads_what_gateways_say_not_the_commands_sent_to_them(city_config_path, broker_address,
+                                                                         publisher, tmp_path):
+    """Ingest's receipts (cmd/stored) go to every gateway heard from, every second: ~200 a second for
+    a country, which the engine, subscribed to the whole tree, took one urgent commit each, ahead of
+    the next fire. A session an earlier version left subscribed to the whole tree is narrowed too."""
+    cfg, db, wire = city_config_with(city_config_path), tmp_path / "alerts.db", Wire()
+    store, client_id = Store(db), f"alerts-{uuid.uuid4().hex[:8]}"
+    earlier = MqttLink(broker_address, client_id, clean_start=False,
+                       on_connect=lambda link: link.subscribe(subscription(), 1)).start()
+    assert earlier.subscribed.wait(10)
+    earlier.stop()
+    with RunningEngine(cfg, broker_address, db, client_id):
+        wait_subscribed(store, publisher, wire)
+    # the engine is away; its session on the broker keeps what it is subscribed to
+    send(publisher, (topic(SITE, GW, MessageClass.CMD, "stored"), payload(T0, name="stored", args={"seqs": [[1, 9]]})),
+         MessageClass.CMD)
+    send(publisher, wire.event("smk-dorm-f1a", "alarm"))
+    kept: list[str] = []
+    session = MqttLink(broker_address, client_id, clean_start=False,
+                       on_message=lambda topic_name, body, msg: kept.append(topic_name)).start()
+    try:
+        wait_for(lambda: any("/event/" in t for t in kept), 10, what="the event kept in the engine's session")
+    finally:
+        session.stop()
+    assert not [t for t in kept if f"/{MessageClass.CMD.value}/" in t], kept
 
 
 def test_messages_sent_while_the_engine_is_down_wait_in_its_persistent_session(city_config_path, broker_address,
