@@ -57,7 +57,9 @@ def run_child_until_killed(path, commits: int) -> list[list[str]]:
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
-    lines += [line.split() for line in child.stdout.read().splitlines() if line.strip()]
+    # a line the kill cut short (no newline: the child's buffer went out mid-print) was never reported
+    tail = child.stdout.read().split("\n")[:-1]
+    lines += [line.split() for line in tail if line.strip()]
     child.stdout.close()
     child.stderr.close()
     return lines
