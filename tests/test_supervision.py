@@ -169,8 +169,8 @@ def test_a_stopped_influxdb_is_an_alarm_of_its_own_and_ingest_keeps_its_readings
     try:
         wait_for(lambda: db.exists() and (Store(db).last_beat("ingest:main") or (0, {}))[1].get("influx_ok"), 60,
                  what="ingest's canary through InfluxDB")
-        stopped = time.time()
         influx.stop()
+        stopped = time.time()  # InfluxDB answers until its stop returns: a canary may get through until then
         silent = wait_for(lambda: alerts_of(db, "pipeline_silent", "centre/influxdb"), GRACE + 10,
                           what="pipeline_silent for InfluxDB")[0]
         assert silent.first_at <= stopped and silent.detail["hop"] == "influxdb"
