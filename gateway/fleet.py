@@ -288,6 +288,7 @@ class Fleet:
         self.scenarios = scenarios or tuple(SCENARIOS)
         self.counts = {"reading": 0, "event": 0, "heartbeat": 0, "status": 0, "messages": 0}
         self.fired: list[Fired] = []
+        self._struck: set[str] = set()  # sites a scenario has been at
         self._later: list[tuple[float, Any]] = []  # (when, callable) a scenario's next steps
         self._templates: dict[tuple, Template] = {}
         self._topics: dict[tuple, tuple[bytes, bytes]] = {}  # (site, kind, device) → fixed header byte, topic
@@ -374,7 +375,12 @@ class Fleet:
         return self._msg(site, MessageClass.EVENT, device, payload(ts, site.next_seq(), state=state, value=value, drill=False))
 
     def fire(self, name: str, site: Site | None = None) -> Fired:
-        site = site or self.rng.choice(self.sites)
+        """A scenario at ``site``, or at a random one no scenario has been at while there is one: at a
+        site whose alert is still open a second fire is that alert again, with no new notice."""
+        if site is None:
+            fresh = [s for s in self.sites if s.id not in self._struck]
+            site = self.rng.choice(fresh or self.sites)
+        self._struck.add(site.id)
         fired = Fired(name, site.id, time.time())
         SCENARIOS[name](self, site, fired)
         self.fired.append(fired)
