@@ -34,10 +34,13 @@ def _load(path: Path):
 
 
 def _stop_event() -> threading.Event:
-    """An event set by SIGINT or SIGTERM, so long-running services stop cleanly."""
+    """An event set by SIGINT or SIGTERM, so long-running services stop cleanly. SIGUSR1 prints
+    every thread's stack to stderr (the journal), for a service that hangs: `kill -USR1 PID`."""
+    import faulthandler
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     return stop
 
 
