@@ -116,24 +116,24 @@ class Inbox:
     def _urgent_first(self, limit: int, work_max: int) -> list[Delivered]:
         """Urgent messages, alarms first then by arrival, each with what its site sent before it, for
         as long as the commit's bounds allow (at least one); everything else keeps its place."""
-        before: dict[str, int] = {}  # site → the cost of its messages so far, in arrival order
-        upto: list[tuple[int, int, Delivered, int, int]] = []  # (−rank, n, message, its site's cost to here, count)
-        counts: dict[str, int] = {}
+        so_far: dict[str, tuple[int, int]] = {}  # site → (cost, count) of its messages to here, in arrival order
+        upto: list[tuple[Delivered, int, int]] = []  # an urgent message, its site's cost and count up to it
         for m in self._items:
-            before[m.site] = before.get(m.site, 0) + m.cost
-            counts[m.site] = counts.get(m.site, 0) + 1
+            site_cost, site_count = so_far.get(m.site, (0, 0))
+            site_cost, site_count = site_cost + m.cost, site_count + 1
+            so_far[m.site] = site_cost, site_count
             if m.urgent:
-                upto.append((-m.rank, m.n, m, before[m.site], counts[m.site]))
+                upto.append((m, site_cost, site_count))
         cut: dict[str, tuple[int, int, int]] = {}  # site → (last arrival number taken, its cost, its count)
         cost = taken = 0
-        for _, n, m, site_cost, site_count in sorted(upto, key=lambda u: (u[0], u[1])):
+        for m, site_cost, site_count in sorted(upto, key=lambda u: (-u[0].rank, u[0].n)):
             had_n, had_cost, had_count = cut.get(m.site, (-1, 0, 0))
-            if n <= had_n:
+            if m.n <= had_n:
                 continue  # taken already, with a later message of its site
             more, more_count = site_cost - had_cost, site_count - had_count
             if cut and (cost + more > work_max or taken + more_count > limit):
                 break
-            cut[m.site] = (n, site_cost, site_count)
+            cut[m.site] = (m.n, site_cost, site_count)
             cost, taken = cost + more, taken + more_count
         chosen, kept = [], deque()
         for m in self._items:
